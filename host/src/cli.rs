@@ -1,0 +1,79 @@
+//! The command line (clap). Turned into plain options at the edge, in main.rs.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bthost",
+    version,
+    about = "Trace GPU runtime APIs with bpftrace uprobes from probe packs"
+)]
+pub struct Cli {
+    /// Extra folder with packs (searched first; repeatable). Also: $BTHOST_PACK_PATH.
+    #[arg(long = "pack-path", global = true, value_name = "DIR")]
+    pub pack_path: Vec<PathBuf>,
+
+    /// Say more (e.g. abi_stable's full report on a plugin that does not match).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LibArgs {
+    /// Use this file as a pack's library: PACK=/path/to/lib.so (repeatable).
+    #[arg(long = "lib", value_name = "PACK=PATH")]
+    pub libs: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Compose one bpftrace script (and its schema) from the chosen packs.
+    Build {
+        /// Packs to use, comma-separated (e.g. hip,rccl).
+        #[arg(long, value_delimiter = ',', required = true)]
+        packs: Vec<String>,
+        /// bpftrace version to generate for: `auto` runs `bpftrace --version`.
+        #[arg(long, default_value = "auto", value_name = "auto|X.Y.Z")]
+        bpftrace: String,
+        /// The bpftrace binary `auto` asks.
+        #[arg(long = "bpftrace-bin", default_value = "bpftrace")]
+        bpftrace_bin: PathBuf,
+        #[command(flatten)]
+        lib: LibArgs,
+        /// Output script; the schema goes beside it (`.schema`).
+        #[arg(short, long, default_value = "bpft.bt")]
+        output: PathBuf,
+        /// Exit right after attaching (for checking a script and its probes).
+        #[arg(long, hide = true)]
+        exit_after_begin: bool,
+    },
+    /// List the packs found: version, probes, bpftrace ranges, plugin, library.
+    Packs {
+        #[command(flatten)]
+        lib: LibArgs,
+    },
+    /// Check that this machine can trace: bpftrace, rights, tracefs, BTF, pack libraries.
+    Doctor {
+        /// Packs whose libraries to check (default: all found).
+        #[arg(long, value_delimiter = ',')]
+        packs: Vec<String>,
+        #[arg(long = "bpftrace-bin", default_value = "bpftrace")]
+        bpftrace_bin: PathBuf,
+        #[command(flatten)]
+        lib: LibArgs,
+    },
+    /// Decode a log into DIR: the per-thread text log (log.txt).
+    Convert {
+        log: PathBuf,
+        #[arg(short, long, value_name = "DIR")]
+        output: Option<PathBuf>,
+        /// Refuse the log unless it was written by the script whose schema file this is.
+        #[arg(long, value_name = "FILE")]
+        schema: Option<PathBuf>,
+    },
+}

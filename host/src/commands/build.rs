@@ -1,0 +1,84 @@
+//! `bthost build`: choose packs, find their libraries, pick variants, compose the script.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use semver::Version;
+
+use crate::bpftrace;
+use crate::compose::{self, Built, PackInput};
+use crate::library::{self, LdCache, LibOverrides};
+use crate::registry::Registry;
+
+/// Which bpftrace to generate for.
+#[derive(Clone, Debug)]
+pub enum BpftraceChoice {
+    /// Run this bpftrace binary with `--version`.
+    Detect(PathBuf),
+    Version(Version),
+}
+
+impl BpftraceChoice {
+    pub fn resolve(&self) -> Result<Version> {
+        match self {
+            BpftraceChoice::Version(v) => Ok(v.clone()),
+            BpftraceChoice::Detect(bin) => bpftrace::detect(bin).map_err(anyhow::Error::msg),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    pub packs: Vec<String>,
+    pub bpftrace: BpftraceChoice,
+    pub libs: LibOverrides,
+    pub exit_after_begin: bool,
+}
+
+/// Builds the script. The libraries' symbols decide which probes are kept.
+pub fn build(reg: &Registry, opts: &BuildOptions) -> Result<Built> {
+    if opts.packs.is_empty() {
+        bail!("no packs chosen: give --packs NAME[,NAME...]");
+    }
+    for name in opts.libs.keys() {
+        if !opts.packs.contains(name) {
+            bail!(
+                "--lib {name}=...: pack {name} is not among --packs {}",
+                opts.packs.join(",")
+            );
+        }
+    }
+    let version = opts.bpftrace.resolve()?;
+    let entries = reg.select(&opts.packs).map_err(anyhow::Error::msg)?;
+    let cache = LdCache::load();
+    let mut inputs = Vec::new();
+    for e in &entries {
+        let found = library::find(&e.pack, &opts.libs, &cache).map_err(anyhow::Error::msg)?;
+        let functions =
+            library::symbols::defined_functions(&found.path).map_err(anyhow::Error::msg)?;
+        inputs.push(PackInput {
+            pack: &e.pack,
+            library: found.path,
+            functions,
+        });
+    }
+    let copts = compose::Options {
+        exit_after_begin: opts.exit_after_begin,
+    };
+    Ok(compose::compose(&inputs, &version, &copts)?)
+}
+
+/// Where the schema of `script` is written: `bpft.bt` -> `bpft.schema`.
+pub fn schema_path(script: &Path) -> PathBuf {
+    script.with_extension("schema")
+}
+
+/// Writes the script and its schema beside it.
+pub fn write(built: &Built, script: &Path) -> Result<PathBuf> {
+    std::fs::write(script, &built.script)
+        .with_context(|| format!("cannot write {}", script.display()))?;
+    let schema = schema_path(script);
+    std::fs::write(&schema, built.schema.to_text())
+        .with_context(|| format!("cannot write {}", schema.display()))?;
+    Ok(schema)
+}

@@ -1,0 +1,158 @@
+//! `bthost doctor`: can this machine trace? Each check says what it found and how to fix it.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::bpftrace;
+use crate::library::{self, LdCache, LibOverrides};
+use crate::registry::{trust, Registry};
+
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+pub struct Check {
+    pub status: Status,
+    pub what: String,
+}
+
+pub fn run(
+    reg: &Registry,
+    packs: &[String],
+    libs: &LibOverrides,
+    bpftrace_bin: &Path,
+) -> Vec<Check> {
+    let mut v = Vec::new();
+    let mut push = |status, what: String| v.push(Check { status, what });
+
+    match bpftrace::detect(bpftrace_bin) {
+        Ok(ver) => {
+            let mut ok_for_all = true;
+            for name in packs {
+                if let Some(e) = reg.entries.get(name) {
+                    if e.pack.variant_for(&ver).is_none() {
+                        ok_for_all = false;
+                        push(
+                            Status::Fail,
+                            format!(
+                                "pack {name} has no variant for bpftrace {ver}; it supports {}",
+                                e.pack.supported_ranges()
+                            ),
+                        );
+                    }
+                }
+            }
+            if ok_for_all {
+                push(
+                    Status::Ok,
+                    format!("bpftrace {ver} ({})", bpftrace_bin.display()),
+                );
+            }
+        }
+        Err(e) => push(
+            Status::Fail,
+            format!("bpftrace: {e}; install it (apt-get install bpftrace)"),
+        ),
+    }
+
+    if trust::running_as_root() {
+        push(
+            Status::Ok,
+            "running as root (BPF and uprobes allowed)".into(),
+        );
+    } else {
+        push(Status::Fail, "not root: bpftrace needs root (or CAP_BPF + CAP_PERFMON + CAP_SYS_ADMIN) to attach uprobes; use sudo".into());
+    }
+
+    let tracefs = std::fs::read_to_string("/proc/mounts")
+        .map(|m| {
+            m.lines()
+                .any(|l| l.split_whitespace().nth(2) == Some("tracefs"))
+        })
+        .unwrap_or(false);
+    if tracefs {
+        push(Status::Ok, "tracefs mounted".into());
+    } else {
+        push(
+            Status::Warn,
+            "tracefs not mounted: bpftrace 0.17 and 0.23 print \"failed to detach probe ... uprobe_events\" at exit \
+             (harmless); mount it with: mount -t tracefs nodev /sys/kernel/tracing"
+                .into(),
+        );
+    }
+
+    if Path::new("/sys/kernel/btf/vmlinux").exists() {
+        push(
+            Status::Ok,
+            "kernel BTF present (/sys/kernel/btf/vmlinux)".into(),
+        );
+    } else {
+        push(
+            Status::Warn,
+            "no kernel BTF (/sys/kernel/btf/vmlinux): bpftrace 0.23.0-0.24.1 variants read thread ids from curtask and need it"
+                .into(),
+        );
+    }
+
+    let cache = LdCache::load();
+    for name in packs {
+        let Some(e) = reg.entries.get(name) else {
+            push(Status::Fail, format!("pack {name}: not found"));
+            continue;
+        };
+        match library::find(&e.pack, libs, &cache) {
+            Ok(f) => match library::symbols::defined_functions(&f.path) {
+                Ok(funcs) => {
+                    let missing: Vec<_> = e
+                        .pack
+                        .probes
+                        .iter()
+                        .filter(|p| !funcs.contains(&p.function))
+                        .map(|p| p.function.as_str())
+                        .collect();
+                    let kept = e.pack.probes.len() - missing.len();
+                    let mut what = format!(
+                        "pack {name}: {} ({}), {kept} of {} probes present",
+                        f.path.display(),
+                        f.how,
+                        e.pack.probes.len()
+                    );
+                    if !missing.is_empty() {
+                        let _ = write!(
+                            what,
+                            "; not in the library (left out by build): {}",
+                            missing.join(", ")
+                        );
+                    }
+                    push(
+                        if missing.is_empty() {
+                            Status::Ok
+                        } else {
+                            Status::Warn
+                        },
+                        what,
+                    );
+                }
+                Err(err) => push(Status::Fail, format!("pack {name}: {err}")),
+            },
+            Err(err) => push(Status::Fail, err),
+        }
+    }
+    v
+}
+
+pub fn format(checks: &[Check]) -> String {
+    let mut s = String::new();
+    for c in checks {
+        let tag = match c.status {
+            Status::Ok => "ok  ",
+            Status::Warn => "warn",
+            Status::Fail => "FAIL",
+        };
+        let _ = writeln!(s, "[{tag}] {}", c.what);
+    }
+    s
+}

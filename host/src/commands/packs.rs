@@ -1,0 +1,90 @@
+//! `bthost packs`: every pack found, its version, probes, bpftrace ranges, plugin and library.
+
+use std::fmt::Write as _;
+
+use crate::library::{self, LdCache, LibOverrides};
+use crate::registry::Registry;
+
+pub fn report(reg: &Registry, libs: &LibOverrides, verbose: bool) -> String {
+    let cache = LdCache::load();
+    let mut s = String::new();
+    for (name, e) in &reg.entries {
+        let p = &e.pack;
+        let _ = writeln!(s, "{name} {}  {}", p.version, p.description);
+        let _ = writeln!(s, "  folder:   {}", p.dir.display());
+        let ranges: Vec<_> = p.variants.iter().map(|v| v.range_text.as_str()).collect();
+        let _ = writeln!(s, "  bpftrace: {}", ranges.join(" | "));
+        match &e.plugin {
+            Some(pl) => {
+                let _ = writeln!(
+                    s,
+                    "  plugin:   {} (ABI {})",
+                    pl.path.display(),
+                    pl.info.abi_version
+                );
+            }
+            None => {
+                let _ = writeln!(s, "  plugin:   none (generic decoding from pack.toml)");
+            }
+        }
+        if !p.links.is_empty() {
+            let _ = writeln!(s, "  links:    {}", p.links.join(", "));
+        }
+        let found = library::find(p, libs, &cache);
+        let missing = match &found {
+            Ok(f) => {
+                let _ = writeln!(s, "  library:  {} ({})", f.path.display(), f.how);
+                match library::symbols::defined_functions(&f.path) {
+                    Ok(funcs) => p
+                        .probes
+                        .iter()
+                        .filter(|pr| !funcs.contains(&pr.function))
+                        .map(|pr| pr.function.clone())
+                        .collect(),
+                    Err(e) => {
+                        let _ = writeln!(s, "            unreadable: {e}");
+                        Vec::new()
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(s, "  library:  NOT FOUND: {e}");
+                Vec::new()
+            }
+        };
+        let _ = writeln!(s, "  probes:   {}", p.probes.len());
+        if verbose {
+            for pr in &p.probes {
+                let _ = writeln!(s, "    {} ({})", pr.function, pr.mode.name());
+            }
+        }
+        if !missing.is_empty() {
+            let _ = writeln!(
+                s,
+                "  not in the library (left out by build): {}",
+                missing.join(", ")
+            );
+        }
+    }
+    if reg.entries.is_empty() {
+        s.push_str("no packs found\n");
+    }
+    s.push_str(&skipped_report(reg, verbose));
+    s
+}
+
+/// What discovery skipped, and why; abi_stable's long reports only with `verbose`.
+pub fn skipped_report(reg: &Registry, verbose: bool) -> String {
+    let mut s = String::new();
+    for sk in &reg.skipped {
+        let _ = writeln!(s, "skipped {}: {}", sk.path.display(), sk.why);
+        if verbose {
+            if let Some(d) = &sk.detail {
+                for l in d.lines() {
+                    let _ = writeln!(s, "    {l}");
+                }
+            }
+        }
+    }
+    s
+}

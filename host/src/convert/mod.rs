@@ -1,0 +1,126 @@
+//! `bthost convert`: read a log once, decode it, write the outputs. Knows nothing of the CLI:
+//! it takes plain [`ConvertOptions`].
+
+pub mod text;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use bthost_plugin_api::Event;
+
+use crate::decode::{LogDecoder, Stats};
+use crate::log::{Diagnostics, Severity};
+use crate::registry::Registry;
+
+#[derive(Clone, Debug)]
+pub struct ConvertOptions {
+    pub log: PathBuf,
+    pub out_dir: PathBuf,
+    /// Refuse the log unless its schema hash is this (from `--schema FILE`).
+    pub expect_schema: Option<u64>,
+}
+
+/// What a conversion found.
+pub struct Summary {
+    pub stats: Stats,
+    pub diag: Diagnostics,
+    pub outputs: Vec<PathBuf>,
+    pub schema_hash: u64,
+}
+
+/// Reads `log` and decodes every line, calling `sink` with each batch of events.
+/// Invalid UTF-8 is replaced, a last line without its newline (Ctrl-C) is reported, and
+/// everything valid is kept.
+pub fn decode_log(
+    registry: &Registry,
+    log: &Path,
+    expect_schema: Option<u64>,
+    mut sink: impl FnMut(&LogDecoder, &mut Vec<Event>),
+) -> Result<(Stats, Diagnostics, u64)> {
+    let file =
+        std::fs::File::open(log).with_context(|| format!("cannot open {}", log.display()))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut dec = LogDecoder::new(registry, log, expect_schema);
+    let mut events = Vec::new();
+    let mut buf = Vec::with_capacity(256);
+    let mut lineno = 0u64;
+    loop {
+        buf.clear();
+        let n = (&mut reader)
+            .take(1 << 20)
+            .read_until(b'\n', &mut buf)
+            .with_context(|| format!("reading {}", log.display()))?;
+        if n == 0 {
+            break;
+        }
+        lineno += 1;
+        let terminated = buf.last() == Some(&b'\n');
+        if terminated {
+            buf.pop();
+        } else if buf.len() >= 1 << 20 {
+            dec.diag.add(
+                "garbage lines",
+                Severity::Warning,
+                lineno,
+                "line longer than 1 MiB skipped",
+            );
+            // Skip the rest of the overlong line.
+            let mut rest = Vec::new();
+            reader.read_until(b'\n', &mut rest)?;
+            continue;
+        } else {
+            dec.diag.add(
+                "cut-off last line",
+                Severity::Warning,
+                lineno,
+                "the last line has no newline (bpftrace was stopped mid-write); it is skipped",
+            );
+            break;
+        }
+        let line = String::from_utf8_lossy(&buf);
+        if matches!(line, std::borrow::Cow::Owned(_)) {
+            dec.diag.add(
+                "invalid UTF-8",
+                Severity::Warning,
+                lineno,
+                "invalid UTF-8 bytes replaced",
+            );
+        }
+        dec.feed(lineno, &line, &mut events)?;
+        if !events.is_empty() {
+            sink(&dec, &mut events);
+            events.clear();
+        }
+    }
+    dec.finish(&mut events)?;
+    if !events.is_empty() {
+        sink(&dec, &mut events);
+    }
+    let hash = dec.schema().map(|s| s.hash()).unwrap_or(0);
+    Ok((dec.stats.clone(), std::mem::take(&mut dec.diag), hash))
+}
+
+/// Converts a log into `opts.out_dir`: for now the per-thread text log.
+pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
+    std::fs::create_dir_all(&opts.out_dir)
+        .with_context(|| format!("cannot create {}", opts.out_dir.display()))?;
+    let mut text = text::TextLog::default();
+    let (stats, diag, hash) = decode_log(registry, &opts.log, opts.expect_schema, |dec, evs| {
+        for e in evs.drain(..) {
+            text.push(e, dec);
+        }
+    })?;
+    let out = opts.out_dir.join("log.txt");
+    let f =
+        std::fs::File::create(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut w = std::io::BufWriter::new(f);
+    text.write(&mut w, &opts.log, hash, &stats, &diag)
+        .with_context(|| format!("writing {}", out.display()))?;
+    Ok(Summary {
+        stats,
+        diag,
+        outputs: vec![out],
+        schema_hash: hash,
+    })
+}

@@ -1,0 +1,165 @@
+//! The decoding every record gets from the schema alone: numbers to typed, named values,
+//! enum names from the pack's tables, link-key values. A pack with no plugin needs nothing more.
+
+use std::collections::HashMap;
+
+use abi_stable::std_types::{RStr, RVec};
+use bthost_plugin_api::{Arg, Event, EventKind, Link, Phase, Value};
+
+use super::intern::intern;
+use crate::compose::schema::{phase_name, RecordSpec};
+use crate::pack::types::FieldType;
+use crate::pack::Pack;
+
+struct FieldPlan {
+    name: &'static str,
+    ty: FieldType,
+    enum_values: Option<HashMap<i64, &'static str>>,
+    link: Option<&'static str>,
+}
+
+/// Everything needed to decode one record id, prepared once per log.
+pub struct RecordPlan {
+    pub pack: &'static str,
+    pub function: &'static str,
+    pub phase: Phase,
+    fields: Vec<FieldPlan>,
+    width: usize,
+}
+
+/// A record decoded from the schema.
+pub struct Generic {
+    pub phase: Phase,
+    /// The entry time as the record gave it (0 when a call's entry was not seen).
+    pub raw_ts: u64,
+    pub event: Event,
+}
+
+impl RecordPlan {
+    pub fn new(spec: &RecordSpec, pack: Option<&Pack>) -> RecordPlan {
+        let fields = spec
+            .fields
+            .iter()
+            .map(|f| FieldPlan {
+                name: intern(&f.name),
+                ty: f.ty,
+                enum_values: f.enum_name.as_ref().and_then(|e| {
+                    let table = pack?.enums.get(e)?;
+                    Some(table.values.iter().map(|(k, v)| (*k, intern(v))).collect())
+                }),
+                link: f.link.as_deref().map(intern),
+            })
+            .collect();
+        RecordPlan {
+            pack: intern(&spec.pack),
+            function: intern(&spec.function),
+            phase: spec.phase,
+            fields,
+            width: spec.raw_width(),
+        }
+    }
+
+    pub fn phase_name(&self) -> &'static str {
+        phase_name(self.phase)
+    }
+
+    /// Decodes `nums` (`tid ts [dur] fields...`).
+    pub fn decode(&self, pid: u32, nums: &[u64]) -> Result<Generic, String> {
+        let fixed = if self.phase == Phase::Call { 3 } else { 2 };
+        let want = fixed + self.width;
+        if nums.len() != want {
+            return Err(format!(
+                "{} numbers where the schema has {want} (tid, time{}, {} fields){}",
+                nums.len(),
+                if self.phase == Phase::Call {
+                    ", duration"
+                } else {
+                    ""
+                },
+                self.width,
+                if nums.len() < want {
+                    "; the line is cut short"
+                } else {
+                    ""
+                }
+            ));
+        }
+        let tid = nums[0] as u32;
+        let mut ts = nums[1];
+        let mut dur = if self.phase == Phase::Call {
+            nums[2]
+        } else {
+            0
+        };
+        let mut kind = match self.phase {
+            Phase::Entry => EventKind::Begin,
+            Phase::Exit => EventKind::End,
+            Phase::Call => EventKind::Complete,
+        };
+        if self.phase == Phase::Call && ts == 0 {
+            // The call's entry was not seen (tracing began inside it): `dur` holds the exit time.
+            ts = dur;
+            dur = 0;
+            kind = EventKind::End;
+        }
+        let mut args = RVec::with_capacity(self.fields.len());
+        let mut links = RVec::new();
+        let mut i = fixed;
+        for f in &self.fields {
+            let raw = f.ty.normalize(nums[i]);
+            let value = match f.ty {
+                FieldType::Dim3 => {
+                    let (xy, z) = (nums[i], nums[i + 1]);
+                    Value::Str(format!("{}x{}x{}", xy as u32, (xy >> 32) as u32, z as u32).into())
+                }
+                _ => typed(f, raw),
+            };
+            i += f.ty.slots();
+            if let Some(key) = f.link {
+                links.push(Link {
+                    key: RStr::from_str(key),
+                    value: raw,
+                });
+            }
+            args.push(Arg {
+                name: RStr::from_str(f.name),
+                value,
+            });
+        }
+        Ok(Generic {
+            phase: self.phase,
+            raw_ts: nums[1],
+            event: Event {
+                kind,
+                pid,
+                tid,
+                ts,
+                dur,
+                name: RStr::from_str(self.function),
+                pack: RStr::from_str(self.pack),
+                args,
+                links,
+            },
+        })
+    }
+}
+
+fn typed(f: &FieldPlan, raw: u64) -> Value {
+    if let Some(table) = &f.enum_values {
+        let v = raw as i64;
+        return match table.get(&v) {
+            Some(name) => Value::Enum {
+                raw: v,
+                name: RStr::from_str(name),
+            },
+            None => Value::Int(v),
+        };
+    }
+    match f.ty {
+        t if t.signed() => Value::Int(raw as i64),
+        FieldType::Ptr => Value::Hex(raw),
+        FieldType::Code => Value::CodeAddr(raw),
+        FieldType::Bool => Value::Bool(raw != 0),
+        _ => Value::UInt(raw),
+    }
+}

@@ -1,0 +1,314 @@
+//! From log lines to events: the schema from the header, the generic decoding every record
+//! gets from it, then the pack's plugin decoder, if it has one.
+
+mod generic;
+mod intern;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use abi_stable::std_types::{RResult, RSlice, RStr, RVec};
+use bthost_plugin_api::{DecoderBox, DecoderConfig, Event, Phase, Record};
+
+use crate::compose::schema::{Schema, SchemaBuilder};
+use crate::log::{classify, Diagnostics, LineKind, Severity};
+use crate::registry::Registry;
+use generic::RecordPlan;
+
+/// Why a log cannot be decoded at all.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}: {msg}")]
+pub struct FatalError {
+    pub file: String,
+    pub line: u64,
+    pub msg: String,
+}
+
+/// What a whole log held, beyond its events.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub lines: u64,
+    pub records: u64,
+    pub events: u64,
+    pub lost_events: u64,
+    pub attached_probes: Option<u64>,
+    pub threads: u64,
+}
+
+struct PackState {
+    decoder: Option<DecoderBox>,
+}
+
+/// Decodes a log line by line. Feed lines with [`LogDecoder::feed`], then call [`LogDecoder::finish`].
+pub struct LogDecoder<'r> {
+    registry: &'r Registry,
+    file: String,
+    expect_schema: Option<u64>,
+    building: Option<SchemaBuilder>,
+    schema: Option<Schema>,
+    plans: Vec<RecordPlan>,
+    packs: HashMap<String, PackState>,
+    threads: HashMap<u32, (u32, String)>,
+    pub diag: Diagnostics,
+    pub stats: Stats,
+    out: RVec<Event>,
+}
+
+impl<'r> LogDecoder<'r> {
+    /// `expect_schema`: refuse a log whose schema hash differs (from `--schema FILE`).
+    pub fn new(registry: &'r Registry, file: &Path, expect_schema: Option<u64>) -> Self {
+        LogDecoder {
+            registry,
+            file: file.display().to_string(),
+            expect_schema,
+            building: None,
+            schema: None,
+            plans: Vec::new(),
+            packs: HashMap::new(),
+            threads: HashMap::new(),
+            diag: Diagnostics::new(file.to_path_buf()),
+            stats: Stats::default(),
+            out: RVec::new(),
+        }
+    }
+
+    pub fn schema(&self) -> Option<&Schema> {
+        self.schema.as_ref()
+    }
+
+    /// The process id and name of a thread, as its `T` line said.
+    pub fn thread(&self, tid: u32) -> Option<&(u32, String)> {
+        self.threads.get(&tid)
+    }
+
+    pub fn threads(&self) -> &HashMap<u32, (u32, String)> {
+        &self.threads
+    }
+
+    fn fatal(&self, line: u64, msg: impl Into<String>) -> FatalError {
+        FatalError {
+            file: self.file.clone(),
+            line,
+            msg: msg.into(),
+        }
+    }
+
+    /// Feeds one line (without its newline; invalid UTF-8 already replaced); decoded events are
+    /// appended to `events`.
+    pub fn feed(
+        &mut self,
+        lineno: u64,
+        line: &str,
+        events: &mut Vec<Event>,
+    ) -> Result<(), FatalError> {
+        self.stats.lines = lineno;
+        match classify(line) {
+            LineKind::Blank => {}
+            LineKind::Header(h) => {
+                if self.schema.is_some() || self.building.is_some() {
+                    return Err(self.fatal(lineno, "a second #bthost header: two logs were concatenated; convert them one by one"));
+                }
+                self.building = Some(SchemaBuilder::header(h).map_err(|e| self.fatal(lineno, e))?);
+            }
+            LineKind::SchemaRecord(s) => {
+                let Some(b) = self.building.as_mut() else {
+                    return Err(self.fatal(lineno, "a #S schema line outside the header"));
+                };
+                b.record_line(s).map_err(|e| self.fatal(lineno, e))?;
+            }
+            LineKind::Thread { pid, tid, comm } => {
+                self.end_header(lineno)?;
+                self.stats.threads += 1;
+                self.threads.insert(tid, (pid, comm.to_string()));
+            }
+            LineKind::Record { id, nums } => {
+                self.end_header(lineno)?;
+                if self.schema.is_none() {
+                    return Err(self.fatal(
+                        lineno,
+                        "a record before any #bthost header: this log was not written by a script from `bthost build` \
+                         (or its first lines are missing)",
+                    ));
+                }
+                self.record(lineno, id, &nums, events);
+            }
+            LineKind::Attaching(n) => self.stats.attached_probes = Some(n),
+            LineKind::Lost(n) => {
+                self.stats.lost_events += n;
+                self.diag.add(
+                    "events lost by bpftrace",
+                    Severity::Warning,
+                    lineno,
+                    format!("bpftrace lost {n} events here (its output buffer was full); calls around this point may be unmatched"),
+                );
+            }
+            LineKind::BpftraceMessage(m) => {
+                let benign = m.contains("uprobe_events")
+                    || m.contains("failed to detach")
+                    || m.contains("RLIMIT_MEMLOCK");
+                let (cat, sev) = if benign {
+                    ("bpftrace messages (harmless)", Severity::Note)
+                } else {
+                    ("bpftrace errors", Severity::Warning)
+                };
+                self.diag.add(cat, sev, lineno, format!("bpftrace: {m}"));
+            }
+            LineKind::MapDump(m) => {
+                self.diag.add(
+                    "bpftrace map dumps",
+                    Severity::Note,
+                    lineno,
+                    format!("bpftrace printed a map: {m}"),
+                );
+            }
+            LineKind::Garbage(why) => {
+                self.diag.add(
+                    "garbage lines",
+                    Severity::Warning,
+                    lineno,
+                    format!("skipped: {why}"),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the header at the first non-header line: checks the schema against the packs.
+    fn end_header(&mut self, lineno: u64) -> Result<(), FatalError> {
+        let Some(b) = self.building.take() else {
+            return Ok(());
+        };
+        let schema = b.finish().map_err(|e| self.fatal(lineno, e))?;
+        if let Some(want) = self.expect_schema {
+            let got = schema.hash();
+            if got != want {
+                return Err(self.fatal(
+                    1,
+                    format!("this log is from another script: its schema is {got:016x}, the given schema is {want:016x}"),
+                ));
+            }
+        }
+        for (name, version) in &schema.packs {
+            let Some(entry) = self.registry.entries.get(name) else {
+                return Err(self.fatal(
+                    1,
+                    format!("the log was written with pack {name} {version}, which is not installed here (add its folder with --pack-path)"),
+                ));
+            };
+            let have = &entry.pack.version;
+            let compatible =
+                have.major == version.major && (have.major != 0 || have.minor == version.minor);
+            if !compatible {
+                return Err(self.fatal(
+                    1,
+                    format!("the log was written with pack {name} {version}, but the installed pack is {have} (incompatible)"),
+                ));
+            }
+            let decoder = match &entry.plugin {
+                None => None,
+                Some(p) => {
+                    let cfg = DecoderConfig {
+                        log_pack_version: version.to_string().into(),
+                    };
+                    match (p.module.new_decoder())(&cfg) {
+                        RResult::ROk(d) => Some(d),
+                        RResult::RErr(e) => {
+                            return Err(self.fatal(
+                                1,
+                                format!("plugin {} refused this log: {e}", p.path.display()),
+                            ))
+                        }
+                    }
+                }
+            };
+            self.packs.insert(name.clone(), PackState { decoder });
+        }
+        self.plans = schema
+            .records
+            .iter()
+            .map(|r| RecordPlan::new(r, self.registry.entries.get(&r.pack).map(|e| &e.pack)))
+            .collect();
+        self.schema = Some(schema);
+        Ok(())
+    }
+
+    fn record(&mut self, lineno: u64, id: u32, nums: &[u64], events: &mut Vec<Event>) {
+        let Some(plan) = id.checked_sub(1).and_then(|i| self.plans.get(i as usize)) else {
+            self.diag.add(
+                "unknown record ids",
+                Severity::Warning,
+                lineno,
+                format!(
+                    "record id {id:x} is not in the schema (which has {} records)",
+                    self.plans.len()
+                ),
+            );
+            return;
+        };
+        let tid = nums.first().copied().unwrap_or(0) as u32;
+        let pid = self.threads.get(&tid).map_or(0, |t| t.0);
+        let generic = match plan.decode(pid, nums) {
+            Ok(g) => g,
+            Err(why) => {
+                self.diag.add(
+                    "malformed records",
+                    Severity::Warning,
+                    lineno,
+                    format!("{} {}: {why}", plan.function, plan.phase_name()),
+                );
+                return;
+            }
+        };
+        self.stats.records += 1;
+        self.out.clear();
+        let fields: Vec<_> = generic.event.args.iter().cloned().collect();
+        let rec = Record {
+            line: lineno,
+            probe: RStr::from_str(plan.function),
+            phase: generic.phase,
+            pid,
+            tid,
+            ts: generic.raw_ts,
+            dur: if generic.phase == Phase::Call {
+                generic.event.dur
+            } else {
+                0
+            },
+            fields: RSlice::from_slice(&fields),
+        };
+        self.out.push(generic.event);
+        if let Some(PackState { decoder: Some(d) }) = self.packs.get_mut(plan.pack) {
+            if let RResult::RErr(e) = d.on_record(&rec, &mut self.out) {
+                self.diag.add(
+                    "plugin messages",
+                    Severity::Warning,
+                    lineno,
+                    format!("{}: {e}", plan.pack),
+                );
+            }
+        }
+        self.stats.events += self.out.len() as u64;
+        events.extend(self.out.drain(..));
+    }
+
+    /// The log ended: checks it had a header, and collects what decoders still hold.
+    pub fn finish(&mut self, events: &mut Vec<Event>) -> Result<(), FatalError> {
+        let last = self.stats.lines;
+        self.end_header(last)?;
+        if self.schema.is_none() {
+            return Err(self.fatal(
+                last.max(1),
+                "no #bthost header: this is not a log written by a script from `bthost build`",
+            ));
+        }
+        for st in self.packs.values_mut() {
+            if let Some(d) = st.decoder.as_mut() {
+                self.out.clear();
+                d.finish(&mut self.out);
+                self.stats.events += self.out.len() as u64;
+                events.extend(self.out.drain(..));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,147 @@
+//! One line of a log, classified. bpftrace's own lines are recognised and kept, never dropped.
+
+/// At most this many numbers in a record line (longer ones are garbage).
+pub const MAX_NUMS: usize = 40;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum LineKind<'a> {
+    Blank,
+    /// `#bthost ...`
+    Header(&'a str),
+    /// `#S ...`
+    SchemaRecord(&'a str),
+    /// `T <pid> <tid> <comm>`
+    Thread {
+        pid: u32,
+        tid: u32,
+        comm: &'a str,
+    },
+    /// `<id> <n>...`: a record, numbers not yet matched to a schema.
+    Record {
+        id: u32,
+        nums: Vec<u64>,
+    },
+    /// bpftrace said `Attaching N probes...`.
+    Attaching(u64),
+    /// bpftrace lost events: `Lost N events`.
+    Lost(u64),
+    /// bpftrace's error or warning lines (`ERROR: ...`, `WARNING: ...`, failed detaches, ...).
+    BpftraceMessage(&'a str),
+    /// A map that bpftrace printed at exit (`@name[...]: value`).
+    MapDump(&'a str),
+    /// Anything else, with the reason it is not a record.
+    Garbage(String),
+}
+
+/// Classifies one line (without its newline).
+pub fn classify(line: &str) -> LineKind<'_> {
+    let t = line.trim_end_matches('\r');
+    if t.trim().is_empty() {
+        return LineKind::Blank;
+    }
+    if t.starts_with("#bthost ") {
+        return LineKind::Header(t);
+    }
+    if t.starts_with("#S ") {
+        return LineKind::SchemaRecord(t);
+    }
+    if let Some(rest) = t.strip_prefix("T ") {
+        return thread(rest)
+            .unwrap_or_else(|| LineKind::Garbage(format!("bad thread line {:?}", short(t))));
+    }
+    if let Some(n) = t
+        .strip_prefix("Attaching ")
+        .and_then(|r| r.split(' ').next())
+    {
+        if let Ok(n) = n.parse() {
+            return LineKind::Attaching(n);
+        }
+    }
+    if let Some(rest) = t.strip_prefix("Lost ") {
+        if let Some(n) = rest
+            .strip_suffix(" events")
+            .and_then(|n| n.trim().parse().ok())
+        {
+            return LineKind::Lost(n);
+        }
+    }
+    if t.starts_with("ERROR")
+        || t.starts_with("WARNING")
+        || t.starts_with("open(")
+        || t.starts_with("stdin:")
+    {
+        return LineKind::BpftraceMessage(t);
+    }
+    if t.starts_with('@') {
+        return LineKind::MapDump(t);
+    }
+    record(t)
+}
+
+fn short(s: &str) -> String {
+    s.chars().take(60).collect()
+}
+
+fn thread(rest: &str) -> Option<LineKind<'_>> {
+    let mut it = rest.splitn(3, ' ');
+    let pid = u32::from_str_radix(it.next()?, 16).ok()?;
+    let tid = u32::from_str_radix(it.next()?, 16).ok()?;
+    let comm = it.next().unwrap_or("");
+    Some(LineKind::Thread { pid, tid, comm })
+}
+
+fn record(t: &str) -> LineKind<'_> {
+    let mut words = t.split(' ');
+    let first = words.next().unwrap_or("");
+    let Ok(id) = u32::from_str_radix(first, 16) else {
+        return LineKind::Garbage(format!("not a record: {:?}", short(t)));
+    };
+    let mut nums = Vec::with_capacity(8);
+    for w in words {
+        if nums.len() == MAX_NUMS {
+            return LineKind::Garbage("record has too many fields".into());
+        }
+        match u64::from_str_radix(w, 16) {
+            Ok(n) if !w.is_empty() && !w.starts_with('+') => nums.push(n),
+            _ => return LineKind::Garbage(format!("record field {:?} is not hex", short(w))),
+        }
+    }
+    LineKind::Record { id, nums }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_every_kind() {
+        assert_eq!(classify(""), LineKind::Blank);
+        assert_eq!(classify("Attaching 5 probes..."), LineKind::Attaching(5));
+        assert_eq!(classify("Lost 12 events"), LineKind::Lost(12));
+        assert_eq!(
+            classify("T 72c 72d my worker"),
+            LineKind::Thread {
+                pid: 0x72c,
+                tid: 0x72d,
+                comm: "my worker"
+            }
+        );
+        assert_eq!(
+            classify("3 72c cc9e754c 1 fffffffb"),
+            LineKind::Record {
+                id: 3,
+                nums: vec![0x72c, 0xcc9e754c, 1, 0xfffffffb]
+            }
+        );
+        assert!(matches!(
+            classify("ERROR: failed to detach probe: x"),
+            LineKind::BpftraceMessage(_)
+        ));
+        assert!(matches!(classify("@thr[1836]: 1"), LineKind::MapDump(_)));
+        assert!(matches!(classify("3 72c cc9e7"), LineKind::Record { .. }));
+        assert!(matches!(classify("3 72c zz"), LineKind::Garbage(_)));
+        assert!(matches!(classify("3 72c +5"), LineKind::Garbage(_)));
+        assert!(matches!(classify("hello world"), LineKind::Garbage(_)));
+        assert!(matches!(classify("3  5"), LineKind::Garbage(_)));
+    }
+}

@@ -1,0 +1,156 @@
+//! The `bthost` binary: parses the command line and calls the library.
+
+mod cli;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use bthost::commands::{build, doctor, packs};
+use bthost::compose::schema::SchemaBuilder;
+use bthost::convert::{self, ConvertOptions};
+use bthost::library::{self, LibOverrides};
+use bthost::registry::{Registry, SearchPaths};
+use cli::{Cli, Cmd, LibArgs};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bthost: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn libs(l: &LibArgs) -> Result<LibOverrides> {
+    l.libs
+        .iter()
+        .map(|s| library::parse_override(s).map_err(anyhow::Error::msg))
+        .collect()
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let paths = SearchPaths::standard(&cli.pack_path);
+    let verbose = cli.verbose;
+    match cli.cmd {
+        Cmd::Build {
+            packs,
+            bpftrace,
+            bpftrace_bin,
+            lib,
+            output,
+            exit_after_begin,
+        } => {
+            let reg = Registry::discover(&paths, false);
+            eprint!("{}", packs::skipped_report(&reg, verbose));
+            let choice = if bpftrace == "auto" {
+                build::BpftraceChoice::Detect(bpftrace_bin)
+            } else {
+                let v = bthost::bpftrace::parse_version(&bpftrace).with_context(|| {
+                    format!("--bpftrace {bpftrace:?}: expected auto or a version like 0.17.0")
+                })?;
+                build::BpftraceChoice::Version(v)
+            };
+            let opts = build::BuildOptions {
+                packs,
+                bpftrace: choice,
+                libs: libs(&lib)?,
+                exit_after_begin,
+            };
+            let built = build::build(&reg, &opts)?;
+            for (pack, f) in &built.left_out {
+                eprintln!("bthost: warning: pack {pack}: {f} is not in the library; its probe is left out");
+            }
+            let schema = build::write(&built, &output)?;
+            eprintln!(
+                "bthost: wrote {} ({} probes, {} bytes, schema {:016x}) and {}",
+                output.display(),
+                built.probe_count,
+                built.script.len(),
+                built.schema.hash(),
+                schema.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Packs { lib } => {
+            let reg = Registry::discover(&paths, true);
+            print!("{}", packs::report(&reg, &libs(&lib)?, verbose));
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Doctor {
+            packs: chosen,
+            bpftrace_bin,
+            lib,
+        } => {
+            let reg = Registry::discover(&paths, false);
+            let chosen = if chosen.is_empty() {
+                reg.entries.keys().cloned().collect()
+            } else {
+                chosen
+            };
+            let checks = doctor::run(&reg, &chosen, &libs(&lib)?, &bpftrace_bin);
+            print!("{}", doctor::format(&checks));
+            print!("{}", packs::skipped_report(&reg, verbose));
+            let failed = checks.iter().any(|c| c.status == doctor::Status::Fail);
+            Ok(if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Cmd::Convert {
+            log,
+            output,
+            schema,
+        } => {
+            let reg = Registry::discover(&paths, true);
+            eprint!("{}", packs::skipped_report(&reg, verbose));
+            let expect_schema = match schema {
+                None => None,
+                Some(f) => Some(read_schema_hash(&f)?),
+            };
+            let out_dir = output.unwrap_or_else(|| {
+                let mut p = log.clone().into_os_string();
+                p.push(".d");
+                PathBuf::from(p)
+            });
+            let opts = ConvertOptions {
+                log,
+                out_dir,
+                expect_schema,
+            };
+            let summary = convert::convert(&reg, &opts)?;
+            eprint!("{}", summary.diag);
+            eprintln!(
+                "bthost: {} records, {} events, {} threads{} -> {}",
+                summary.stats.records,
+                summary.stats.events,
+                summary.stats.threads,
+                if summary.stats.lost_events > 0 {
+                    format!(", {} events LOST by bpftrace", summary.stats.lost_events)
+                } else {
+                    String::new()
+                },
+                summary
+                    .outputs
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn read_schema_hash(f: &std::path::Path) -> Result<u64> {
+    let text =
+        std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+    let first = text.lines().next().unwrap_or("");
+    let b = SchemaBuilder::header(first).map_err(|e| anyhow::anyhow!("{}:1: {e}", f.display()))?;
+    Ok(b.claimed_hash)
+}

@@ -1,0 +1,497 @@
+//! `pack.toml`: what a pack probes, as data. Parsed strictly (unknown keys are errors) and
+//! resolved into a checked [`Pack`]; every error names the file, the line and what was expected.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use semver::{Version, VersionReq};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::ident::{self, IdentKind};
+use crate::pack::fragment::Fragment;
+use crate::pack::types::FieldType;
+use crate::pack::{Arg, EnumTable, Library, Pack, Probe, ProbeMode, Ret, Variant};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    pack: RawPack,
+    library: RawLibrary,
+    #[serde(default)]
+    defaults: RawDefaults,
+    #[serde(default, rename = "variant")]
+    variants: Vec<RawVariant>,
+    #[serde(default, rename = "probe")]
+    probes: Vec<RawProbe>,
+    #[serde(default)]
+    enums: BTreeMap<Spanned<String>, BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPack {
+    name: Spanned<String>,
+    version: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    links: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLibrary {
+    soname: Spanned<String>,
+    #[serde(default)]
+    also: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    ret: Option<RawRet>,
+    mode: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVariant {
+    bpftrace: Spanned<String>,
+    #[serde(default)]
+    fragments: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    function: Spanned<String>,
+    mode: Option<Spanned<String>>,
+    #[serde(default)]
+    args: Vec<RawArg>,
+    ret: Option<RawRet>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawArg {
+    name: Spanned<String>,
+    #[serde(rename = "type")]
+    ty: Spanned<String>,
+    index: Option<usize>,
+    #[serde(default)]
+    out: bool,
+    link: Option<Spanned<String>>,
+    #[serde(rename = "enum")]
+    enum_name: Option<Spanned<String>>,
+    /// A scratch variable a hand-written fragment sets, read instead of the argument register.
+    from: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum RawRet {
+    /// `ret = "none"` (void) or a type name.
+    Short(Spanned<String>),
+    Full {
+        #[serde(rename = "type")]
+        ty: Spanned<String>,
+        #[serde(rename = "enum")]
+        enum_name: Option<Spanned<String>>,
+        link: Option<Spanned<String>>,
+    },
+}
+
+/// A manifest error: file, line and message.
+#[derive(Debug, thiserror::Error)]
+#[error("{}:{line}: {msg}", file.display())]
+pub struct ManifestError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub msg: String,
+}
+
+/// Builds errors that point into one manifest's text.
+struct Ctx<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        msg: impl Into<String>,
+    ) -> Result<T, ManifestError> {
+        let line = self.text[..span.start.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1;
+        Err(ManifestError {
+            file: self.file.to_path_buf(),
+            line,
+            msg: msg.into(),
+        })
+    }
+
+    fn ident(&self, kind: IdentKind, s: &Spanned<String>) -> Result<String, ManifestError> {
+        match ident::check(kind, s.get_ref()) {
+            Ok(()) => Ok(s.get_ref().clone()),
+            Err(e) => self.err(s.span(), e.to_string()),
+        }
+    }
+}
+
+/// Reads and checks `dir/pack.toml` and the fragment files it names.
+pub fn load(dir: &Path) -> Result<Pack, ManifestError> {
+    let file = dir.join("pack.toml");
+    let text = std::fs::read_to_string(&file).map_err(|e| ManifestError {
+        file: file.clone(),
+        line: 0,
+        msg: format!("cannot read: {e}"),
+    })?;
+    parse(dir, &file, &text)
+}
+
+/// Parses a manifest's text; `file` is used in messages, `dir` to find fragments.
+pub fn parse(dir: &Path, file: &Path, text: &str) -> Result<Pack, ManifestError> {
+    let cx = Ctx { file, text };
+    let raw: RawManifest = toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+            .unwrap_or(0);
+        ManifestError {
+            file: file.to_path_buf(),
+            line,
+            msg: e.message().to_string(),
+        }
+    })?;
+
+    let name = cx.ident(IdentKind::Pack, &raw.pack.name)?;
+    let version = Version::parse(raw.pack.version.get_ref()).or_else(|e| {
+        cx.err(
+            raw.pack.version.span(),
+            format!(
+                "version {:?} is not semver (e.g. \"0.1.0\"): {e}",
+                raw.pack.version.get_ref()
+            ),
+        )
+    })?;
+    let mut links = Vec::new();
+    for l in &raw.pack.links {
+        links.push(cx.ident(IdentKind::Field, l)?);
+    }
+
+    let library = Library {
+        soname: library_name(&cx, &raw.library.soname)?,
+        also: raw
+            .library
+            .also
+            .iter()
+            .map(|n| library_name(&cx, n))
+            .collect::<Result<_, _>>()?,
+    };
+
+    let mut enums = BTreeMap::new();
+    for (ename, table) in &raw.enums {
+        let ename_s = cx.ident(IdentKind::Field, ename)?;
+        let mut values = BTreeMap::new();
+        for (k, v) in table {
+            let Ok(raw_v) = k.parse::<i64>() else {
+                return cx.err(
+                    ename.span(),
+                    format!("enum {ename_s}: key {k:?} is not an integer (write `0 = \"name\"`)"),
+                );
+            };
+            if ident::check(IdentKind::Field, v).is_err() {
+                return cx.err(
+                    ename.span(),
+                    format!("enum {ename_s}: value name {v:?} is not an identifier"),
+                );
+            }
+            values.insert(raw_v, v.clone());
+        }
+        enums.insert(ename_s, EnumTable { values });
+    }
+
+    let default_mode = match &raw.defaults.mode {
+        Some(m) => mode(&cx, m)?,
+        None => ProbeMode::Call,
+    };
+    let mut probes = Vec::new();
+    let mut seen = BTreeMap::new();
+    for p in &raw.probes {
+        let function = cx.ident(IdentKind::Symbol, &p.function)?;
+        if seen.insert(function.clone(), ()).is_some() {
+            return cx.err(
+                p.function.span(),
+                format!("probe {function} is declared twice"),
+            );
+        }
+        let probe_mode = match &p.mode {
+            Some(m) => mode(&cx, m)?,
+            None => default_mode,
+        };
+        let mut args = Vec::new();
+        let mut next_index = 0;
+        for a in &p.args {
+            let arg = resolve_arg(&cx, a, &mut next_index, &links, &enums)?;
+            if args.iter().any(|x: &Arg| x.name == arg.name) || arg.name == "ret" {
+                return cx.err(
+                    a.name.span(),
+                    format!("argument name {} is used twice", arg.name),
+                );
+            }
+            if arg.out && probe_mode == ProbeMode::Entry {
+                return cx.err(
+                    a.name.span(),
+                    "an `out` argument needs the function's exit; mode \"entry\" has none",
+                );
+            }
+            args.push(arg);
+        }
+        let ret = match p.ret.as_ref().or(raw.defaults.ret.as_ref()) {
+            None => None,
+            Some(r) => resolve_ret(&cx, r, &links, &enums)?,
+        };
+        if ret.is_some() && probe_mode == ProbeMode::Entry {
+            return cx.err(
+                p.function.span(),
+                "mode \"entry\" records no return value: set `ret = \"none\"`",
+            );
+        }
+        probes.push(Probe {
+            function,
+            mode: probe_mode,
+            args,
+            ret,
+        });
+    }
+    if probes.is_empty() {
+        return cx.err(0..0, "the pack declares no [[probe]]");
+    }
+
+    if raw.variants.is_empty() {
+        return cx.err(
+            0..0,
+            "the pack declares no [[variant]]: each needs `bpftrace = \">=0.17.0, <0.23.0\"` (the versions it works with)",
+        );
+    }
+    let mut variants = Vec::new();
+    for v in &raw.variants {
+        let range = VersionReq::parse(v.bpftrace.get_ref()).or_else(|e| {
+            cx.err(
+                v.bpftrace.span(),
+                format!(
+                    "bpftrace range {:?} is not a semver range (e.g. \">=0.17.0, <0.23.0\"): {e}",
+                    v.bpftrace.get_ref()
+                ),
+            )
+        })?;
+        let mut fragments = Vec::new();
+        for f in &v.fragments {
+            let rel = f.get_ref();
+            if rel.contains("..") || rel.starts_with('/') {
+                return cx.err(
+                    f.span(),
+                    format!("fragment {rel:?} must be a path inside the pack folder"),
+                );
+            }
+            let path = dir.join(rel);
+            let text = std::fs::read_to_string(&path).or_else(|e| {
+                cx.err(
+                    f.span(),
+                    format!("cannot read fragment {}: {e}", path.display()),
+                )
+            })?;
+            let frag = Fragment::parse(&path, &text).map_err(|e| ManifestError {
+                file: path.clone(),
+                line: e.line,
+                msg: e.msg,
+            })?;
+            for sec in &frag.sections {
+                if !probes.iter().any(|p| p.function == sec.function) {
+                    return Err(ManifestError {
+                        file: path.clone(),
+                        line: sec.line,
+                        msg: format!(
+                            "section for {}, which pack.toml does not declare as a [[probe]]",
+                            sec.function
+                        ),
+                    });
+                }
+            }
+            fragments.push(frag);
+        }
+        variants.push(Variant {
+            range,
+            range_text: v.bpftrace.get_ref().clone(),
+            fragments,
+        });
+    }
+
+    Ok(Pack {
+        name,
+        version,
+        description: raw.pack.description,
+        links,
+        library,
+        probes,
+        variants,
+        enums,
+        dir: dir.to_path_buf(),
+    })
+}
+
+fn library_name(cx: &Ctx, s: &Spanned<String>) -> Result<String, ManifestError> {
+    let n = s.get_ref();
+    if n.is_empty()
+        || n.contains('/')
+        || !n
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c))
+    {
+        return cx.err(
+            s.span(),
+            format!("library name {n:?} must be a file name like \"libamdhip64.so.5\""),
+        );
+    }
+    Ok(n.clone())
+}
+
+fn mode(cx: &Ctx, m: &Spanned<String>) -> Result<ProbeMode, ManifestError> {
+    match m.get_ref().as_str() {
+        "call" => Ok(ProbeMode::Call),
+        "split" => Ok(ProbeMode::Split),
+        "entry" => Ok(ProbeMode::Entry),
+        other => cx.err(
+            m.span(),
+            format!("mode {other:?}; expected \"call\" (one record at exit), \"split\" (entry and exit records, for calls that can block) or \"entry\""),
+        ),
+    }
+}
+
+fn field_type(cx: &Ctx, s: &Spanned<String>) -> Result<FieldType, ManifestError> {
+    s.get_ref().parse().or_else(|e: String| cx.err(s.span(), e))
+}
+
+fn link_key(
+    cx: &Ctx,
+    l: &Option<Spanned<String>>,
+    links: &[String],
+) -> Result<Option<String>, ManifestError> {
+    let Some(l) = l else { return Ok(None) };
+    let key = cx.ident(IdentKind::Field, l)?;
+    if !links.contains(&key) {
+        return cx.err(
+            l.span(),
+            format!("link key {key:?} is not declared in [pack] links = {links:?}"),
+        );
+    }
+    Ok(Some(key))
+}
+
+fn enum_ref(
+    cx: &Ctx,
+    e: &Option<Spanned<String>>,
+    ty: FieldType,
+    enums: &BTreeMap<String, EnumTable>,
+) -> Result<Option<String>, ManifestError> {
+    let Some(e) = e else { return Ok(None) };
+    let name = cx.ident(IdentKind::Field, e)?;
+    if !enums.contains_key(&name) {
+        return cx.err(
+            e.span(),
+            format!("enum {name:?} has no [enums.{name}] table"),
+        );
+    }
+    if !ty.is_integer() {
+        return cx.err(e.span(), format!("an enum needs an integer type, not {ty}"));
+    }
+    Ok(Some(name))
+}
+
+fn resolve_arg(
+    cx: &Ctx,
+    a: &RawArg,
+    next_index: &mut usize,
+    links: &[String],
+    enums: &BTreeMap<String, EnumTable>,
+) -> Result<Arg, ManifestError> {
+    let name = cx.ident(IdentKind::Field, &a.name)?;
+    let ty = field_type(cx, &a.ty)?;
+    let index = a.index.unwrap_or(*next_index);
+    if index + ty.slots() > 16 {
+        return cx.err(
+            a.name.span(),
+            format!("argument index {index} is beyond the 16 supported"),
+        );
+    }
+    *next_index = index + ty.slots();
+    if a.out && ty.bpftrace_pointee().is_none() {
+        return cx.err(
+            a.ty.span(),
+            format!("type {ty} cannot be an `out` argument"),
+        );
+    }
+    let from = match &a.from {
+        None => None,
+        Some(f) => {
+            let v = f.get_ref();
+            let Some(var) = v.strip_prefix('$') else {
+                return cx.err(
+                    f.span(),
+                    format!(
+                        "`from = {v:?}`: expected a fragment's scratch variable like \"$grid\""
+                    ),
+                );
+            };
+            cx.ident(IdentKind::Field, &Spanned::new(f.span(), var.to_string()))?;
+            if ty.slots() != 1 || a.out {
+                return cx.err(f.span(), "`from` takes a one-slot type and no `out`");
+            }
+            Some(var.to_string())
+        }
+    };
+    Ok(Arg {
+        name,
+        ty,
+        index,
+        out: a.out,
+        link: link_key(cx, &a.link, links)?,
+        enum_name: enum_ref(cx, &a.enum_name, ty, enums)?,
+        from,
+    })
+}
+
+fn resolve_ret(
+    cx: &Ctx,
+    r: &RawRet,
+    links: &[String],
+    enums: &BTreeMap<String, EnumTable>,
+) -> Result<Option<Ret>, ManifestError> {
+    match r {
+        RawRet::Short(s) if s.get_ref() == "none" => Ok(None),
+        RawRet::Short(s) => Ok(Some(Ret {
+            ty: field_type(cx, s)?,
+            enum_name: None,
+            link: None,
+        })),
+        RawRet::Full {
+            ty,
+            enum_name,
+            link,
+        } => {
+            let t = field_type(cx, ty)?;
+            if t.slots() != 1 {
+                return cx.err(ty.span(), format!("a return value cannot be of type {t}"));
+            }
+            Ok(Some(Ret {
+                ty: t,
+                enum_name: enum_ref(cx, enum_name, t, enums)?,
+                link: link_key(cx, link, links)?,
+            }))
+        }
+    }
+}

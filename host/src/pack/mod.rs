@@ -1,0 +1,118 @@
+//! Packs: what to probe, as data (`packs/<name>/pack.toml` and fragment files).
+
+pub mod fragment;
+pub mod manifest;
+pub mod types;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use semver::{Version, VersionReq};
+
+use fragment::Fragment;
+use types::FieldType;
+
+/// A checked pack manifest.
+#[derive(Clone, Debug)]
+pub struct Pack {
+    pub name: String,
+    pub version: Version,
+    pub description: String,
+    /// Link keys the pack's arguments feed (plugins may add more).
+    pub links: Vec<String>,
+    pub library: Library,
+    pub probes: Vec<Probe>,
+    pub variants: Vec<Variant>,
+    pub enums: BTreeMap<String, EnumTable>,
+    /// The folder the manifest was read from.
+    pub dir: PathBuf,
+}
+
+impl Pack {
+    /// The variant for bpftrace `v`: the first whose range matches.
+    pub fn variant_for(&self, v: &Version) -> Option<&Variant> {
+        self.variants.iter().find(|x| x.range.matches(v))
+    }
+
+    /// The bpftrace ranges the pack supports, for messages.
+    pub fn supported_ranges(&self) -> String {
+        let r: Vec<_> = self
+            .variants
+            .iter()
+            .map(|v| format!("\"{}\"", v.range_text))
+            .collect();
+        r.join(", ")
+    }
+}
+
+/// The library a pack probes.
+#[derive(Clone, Debug)]
+pub struct Library {
+    /// The name the dynamic linker knows it by, e.g. `libamdhip64.so.5`.
+    pub soname: String,
+    /// Other file names to try (e.g. the unversioned development link).
+    pub also: Vec<String>,
+}
+
+/// A variant of a pack's bpftrace code, for a range of bpftrace versions.
+#[derive(Clone, Debug)]
+pub struct Variant {
+    pub range: VersionReq,
+    pub range_text: String,
+    pub fragments: Vec<Fragment>,
+}
+
+/// How a probe's call is recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeMode {
+    /// One record at exit (with the entry time): cheapest, but a call that never returns is not seen.
+    Call,
+    /// A record at entry and one at exit: for calls that can block, so a hang still shows the entry.
+    Split,
+    /// A record at entry only.
+    Entry,
+}
+
+impl ProbeMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbeMode::Call => "call",
+            ProbeMode::Split => "split",
+            ProbeMode::Entry => "entry",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Probe {
+    pub function: String,
+    pub mode: ProbeMode,
+    pub args: Vec<Arg>,
+    pub ret: Option<Ret>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Arg {
+    pub name: String,
+    pub ty: FieldType,
+    /// The first argument slot (0-based; 6 and above are on the stack on x86-64).
+    pub index: usize,
+    /// An output parameter: a pointer read after the function returns.
+    pub out: bool,
+    pub link: Option<String>,
+    pub enum_name: Option<String>,
+    /// Read from a scratch variable a fragment sets instead of the argument register.
+    pub from: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Ret {
+    pub ty: FieldType,
+    pub enum_name: Option<String>,
+    pub link: Option<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct EnumTable {
+    pub values: BTreeMap<i64, String>,
+}
