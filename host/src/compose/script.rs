@@ -1,5 +1,8 @@
 //! Rendering the bpftrace text. Every name written here was validated when its pack was loaded
 //! (crate::ident); numbers and the dialect's fixed expressions are the only other input.
+//!
+//! Values are printed with `%lx`: bpftrace hands the format to libc, where `%x` keeps only the
+//! low 32 bits of a 64-bit value (pointers would be cut).
 
 use std::fmt::Write as _;
 
@@ -149,8 +152,8 @@ fn render_probe(s: &mut String, p: &Planned, d: &Dialect, maps: &mut Vec<String>
         ProbeMode::Split | ProbeMode::Entry => {
             let _ = write!(
                 s,
-                "\tprintf(\"{id:x} %x %x{}\\n\", $t, nsecs",
-                " %x".repeat(entry_vals.len())
+                "\tprintf(\"{id:x} %x %lx{}\\n\", $t, nsecs",
+                " %lx".repeat(entry_vals.len())
             );
             for v in &entry_vals {
                 let _ = write!(s, ", {v}");
@@ -202,7 +205,7 @@ fn render_probe(s: &mut String, p: &Planned, d: &Dialect, maps: &mut Vec<String>
     let _ = write!(
         s,
         "\tprintf(\"{rec_id:x} %x{}\\n\", $t",
-        " %x".repeat(vals.len())
+        " %lx".repeat(vals.len())
     );
     for v in &vals {
         let _ = write!(s, ", {v}");

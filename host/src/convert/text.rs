@@ -53,23 +53,22 @@ impl TextLog {
         }
         let ts = e.ts;
         self.first_ts = Some(self.first_ts.map_or(ts, |f| f.min(ts)));
-        let name = e.name.as_str();
-        // SAFETY of 'static: event names are interned or plugin statics (see plugin-api docs).
-        let name: &'static str = unsafe { std::mem::transmute::<&str, &'static str>(name) };
+        let name: &'static str = e.name.as_str();
         match e.kind {
-            EventKind::Complete | EventKind::Instant => th.items.push(Item {
-                start: Some(ts),
-                end: Some(ts + e.dur),
-                name,
-                args: e
-                    .args
-                    .into_iter()
-                    .filter(|a| a.name.as_str() != "ret")
-                    .collect(),
-                results: Vec::new(),
-                links: e.links.into_iter().collect(),
-                instant: e.kind == EventKind::Instant,
-            }),
+            EventKind::Complete | EventKind::Instant => {
+                // A whole call carries its return value among its fields.
+                let (results, args): (Vec<Arg>, Vec<Arg>) =
+                    e.args.into_iter().partition(|a| a.name.as_str() == "ret");
+                th.items.push(Item {
+                    start: Some(ts),
+                    end: Some(ts + e.dur),
+                    name,
+                    args,
+                    results,
+                    links: e.links.into_iter().collect(),
+                    instant: e.kind == EventKind::Instant,
+                })
+            }
             EventKind::Begin => {
                 th.open.push(th.items.len());
                 th.items.push(Item {
@@ -107,15 +106,6 @@ impl TextLog {
                         links: e.links.into_iter().collect(),
                         instant: false,
                     }),
-                }
-            }
-        }
-        // Complete events carry their return value among args; move it to results.
-        if let Some(it) = th.items.last_mut() {
-            if it.results.is_empty() {
-                if let Some(i) = it.args.iter().position(|a| a.name.as_str() == "ret") {
-                    let r = it.args.remove(i);
-                    it.results.push(r);
                 }
             }
         }

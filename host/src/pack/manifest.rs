@@ -50,7 +50,7 @@ struct RawLibrary {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawDefaults {
-    ret: Option<RawRet>,
+    ret: Option<Spanned<RawRet>>,
     mode: Option<Spanned<String>>,
 }
 
@@ -69,7 +69,7 @@ struct RawProbe {
     mode: Option<Spanned<String>>,
     #[serde(default)]
     args: Vec<RawArg>,
-    ret: Option<RawRet>,
+    ret: Option<Spanned<RawRet>>,
 }
 
 #[derive(Deserialize)]
@@ -88,17 +88,18 @@ struct RawArg {
     from: Option<Spanned<String>>,
 }
 
+/// `ret = "none"` (void), `ret = "i32"`, or `ret = { type = "i32", enum = "E", link = "K" }`.
+/// (Spans do not survive serde's untagged enums, so the whole value carries one.)
 #[derive(Deserialize, Clone)]
 #[serde(untagged)]
 enum RawRet {
-    /// `ret = "none"` (void) or a type name.
-    Short(Spanned<String>),
+    Short(String),
     Full {
         #[serde(rename = "type")]
-        ty: Spanned<String>,
+        ty: String,
         #[serde(rename = "enum")]
-        enum_name: Option<Spanned<String>>,
-        link: Option<Spanned<String>>,
+        enum_name: Option<String>,
+        link: Option<String>,
     },
 }
 
@@ -467,14 +468,16 @@ fn resolve_arg(
 
 fn resolve_ret(
     cx: &Ctx,
-    r: &RawRet,
+    r: &Spanned<RawRet>,
     links: &[String],
     enums: &BTreeMap<String, EnumTable>,
 ) -> Result<Option<Ret>, ManifestError> {
-    match r {
-        RawRet::Short(s) if s.get_ref() == "none" => Ok(None),
+    let span = r.span();
+    let at = |s: &String| Spanned::new(span.clone(), s.clone());
+    match r.get_ref() {
+        RawRet::Short(s) if s == "none" => Ok(None),
         RawRet::Short(s) => Ok(Some(Ret {
-            ty: field_type(cx, s)?,
+            ty: field_type(cx, &at(s))?,
             enum_name: None,
             link: None,
         })),
@@ -483,14 +486,14 @@ fn resolve_ret(
             enum_name,
             link,
         } => {
-            let t = field_type(cx, ty)?;
+            let t = field_type(cx, &at(ty))?;
             if t.slots() != 1 {
-                return cx.err(ty.span(), format!("a return value cannot be of type {t}"));
+                return cx.err(span, format!("a return value cannot be of type {t}"));
             }
             Ok(Some(Ret {
                 ty: t,
-                enum_name: enum_ref(cx, enum_name, t, enums)?,
-                link: link_key(cx, link, links)?,
+                enum_name: enum_ref(cx, &enum_name.as_ref().map(at), t, enums)?,
+                link: link_key(cx, &link.as_ref().map(at), links)?,
             }))
         }
     }
