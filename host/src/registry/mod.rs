@@ -52,11 +52,14 @@ impl SearchPaths {
                 .find(|d| d.join("packs").is_dir() && d.join("Cargo.toml").is_file())
             {
                 s.packs.push(root.join("packs"));
-                s.plugins.push(exe_dir.clone());
-                if exe_dir.ends_with("deps") {
-                    s.plugins
-                        .push(exe_dir.parent().unwrap_or(&exe_dir).to_path_buf());
-                }
+                // Tests run from target/<profile>/deps, where cargo also keeps hashed copies
+                // of the plugins; the plugins proper are one level up.
+                let out_dir = if exe_dir.ends_with("deps") {
+                    exe_dir.parent().unwrap_or(&exe_dir).to_path_buf()
+                } else {
+                    exe_dir.clone()
+                };
+                s.plugins.push(out_dir);
             }
             if let Some(prefix) = exe_dir.parent() {
                 s.packs.push(prefix.join("share/bthost/packs"));
