@@ -110,12 +110,15 @@ impl<'r> LogDecoder<'r> {
                 }
                 self.building = Some(SchemaBuilder::header(h).map_err(|e| self.fatal(lineno, e))?);
             }
-            LineKind::SchemaRecord(s) => {
-                let Some(b) = self.building.as_mut() else {
-                    return Err(self.fatal(lineno, "a #S schema line outside the header"));
-                };
-                b.record_line(s).map_err(|e| self.fatal(lineno, e))?;
-            }
+            LineKind::SchemaRecord(s) => match self.building.as_mut() {
+                Some(b) => b.record_line(s).map_err(|e| self.fatal(lineno, e))?,
+                None => self.diag.add(
+                    "garbage lines",
+                    Severity::Warning,
+                    lineno,
+                    "skipped: a #S schema line after the header ended",
+                ),
+            },
             LineKind::Thread { pid, tid, comm } => {
                 self.end_header(lineno)?;
                 self.stats.threads += 1;

@@ -70,6 +70,9 @@ struct RawProbe {
     #[serde(default)]
     args: Vec<RawArg>,
     ret: Option<Spanned<RawRet>>,
+    /// Some releases of the library lack this function (build leaves the probe out).
+    #[serde(default)]
+    optional: bool,
 }
 
 #[derive(Deserialize)]
@@ -267,6 +270,7 @@ pub fn parse(dir: &Path, file: &Path, text: &str) -> Result<Pack, ManifestError>
             mode: probe_mode,
             args,
             ret,
+            optional: p.optional,
         });
     }
     if probes.is_empty() {

@@ -89,6 +89,8 @@ pub struct Probe {
     pub mode: ProbeMode,
     pub args: Vec<Arg>,
     pub ret: Option<Ret>,
+    /// Some releases of the library lack the function; the conformance test allows its absence.
+    pub optional: bool,
 }
 
 #[derive(Clone, Debug)]

@@ -1,0 +1,163 @@
+//! End to end on the real HIP runtime: `bthost build --packs hip`, real bpftrace with real
+//! uprobes on Debian's libamdhip64.so.5 tracing a C program, then decode and convert.
+//! With no GPU every call fails, but every probe fires: the test checks decoded calls, their
+//! order per thread, their arguments (registers and stack) and their named return codes.
+
+use bthost::convert::decode_log;
+use bthost::registry::{Registry, SearchPaths};
+use bthost_plugin_api::{Event, EventKind, Value};
+use bthost_tests::*;
+
+fn arg<'a>(e: &'a Event, name: &str) -> &'a Value {
+    e.arg(name)
+        .unwrap_or_else(|| panic!("{} has no argument {name}: {e:?}", e.name))
+}
+
+fn enum_name(v: &Value) -> (&str, i64) {
+    match v {
+        Value::Enum { raw, name } => (name.as_str(), *raw),
+        other => panic!("expected an enum value, got {other:?}"),
+    }
+}
+
+#[test]
+fn traces_the_real_hip_runtime() {
+    if skip_root_tests() {
+        return;
+    }
+    require_hip();
+    let dir = scratch("e2e_hip");
+    let script = dir.join("bpft.bt");
+    let log = dir.join("run.log");
+    bthost_ok(&["build", "--packs", "hip", "-o", script.to_str().unwrap()]);
+    let schema_text = std::fs::read_to_string(dir.join("bpft.schema")).unwrap();
+
+    let prog = compile_workload("hip_basic", &dir, &["-l:libamdhip64.so.5", "-lpthread"]);
+    let (text, out) = bpftrace_run("bpftrace", &script, &log, prog.to_str().unwrap());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let kernel_addr = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("kernel 0x"))
+        .map(|h| u64::from_str_radix(h.trim(), 16).unwrap())
+        .unwrap_or_else(|| panic!("the workload did not print its kernel address: {stdout}"));
+
+    // The log starts with the same header the schema file holds.
+    let header = schema_text.lines().next().unwrap();
+    assert!(
+        text.lines().any(|l| l == header),
+        "log lacks the header {header}:\n{text}"
+    );
+
+    let reg = Registry::discover(&SearchPaths::standard(&[]), true);
+    assert!(
+        reg.entries["hip"].plugin.is_some(),
+        "hip plugin not loaded: {:?}",
+        reg.skipped
+    );
+    let mut events = Vec::new();
+    let (stats, diag, _) = decode_log(&reg, &log, None, |_, evs| events.append(evs)).unwrap();
+    assert_eq!(diag.count("garbage lines"), 0, "{diag}");
+    assert_eq!(diag.count("malformed records"), 0, "{diag}");
+    assert_eq!(stats.lost_events, 0);
+
+    let main_tid = events[0].tid;
+    let main: Vec<&Event> = events.iter().filter(|e| e.tid == main_tid).collect();
+    let worker: Vec<&Event> = events.iter().filter(|e| e.tid != main_tid).collect();
+    let names = |v: &[&Event]| {
+        v.iter()
+            .map(|e| (e.name.as_str().to_string(), e.kind))
+            .collect::<Vec<_>>()
+    };
+    use EventKind::*;
+    let expect = |v: &[(&str, EventKind)]| {
+        v.iter()
+            .map(|(n, k)| (n.to_string(), *k))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(&main),
+        expect(&[
+            ("hipGetDeviceCount", Complete),
+            ("hipSetDevice", Complete),
+            ("hipGetDevice", Complete),
+            ("hipMalloc", Complete),
+            ("hipStreamCreate", Complete),
+            ("hipMemcpyAsync", Complete),
+            ("hipLaunchKernel", Complete),
+            ("hipFree", Begin),
+            ("hipFree", End),
+        ])
+    );
+    assert_eq!(
+        names(&worker),
+        expect(&[
+            ("hipSetDevice", Complete),
+            ("hipStreamSynchronize", Begin),
+            ("hipStreamSynchronize", End),
+            ("hipDeviceSynchronize", Begin),
+            ("hipDeviceSynchronize", End),
+        ])
+    );
+    // One process, its pid from the thread lines; time runs forward on each thread.
+    assert!(events.iter().all(|e| e.pid == main_tid), "{events:?}");
+    for v in [&main, &worker] {
+        assert!(v.windows(2).all(|w| w[0].ts + w[0].dur <= w[1].ts), "{v:?}");
+    }
+
+    let count = main[0];
+    assert_eq!(enum_name(arg(count, "ret")), ("hipErrorNoDevice", 100));
+    assert_eq!(arg(count, "count"), &Value::Int(0));
+    assert!(count.dur > 0);
+    assert_eq!(arg(main[1], "deviceId"), &Value::Int(0));
+    assert_eq!(
+        enum_name(arg(main[1], "ret")),
+        ("hipErrorInvalidDevice", 101)
+    );
+    assert_eq!(arg(main[3], "size"), &Value::UInt(1 << 20));
+
+    let copy = main[5];
+    assert_eq!(arg(copy, "dst"), &Value::Hex(0x7000));
+    assert_eq!(arg(copy, "sizeBytes"), &Value::UInt(64));
+    assert_eq!(enum_name(arg(copy, "kind")), ("hipMemcpyHostToDevice", 1));
+    assert_eq!(copy.link("stream"), Some(0x5eed));
+
+    // hipLaunchKernel: dim3 by value in two registers each; shared memory and stream on the stack.
+    let launch = main[6];
+    assert_eq!(arg(launch, "function"), &Value::CodeAddr(kernel_addr));
+    assert_eq!(arg(launch, "numBlocks"), &Value::Str("64x2x1".into()));
+    assert_eq!(arg(launch, "dimBlocks"), &Value::Str("256x1x1".into()));
+    assert_eq!(arg(launch, "sharedMemBytes"), &Value::UInt(4096));
+    assert_eq!(arg(launch, "stream"), &Value::Hex(0x5eed));
+    assert_eq!(launch.link("stream"), Some(0x5eed));
+
+    assert_eq!(arg(worker[0], "deviceId"), &Value::Int(1));
+    assert_eq!(
+        enum_name(arg(worker[2], "ret")),
+        ("hipErrorInvalidDevice", 101)
+    );
+    // No hipSetDevice succeeded, so no thread has a known device.
+    assert!(events.iter().all(|e| e.link("device").is_none()));
+
+    // The CLI writes the per-thread text log, and accepts the log with its own schema file.
+    let out_dir = dir.join("out");
+    bthost_ok(&[
+        "convert",
+        log.to_str().unwrap(),
+        "-o",
+        out_dir.to_str().unwrap(),
+        "--schema",
+        dir.join("bpft.schema").to_str().unwrap(),
+    ]);
+    let txt = std::fs::read_to_string(out_dir.join("log.txt")).unwrap();
+    for want in [
+        "hipGetDeviceCount(count=0) = hipErrorNoDevice(100)",
+        "hipMemcpyAsync(dst=0x7000, src=0x",
+        "kind=hipMemcpyHostToDevice(1), stream=0x5eed) = hipErrorInvalidDevice(101)  [stream=0x5eed]",
+        "numBlocks=64x2x1, dimBlocks=256x1x1",
+        "hipStreamSynchronize(stream=0x0) = hipErrorInvalidDevice(101)",
+        "hipDeviceSynchronize() = hipErrorInvalidDevice(101)",
+    ] {
+        assert!(txt.contains(want), "log.txt lacks {want:?}:\n{txt}");
+    }
+    assert_eq!(txt.matches("-- thread ").count(), 2, "{txt}");
+}
