@@ -1,0 +1,65 @@
+//! A hand-written fragment, end to end: the libcdemo fixture pack reads a byte through a
+//! pointer in its fragment; real bpftrace runs it on libc, and the decoded value must be the
+//! byte the program passed.
+
+use bthost::convert::decode_log;
+use bthost::registry::{Registry, SearchPaths};
+use bthost_plugin_api::{EventKind, Value};
+use bthost_tests::*;
+
+#[test]
+fn fragment_values_reach_the_log() {
+    if skip_root_tests() {
+        return;
+    }
+    let dir = scratch("e2e_fragment");
+    let fixtures = root().join("tests/fixtures/packs");
+    let script = dir.join("demo.bt");
+    let log = dir.join("demo.log");
+    bthost_ok(&[
+        "build",
+        "--pack-path",
+        fixtures.to_str().unwrap(),
+        "--packs",
+        "libcdemo",
+        "-o",
+        script.to_str().unwrap(),
+    ]);
+    let prog = compile_workload("libc_demo", &dir, &[]);
+    let (_, out) = bpftrace_run("bpftrace", &script, &log, prog.to_str().unwrap());
+    let printed_pid: i64 = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("pid ").map(|p| p.trim().parse().unwrap()))
+        .expect("the workload prints its pid");
+
+    let reg = Registry::discover(&SearchPaths::standard(&[fixtures]), true);
+    let mut events = Vec::new();
+    let (_, diag, _) = decode_log(&reg, &log, None, |_, evs| events.append(evs)).unwrap();
+    assert_eq!(diag.count("malformed records"), 0, "{diag}");
+    // libc is shared by every process: keep the workload's own calls.
+    let mine: Vec<_> = events
+        .iter()
+        .filter(|e| i64::from(e.pid) == printed_pid)
+        .collect();
+    let getpid = mine
+        .iter()
+        .find(|e| e.name.as_str() == "getpid")
+        .expect("getpid traced");
+    assert_eq!(getpid.arg("ret"), Some(&Value::Int(printed_pid)));
+    let setenvs: Vec<_> = mine
+        .iter()
+        .filter(|e| e.name.as_str() == "setenv")
+        .collect();
+    assert_eq!(setenvs.len(), 2, "{mine:?}");
+    for (e, first, overwrite) in [(setenvs[0], b'Z', 1), (setenvs[1], b'A', 0)] {
+        assert_eq!(e.kind, EventKind::Complete);
+        assert_eq!(
+            e.arg("first"),
+            Some(&Value::UInt(u64::from(first))),
+            "{e:?}"
+        );
+        assert_eq!(e.arg("overwrite"), Some(&Value::Int(overwrite)));
+        assert_eq!(e.arg("ret"), Some(&Value::Int(0)));
+        assert!(e.link("name").is_some_and(|v| v != 0));
+    }
+}

@@ -1,0 +1,162 @@
+//! Golden tests of the composed script: the exact text for bpftrace 0.17, 0.24.0 and 0.24.2
+//! (the variants differ where the versions differ: thread ids, stack arguments), and the
+//! guarantee that the same inputs give the same script byte for byte.
+//! Regenerate with `BTHOST_UPDATE_GOLDEN=1 cargo test -p bthost-tests --test golden`.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use bthost::compose::{compose, Options, PackInput};
+use bthost::pack::{manifest, Pack};
+use bthost_tests::root;
+use semver::Version;
+
+fn pack(dir: &str) -> Pack {
+    manifest::load(&root().join(dir)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// All of a pack's functions present, at a fixed path: the text depends on nothing local.
+fn input<'a>(p: &'a Pack, lib: &str) -> PackInput<'a> {
+    PackInput {
+        pack: p,
+        library: PathBuf::from(lib),
+        functions: p
+            .probes
+            .iter()
+            .map(|x| x.function.clone())
+            .collect::<HashSet<_>>(),
+    }
+}
+
+fn check_golden(name: &str, text: &str) {
+    let path = root().join("tests/golden").join(name);
+    if std::env::var_os("BTHOST_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, text).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (BTHOST_UPDATE_GOLDEN=1 writes it)", path.display()));
+    if want != text {
+        let line = want
+            .lines()
+            .zip(text.lines())
+            .position(|(a, b)| a != b)
+            .map_or(0, |i| i + 1);
+        panic!(
+            "{} differs from the composed script at line {line}:\n  golden: {:?}\n  now:    {:?}\n(BTHOST_UPDATE_GOLDEN=1 rewrites it after a deliberate change)",
+            path.display(),
+            want.lines().nth(line.saturating_sub(1)),
+            text.lines().nth(line.saturating_sub(1))
+        );
+    }
+}
+
+#[test]
+fn hip_script_per_bpftrace_version() {
+    let hip = pack("packs/hip");
+    for v in ["0.17.0", "0.24.0", "0.24.2"] {
+        let built = compose(
+            &[input(&hip, "/lib/x86_64-linux-gnu/libamdhip64.so.5")],
+            &Version::parse(v).unwrap(),
+            &Options::default(),
+        )
+        .unwrap();
+        assert!(built.left_out.is_empty());
+        check_golden(&format!("hip-bpftrace-{v}.bt"), &built.script);
+    }
+}
+
+#[test]
+fn versions_differ_where_bpftrace_differs() {
+    let hip = pack("packs/hip");
+    let script = |v: &str| {
+        compose(
+            &[input(&hip, "/x/libamdhip64.so.5")],
+            &Version::parse(v).unwrap(),
+            &Options::default(),
+        )
+        .unwrap()
+        .script
+    };
+    let (s17, s240, s242) = (script("0.17.0"), script("0.24.0"), script("0.24.2"));
+    assert!(s17.contains("\t$t = tid;") && s17.contains("sarg0") && !s17.contains("reg(\"sp\")"));
+    assert!(
+        s240.contains("\t$t = curtask->pid;")
+            && s240.contains("curtask->tgid")
+            && s240.contains("*(uint64*)(reg(\"sp\") + 8)")
+    );
+    assert!(
+        s242.contains("\t$t = tid;") && s242.contains("reg(\"sp\")") && !s242.contains("sarg0")
+    );
+}
+
+#[test]
+fn fragment_pack_script() {
+    let demo = pack("tests/fixtures/packs/libcdemo");
+    let built = compose(
+        &[input(&demo, "/lib/x86_64-linux-gnu/libc.so.6")],
+        &Version::new(0, 17, 0),
+        &Options::default(),
+    )
+    .unwrap();
+    assert!(
+        built
+            .script
+            .contains("\t// from first-byte.bt\n\t$first = (uint8)0;"),
+        "{}",
+        built.script
+    );
+    check_golden("libcdemo-bpftrace-0.17.0.bt", &built.script);
+}
+
+#[test]
+fn same_inputs_same_bytes_in_any_order() {
+    let hip = pack("packs/hip");
+    let demo = pack("tests/fixtures/packs/libcdemo");
+    let v = Version::new(0, 17, 0);
+    let a = compose(
+        &[
+            input(&hip, "/a/libamdhip64.so.5"),
+            input(&demo, "/b/libc.so.6"),
+        ],
+        &v,
+        &Options::default(),
+    )
+    .unwrap();
+    let b = compose(
+        &[
+            input(&demo, "/b/libc.so.6"),
+            input(&hip, "/a/libamdhip64.so.5"),
+        ],
+        &v,
+        &Options::default(),
+    )
+    .unwrap();
+    assert_eq!(a.script, b.script);
+    assert_eq!(a.schema.hash(), b.schema.hash());
+    // Record ids are unique and dense across packs.
+    let ids: Vec<u32> = a.schema.records.iter().map(|r| r.id).collect();
+    assert_eq!(ids, (1..=ids.len() as u32).collect::<Vec<_>>());
+    assert!(a.schema.records.iter().any(|r| r.pack == "libcdemo"));
+}
+
+#[test]
+fn a_function_missing_from_the_library_is_left_out_and_named() {
+    let hip = pack("packs/hip");
+    let mut inp = input(&hip, "/x/libamdhip64.so.5");
+    inp.functions.remove("hipLaunchKernel");
+    let built = compose(&[inp], &Version::new(0, 17, 0), &Options::default()).unwrap();
+    assert_eq!(
+        built.left_out,
+        vec![("hip".to_string(), "hipLaunchKernel".to_string())]
+    );
+    assert!(!built.script.contains(":hipLaunchKernel\n"));
+    assert!(built
+        .script
+        .contains("// Left out: hip hipLaunchKernel (not in the library)"));
+    assert!(!built
+        .schema
+        .records
+        .iter()
+        .any(|r| r.function == "hipLaunchKernel"));
+}
