@@ -84,12 +84,43 @@ fn handshake(path: &Path) -> Result<String, LoadError> {
 
 fn abi_stable_error(e: &LibraryError, plugin_abi: &str) -> LoadError {
     let full = e.to_string();
-    let first = full.lines().next().unwrap_or("").trim().to_string();
     LoadError {
         msg: format!(
-            "its layout does not match plugin ABI {ABI_VERSION} (it says {plugin_abi}): {first} \
-             (run with -v for abi_stable's full report)"
+            "its layout does not match plugin ABI {ABI_VERSION} (it says {plugin_abi}): {} \
+             (run with -v for abi_stable's full report)",
+            layout_summary(&full)
         ),
         detail: Some(full),
     }
+}
+
+/// One line out of abi_stable's report (hundreds of lines): where in the type graph the first
+/// difference is, e.g. "differs at PackMod.info.__returns: PluginInfo".
+fn layout_summary(report: &str) -> String {
+    let mut lines = report.lines().map(str::trim);
+    let started = lines.by_ref().any(|l| {
+        l.split(" error(s)")
+            .next()
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_some_and(|n| n > 0)
+    });
+    if !started {
+        let first = report.lines().map(str::trim).find(|l| !l.is_empty());
+        return first.unwrap_or("abi_stable refused it").to_string();
+    }
+    let mut path = Vec::new();
+    let mut last_type = "";
+    for l in lines.take_while(|l| !l.starts_with("Layout of expected type")) {
+        if let Some(f) = l.strip_prefix("field_name:") {
+            if f != "0" {
+                path.push(f);
+            }
+        } else if let Some(t) = l.strip_prefix("type:") {
+            if path.is_empty() {
+                path.push(t);
+            }
+            last_type = t;
+        }
+    }
+    format!("differs at {}: {last_type}", path.join("."))
 }

@@ -64,3 +64,157 @@ impl Decoder for DeviceTracker {
 
     fn finish(&mut self, _out: &mut RVec<Event>) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use abi_stable::std_types::{RSlice, RStr};
+    use bthost_plugin_api::{Arg, EventKind};
+
+    fn ret(raw: i64) -> Arg {
+        let name = if raw == 0 {
+            "hipSuccess"
+        } else {
+            "hipErrorInvalidDevice"
+        };
+        Arg {
+            name: "ret".into(),
+            value: Value::Enum {
+                raw,
+                name: RStr::from_str(name),
+            },
+        }
+    }
+
+    fn int(name: &'static str, v: i64) -> Arg {
+        Arg {
+            name: RStr::from_str(name),
+            value: Value::Int(v),
+        }
+    }
+
+    /// Feeds one record with a generic draft event; returns the event as the plugin left it.
+    fn feed(
+        t: &mut DeviceTracker,
+        probe: &'static str,
+        phase: Phase,
+        tid: u32,
+        fields: &[Arg],
+    ) -> Event {
+        let rec = Record {
+            line: 1,
+            probe: RStr::from_str(probe),
+            phase,
+            pid: 1,
+            tid,
+            ts: 10,
+            dur: if phase == Phase::Call { 5 } else { 0 },
+            fields: RSlice::from_slice(fields),
+        };
+        let kind = match phase {
+            Phase::Entry => EventKind::Begin,
+            Phase::Exit => EventKind::End,
+            Phase::Call => EventKind::Complete,
+        };
+        let mut out = RVec::from(vec![Event {
+            kind,
+            pid: 1,
+            tid,
+            ts: 10,
+            dur: 0,
+            name: RStr::from_str(probe),
+            pack: "hip".into(),
+            args: fields.iter().cloned().collect(),
+            links: RVec::new(),
+        }]);
+        let res = t.on_record(&rec, &mut out);
+        assert!(res.is_ok(), "{res:?}");
+        assert_eq!(out.len(), 1);
+        out.pop().unwrap()
+    }
+
+    // The records below are what the log lines of tests/e2e_hip.rs decode to, with successful
+    // returns where a GPU would give them.
+    #[test]
+    fn a_successful_set_device_follows_the_thread() {
+        let mut t = DeviceTracker::default();
+        let before = feed(&mut t, "hipMalloc", Phase::Call, 7, &[ret(0)]);
+        assert_eq!(before.link("device"), None, "unknown until learnt");
+        let set = feed(
+            &mut t,
+            "hipSetDevice",
+            Phase::Call,
+            7,
+            &[int("deviceId", 3), ret(0)],
+        );
+        assert_eq!(set.link("device"), Some(3));
+        // A blocking call whose exit never came still carries the device on its entry.
+        let sync = feed(&mut t, "hipStreamSynchronize", Phase::Entry, 7, &[]);
+        assert_eq!(sync.link("device"), Some(3));
+        // Other threads keep their own.
+        assert_eq!(
+            feed(&mut t, "hipFree", Phase::Entry, 8, &[]).link("device"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_failed_call_leaves_the_device_alone() {
+        let mut t = DeviceTracker::default();
+        feed(
+            &mut t,
+            "hipSetDevice",
+            Phase::Call,
+            7,
+            &[int("deviceId", 1), ret(0)],
+        );
+        let failed = feed(
+            &mut t,
+            "hipSetDevice",
+            Phase::Call,
+            7,
+            &[int("deviceId", 5), ret(101)],
+        );
+        assert_eq!(failed.link("device"), Some(1));
+        assert_eq!(t.current(7), Some(1));
+    }
+
+    #[test]
+    fn get_device_teaches_the_device_too() {
+        let mut t = DeviceTracker::default();
+        let got = feed(
+            &mut t,
+            "hipGetDevice",
+            Phase::Call,
+            9,
+            &[int("deviceId", 2), ret(0)],
+        );
+        assert_eq!(got.link("device"), Some(2));
+    }
+
+    #[test]
+    fn impossible_values_are_reported_not_learnt() {
+        let mut t = DeviceTracker::default();
+        let fields = [int("deviceId", -1), ret(0)];
+        let rec = Record {
+            line: 4,
+            probe: RStr::from_str("hipGetDevice"),
+            phase: Phase::Call,
+            pid: 1,
+            tid: 1,
+            ts: 0,
+            dur: 0,
+            fields: RSlice::from_slice(&fields),
+        };
+        let mut out = RVec::new();
+        let res = t.on_record(&rec, &mut out);
+        assert!(res.is_err());
+        assert_eq!(t.current(1), None);
+        // A record without the field is an error, not a panic.
+        let rec = Record {
+            fields: RSlice::from_slice(&fields[1..]),
+            ..rec
+        };
+        assert!(t.on_record(&rec, &mut out).is_err());
+    }
+}
