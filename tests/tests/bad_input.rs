@@ -392,3 +392,33 @@ fn damaged_lines_are_counted_and_the_rest_kept() {
     assert_eq!(txt.matches("hipSetDevice(deviceId=").count(), 2, "{txt}");
     assert!(txt.contains("-- thread 17 (app) --"), "{txt}");
 }
+
+#[test]
+fn untrusted_plugins_are_not_loaded_as_root() {
+    if skip_root_tests() {
+        return;
+    }
+    let dir = scratch("untrusted-plugin");
+    let loose = dir.join("plugins");
+    std::fs::create_dir_all(&loose).unwrap();
+    std::fs::copy(
+        out_dir().join("libbthost_pack_hip.so"),
+        loose.join("libbthost_pack_hip.so"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = std::process::Command::new(bthost_bin())
+        .arg("packs")
+        .env("BTHOST_PLUGIN_PATH", &loose)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out
+        .lines()
+        .find(|l| l.contains(loose.to_str().unwrap()))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("not trusted as root") && line.contains("writable by everyone"),
+        "{line}"
+    );
+}
