@@ -63,3 +63,67 @@ fn fragment_values_reach_the_log() {
         assert!(e.link("name").is_some_and(|v| v != 0));
     }
 }
+
+/// Outermost-only recording, for real: libcnest (outermost only) and libcdemo (every call)
+/// probe the same qsort/qsort_r in one script; qsort calls qsort_r inside glibc.
+#[test]
+fn outermost_only_packs_skip_their_nested_calls() {
+    if skip_root_tests() {
+        return;
+    }
+    let dir = scratch("e2e_nested");
+    let fixtures = root().join("tests/fixtures/packs");
+    let script = dir.join("nest.bt");
+    let log = dir.join("nest.log");
+    bthost_ok(&[
+        "build",
+        "--pack-path",
+        fixtures.to_str().unwrap(),
+        "--packs",
+        "libcnest,libcdemo",
+        "-o",
+        script.to_str().unwrap(),
+    ]);
+    let prog = compile_workload("libc_demo", &dir, &[]);
+    let (_, out) = bpftrace_run("bpftrace", &script, &log, prog.to_str().unwrap());
+    let pid: u32 = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("pid ").map(|p| p.trim().parse().unwrap()))
+        .expect("the workload prints its pid");
+    let reg = Registry::discover(&SearchPaths::standard(&[fixtures]), true);
+    let mut events = Vec::new();
+    decode_log(&reg, &log, None, |_, evs| events.append(evs)).unwrap();
+    let calls = |pack: &str| -> Vec<(String, Value)> {
+        events
+            .iter()
+            .filter(|e| {
+                e.pid == pid && e.pack.as_str() == pack && e.name.as_str().starts_with("qsort")
+            })
+            .map(|e| (e.name.to_string(), e.arg("n").cloned().unwrap()))
+            .collect()
+    };
+    // Records are written at exit: the nested qsort_r comes before its qsort.
+    let n = |v| Value::UInt(v);
+    assert_eq!(
+        calls("libcdemo"),
+        vec![
+            ("qsort_r".into(), n(5)),
+            ("qsort".into(), n(5)),
+            ("qsort_r".into(), n(7))
+        ]
+    );
+    assert_eq!(
+        calls("libcnest"),
+        vec![("qsort".into(), n(5)), ("qsort_r".into(), n(7))]
+    );
+    // The nested call lies inside its caller.
+    let all: Vec<_> = events
+        .iter()
+        .filter(|e| e.pid == pid && e.pack.as_str() == "libcdemo")
+        .collect();
+    let (inner, outer) = (
+        all.iter().find(|e| e.name.as_str() == "qsort_r").unwrap(),
+        all.iter().find(|e| e.name.as_str() == "qsort").unwrap(),
+    );
+    assert!(outer.ts <= inner.ts && inner.ts + inner.dur <= outer.ts + outer.dur);
+}

@@ -110,6 +110,25 @@ fn fragment_pack_script() {
 }
 
 #[test]
+fn outermost_only_pack_script() {
+    let nest = pack("tests/fixtures/packs/libcnest");
+    let built = compose(
+        &[input(&nest, "/lib/x86_64-linux-gnu/libc.so.6")],
+        &Version::new(0, 24, 2),
+        &Options::default(),
+    )
+    .unwrap();
+    assert!(
+        built
+            .script
+            .contains("\t$d = @d_libcnest[$t];\n\t@d_libcnest[$t] = $d + 1;\n\tif ($d == 0) {"),
+        "{}",
+        built.script
+    );
+    check_golden("libcnest-bpftrace-0.24.2.bt", &built.script);
+}
+
+#[test]
 fn same_inputs_same_bytes_in_any_order() {
     let hip = pack("packs/hip");
     let demo = pack("tests/fixtures/packs/libcdemo");

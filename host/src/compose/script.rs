@@ -97,14 +97,40 @@ fn thread_intro(s: &mut String, d: &Dialect) {
     );
 }
 
-fn fragment_lines(s: &mut String, p: &Planned, at: Where, d: &Dialect) {
+fn fragment_lines(out: &mut Vec<String>, p: &Planned, at: Where, d: &Dialect) {
     for frag in &p.variant.fragments {
         let mut lines = frag.body_for(&at, &p.probe.function).peekable();
         if lines.peek().is_some() {
-            let _ = writeln!(s, "\t// from {}", frag.name);
+            out.push(format!("// from {}", frag.name));
         }
         for l in lines {
-            let _ = writeln!(s, "\t{}", l.replace("{tid}", d.tid).replace("{pid}", d.pid));
+            out.push(l.replace("{tid}", d.tid).replace("{pid}", d.pid));
+        }
+    }
+}
+
+/// The per-thread depth map of a pack whose calls are recorded outermost-only.
+fn depth_map(pack: &str) -> String {
+    format!("@d_{pack}")
+}
+
+/// Writes `body` into a probe block, inside the outermost-only guard when the pack asks for it.
+fn write_guarded(s: &mut String, guard: Option<&[String]>, body: &[String]) {
+    match guard {
+        None => {
+            for l in body {
+                let _ = writeln!(s, "\t{l}");
+            }
+        }
+        Some(pre) => {
+            for l in pre {
+                let _ = writeln!(s, "\t{l}");
+            }
+            let _ = writeln!(s, "\tif ($d == 0) {{");
+            for l in body {
+                let _ = writeln!(s, "\t\t{l}");
+            }
+            let _ = writeln!(s, "\t}}");
         }
     }
 }
@@ -113,16 +139,16 @@ fn fragment_lines(s: &mut String, p: &Planned, at: Where, d: &Dialect) {
 fn render_probe(s: &mut String, p: &Planned, d: &Dialect, maps: &mut Vec<String>) -> usize {
     let f = &p.probe.function;
     let id = p.first_id;
-    let _ = writeln!(s, "\n// {} {} ({})", p.pack.name, f, p.probe.mode.name());
+    let mode = p.probe.mode;
+    let _ = writeln!(s, "\n// {} {} ({})", p.pack.name, f, mode.name());
 
-    // Values to print at entry / save for the exit.
+    // Values to print at entry, and those saved at entry for the exit: (map, at entry, at exit).
     let mut entry_vals = Vec::new();
-    let mut saved = Vec::new(); // (map, expr at entry, expr at exit)
+    let mut saved = Vec::new();
     for a in &p.probe.args {
         for slot in 0..a.ty.slots() {
             let v = entry_value(a, slot, d);
-            let save = a.out || p.probe.mode == ProbeMode::Call;
-            if save {
+            if a.out || mode == ProbeMode::Call {
                 let m = arg_map(id, a.index + slot);
                 let exit_expr = if a.out {
                     let pointee = a.ty.bpftrace_pointee().expect("checked in manifest");
@@ -130,93 +156,105 @@ fn render_probe(s: &mut String, p: &Planned, d: &Dialect, maps: &mut Vec<String>
                 } else {
                     format!("{m}[$t]")
                 };
-                saved.push((m, v.clone(), exit_expr, a));
+                saved.push((m, v.clone(), exit_expr, a.out));
             }
             if !a.out {
                 entry_vals.push(v);
             }
         }
     }
+    // Outermost-only: a per-thread depth count over the pack's probes; only depth 0 records.
+    // An exit whose entry was not seen (tracing began inside the call) finds depth 0 and is
+    // recorded as the outermost.
+    let (entry_guard, exit_guard) = if p.pack.outermost_only {
+        let dm = depth_map(&p.pack.name);
+        if !maps.contains(&dm) {
+            maps.push(dm.clone());
+        }
+        (
+            Some(vec![
+                format!("$d = {dm}[$t];"),
+                format!("{dm}[$t] = $d + 1;"),
+            ]),
+            Some(vec![
+                format!("$d = {dm}[$t];"),
+                format!("if ($d > 0) {{ $d = $d - 1; {dm}[$t] = $d; }}"),
+            ]),
+        )
+    } else {
+        (None, None)
+    };
 
     // Entry probe.
-    let _ = writeln!(s, "uprobe:{}:{f}\n{{", p.library);
-    let _ = writeln!(s, "\t$t = {};", d.tid);
-    thread_intro(s, d);
-    fragment_lines(s, p, Where::Entry, d);
-    match p.probe.mode {
+    let mut body = Vec::new();
+    fragment_lines(&mut body, p, Where::Entry, d);
+    match mode {
         ProbeMode::Call => {
             let tm = ts_map(id);
-            let _ = writeln!(s, "\t{tm}[$t] = nsecs;");
+            body.push(format!("{tm}[$t] = nsecs;"));
             maps.push(tm);
         }
         ProbeMode::Split | ProbeMode::Entry => {
-            let _ = write!(
-                s,
-                "\tprintf(\"{id:x} %x %lx{}\\n\", $t, nsecs",
-                " %lx".repeat(entry_vals.len())
-            );
-            for v in &entry_vals {
-                let _ = write!(s, ", {v}");
-            }
-            let _ = writeln!(s, ");");
+            body.push(printf(&format!("{id:x} %x %lx"), "$t, nsecs", &entry_vals));
         }
     }
     for (m, v, _, _) in &saved {
-        let _ = writeln!(s, "\t{m}[$t] = {v};");
+        body.push(format!("{m}[$t] = {v};"));
         maps.push(m.clone());
     }
+    let _ = writeln!(s, "uprobe:{}:{f}\n{{", p.library);
+    let _ = writeln!(s, "\t$t = {};", d.tid);
+    thread_intro(s, d);
+    write_guarded(s, entry_guard.as_deref(), &body);
     let _ = writeln!(s, "}}");
-    if p.probe.mode == ProbeMode::Entry {
+    if mode == ProbeMode::Entry {
         return 1;
     }
 
     // Exit probe.
-    let _ = writeln!(s, "uretprobe:{}:{f}\n{{", p.library);
-    let _ = writeln!(s, "\t$t = {};", d.tid);
-    fragment_lines(s, p, Where::Exit, d);
+    let mut body = Vec::new();
+    fragment_lines(&mut body, p, Where::Exit, d);
     let mut vals = Vec::new();
-    let rec_id;
-    if p.probe.mode == ProbeMode::Call {
-        rec_id = id;
-        let tm = ts_map(id);
-        // An entry not seen (tracing began inside the call) leaves $s at 0: the parser then
-        // reads `dur` as the exit time.
-        let _ = writeln!(s, "\t$s = {tm}[$t];");
-        vals.push("$s".to_string());
-        vals.push("nsecs - $s".to_string());
-        for (_, _, exit_expr, _) in &saved {
-            vals.push(exit_expr.clone());
-        }
-    } else {
-        rec_id = id + 1;
-        vals.push("nsecs".to_string());
+    if mode == ProbeMode::Call {
+        // An entry not seen leaves $s at 0: the parser then reads `dur` as the exit time.
+        body.push(format!("$s = {}[$t];", ts_map(id)));
+        vals.extend(saved.iter().map(|(_, _, x, _)| x.clone()));
         if p.probe.ret.is_some() {
             vals.push("retval".to_string());
         }
-        for (_, _, exit_expr, a) in &saved {
-            if a.out {
-                vals.push(exit_expr.clone());
-            }
+        body.push(printf(
+            &format!("{id:x} %x %lx %lx"),
+            "$t, $s, nsecs - $s",
+            &vals,
+        ));
+        body.push(format!("delete({}[$t]);", ts_map(id)));
+    } else {
+        if p.probe.ret.is_some() {
+            vals.push("retval".to_string());
         }
-    }
-    if p.probe.mode == ProbeMode::Call && p.probe.ret.is_some() {
-        vals.push("retval".to_string());
-    }
-    let _ = write!(
-        s,
-        "\tprintf(\"{rec_id:x} %x{}\\n\", $t",
-        " %lx".repeat(vals.len())
-    );
-    for v in &vals {
-        let _ = write!(s, ", {v}");
-    }
-    let _ = writeln!(s, ");");
-    if p.probe.mode == ProbeMode::Call {
-        let _ = writeln!(s, "\tdelete({}[$t]);", ts_map(id));
+        vals.extend(saved.iter().filter(|x| x.3).map(|(_, _, x, _)| x.clone()));
+        body.push(printf(&format!("{:x} %x %lx", id + 1), "$t, nsecs", &vals));
     }
     for (m, _, _, _) in &saved {
-        let _ = writeln!(s, "\tdelete({m}[$t]);");
+        body.push(format!("delete({m}[$t]);"));
     }
+    let _ = writeln!(s, "uretprobe:{}:{f}\n{{", p.library);
+    let _ = writeln!(s, "\t$t = {};", d.tid);
+    write_guarded(s, exit_guard.as_deref(), &body);
     let _ = writeln!(s, "}}");
     2
+}
+
+/// A record's printf: `head` is the format's fixed start, `head_args` its arguments, and each
+/// value adds ` %lx`.
+fn printf(head: &str, head_args: &str, vals: &[String]) -> String {
+    let mut l = format!(
+        "printf(\"{head}{}\\n\", {head_args}",
+        " %lx".repeat(vals.len())
+    );
+    for v in vals {
+        let _ = write!(l, ", {v}");
+    }
+    l.push_str(");");
+    l
 }

@@ -37,6 +37,10 @@ struct RawPack {
     description: String,
     #[serde(default)]
     links: Vec<Spanned<String>>,
+    /// Record only the outermost call into the library per thread: the library's calls into
+    /// its own API cost no log (calls into other packs' libraries stay visible inside).
+    #[serde(default)]
+    outermost_only: bool,
 }
 
 #[derive(Deserialize)]
@@ -341,6 +345,7 @@ pub fn parse(dir: &Path, file: &Path, text: &str) -> Result<Pack, ManifestError>
         version,
         description: raw.pack.description,
         links,
+        outermost_only: raw.pack.outermost_only,
         library,
         probes,
         variants,

@@ -20,6 +20,8 @@ pub struct Pack {
     pub description: String,
     /// Link keys the pack's arguments feed (plugins may add more).
     pub links: Vec<String>,
+    /// Record only the outermost call into the library per thread.
+    pub outermost_only: bool,
     pub library: Library,
     pub probes: Vec<Probe>,
     pub variants: Vec<Variant>,
