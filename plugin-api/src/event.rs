@@ -36,6 +36,7 @@ pub enum Value {
     CodeAddr(u64),
     Str(RString),
     Bool(bool),
+    Float(f64),
 }
 
 impl Value {
@@ -46,7 +47,7 @@ impl Value {
             Value::UInt(v) | Value::Hex(v) | Value::CodeAddr(v) => Some(v),
             Value::Enum { raw, .. } => Some(raw as u64),
             Value::Bool(b) => Some(b as u64),
-            Value::Str(_) => None,
+            Value::Str(_) | Value::Float(_) => None,
         }
     }
 

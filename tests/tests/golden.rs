@@ -25,6 +25,11 @@ fn input<'a>(p: &'a Pack, lib: &str) -> PackInput<'a> {
             .iter()
             .map(|x| x.function.clone())
             .collect::<HashSet<_>>(),
+        nested: p
+            .nested
+            .iter()
+            .map(|n| (PathBuf::from(format!("/lib/{}", n.library)), true))
+            .collect(),
     }
 }
 

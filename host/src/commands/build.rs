@@ -41,7 +41,8 @@ pub fn build(reg: &Registry, opts: &BuildOptions) -> Result<Built> {
         bail!("no packs chosen: give --packs NAME[,NAME...]");
     }
     for name in opts.libs.keys() {
-        if !opts.packs.contains(name) {
+        let is_pack = crate::ident::check(crate::ident::IdentKind::Pack, name).is_ok();
+        if is_pack && !opts.packs.contains(name) {
             bail!(
                 "--lib {name}=...: pack {name} is not among --packs {}",
                 opts.packs.join(",")
@@ -56,10 +57,20 @@ pub fn build(reg: &Registry, opts: &BuildOptions) -> Result<Built> {
         let found = library::find(&e.pack, &opts.libs, &cache).map_err(anyhow::Error::msg)?;
         let functions =
             library::symbols::defined_functions(&found.path).map_err(anyhow::Error::msg)?;
+        let mut nested = Vec::new();
+        for n in &e.pack.nested {
+            let lib = library::find_nested(&n.library, &found.path, &opts.libs, &cache)
+                .map_err(anyhow::Error::msg)?;
+            let present = library::symbols::defined_functions(&lib.path)
+                .map_err(anyhow::Error::msg)?
+                .contains(&n.function);
+            nested.push((lib.path, present));
+        }
         inputs.push(PackInput {
             pack: &e.pack,
             library: found.path,
             functions,
+            nested,
         });
     }
     let copts = compose::Options {

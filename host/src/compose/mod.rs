@@ -18,6 +18,9 @@ pub struct PackInput<'a> {
     pub pack: &'a Pack,
     pub library: PathBuf,
     pub functions: HashSet<String>,
+    /// For each of the pack's `[[nested]]` entries, in order: the library file its call
+    /// reaches, and whether that file defines the function.
+    pub nested: Vec<(PathBuf, bool)>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -56,6 +59,15 @@ pub struct NoVariant {
 }
 
 /// A probe that made it into the script, with its record ids and the variant it came from.
+/// A nested capture probe that made it into the script.
+pub(crate) struct PlannedNested<'a> {
+    pub pack: &'a Pack,
+    pub nested: &'a crate::pack::Nested,
+    pub library: String,
+    /// Its position among all nested probes of the script (names its map).
+    pub seq: usize,
+}
+
 pub(crate) struct Planned<'a> {
     pub pack: &'a Pack,
     pub variant: &'a Variant,
@@ -79,6 +91,7 @@ pub fn compose(
     let mut records = Vec::new();
     let mut planned = Vec::new();
     let mut left_out = Vec::new();
+    let mut nested = Vec::new();
     for input in &sorted {
         let pack = input.pack;
         let variant = pack.variant_for(bpftrace).ok_or_else(|| {
@@ -118,6 +131,23 @@ pub fn compose(
                 first_id,
             });
         }
+        for (n, (path, present)) in pack.nested.iter().zip(&input.nested) {
+            let lib = path.to_str().map(str::to_string).unwrap_or_default();
+            crate::ident::check_lib_path(&lib).map_err(ComposeError::Library)?;
+            if !present {
+                left_out.push((
+                    pack.name.clone(),
+                    format!("{}:{} (nested)", n.library, n.function),
+                ));
+                continue;
+            }
+            nested.push(PlannedNested {
+                pack,
+                nested: n,
+                library: lib,
+                seq: nested.len(),
+            });
+        }
     }
     if planned.is_empty() {
         let names: Vec<_> = sorted.iter().map(|i| i.pack.name.as_str()).collect();
@@ -131,7 +161,8 @@ pub fn compose(
             .collect(),
         records,
     };
-    let (script, probe_count) = script::render(&schema, &planned, &left_out, &dialect, opts);
+    let (script, probe_count) =
+        script::render(&schema, &planned, &nested, &left_out, &dialect, opts);
     Ok(Built {
         script,
         schema,
@@ -154,8 +185,8 @@ pub fn record_layout(probe: &Probe) -> Vec<(Phase, Vec<FieldSpec>)> {
         enum_name: r.enum_name.clone(),
         link: r.link.clone(),
     });
-    let ins = probe.args.iter().filter(|a| !a.out).map(arg);
-    let outs = probe.args.iter().filter(|a| a.out).map(arg);
+    let ins = probe.args.iter().filter(|a| !a.at_exit()).map(arg);
+    let outs = probe.args.iter().filter(|a| a.at_exit()).map(arg);
     match probe.mode {
         ProbeMode::Call => {
             let fields = probe.args.iter().map(arg).chain(ret).collect();

@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 
 use super::schema::Schema;
-use super::{Options, Planned};
+use super::{Options, Planned, PlannedNested};
 use crate::bpftrace::Dialect;
 use crate::pack::fragment::Where;
 use crate::pack::{Arg, ProbeMode};
@@ -24,6 +24,7 @@ const THREADS_MAP: &str = "@thr";
 pub(super) fn render(
     schema: &Schema,
     planned: &[Planned],
+    nested: &[PlannedNested],
     left_out: &[(String, String)],
     d: &Dialect,
     opts: &Options,
@@ -72,6 +73,9 @@ pub(super) fn render(
     for p in planned {
         probes += render_probe(&mut s, p, d, &mut maps);
     }
+    for n in nested {
+        probes += render_nested(&mut s, n, d, &mut maps);
+    }
 
     let _ = writeln!(s, "\nEND\n{{");
     for m in &maps {
@@ -107,6 +111,56 @@ fn fragment_lines(out: &mut Vec<String>, p: &Planned, at: Where, d: &Dialect) {
             out.push(l.replace("{tid}", d.tid).replace("{pid}", d.pid));
         }
     }
+}
+
+/// The per-thread map a pack's capture lives in.
+fn capture_map(pack: &str, capture: &str) -> String {
+    format!("@c_{pack}_{capture}")
+}
+
+/// A `[[nested]]` probe: on another library's function, active only while the pack's
+/// outermost call is open on the thread (its depth map is non-zero); it writes no record,
+/// only the capture the pack's exit record reads.
+fn render_nested(s: &mut String, n: &PlannedNested, d: &Dialect, maps: &mut Vec<String>) -> usize {
+    let x = n.nested;
+    let dm = depth_map(&n.pack.name);
+    let cm = capture_map(&n.pack.name, &x.capture);
+    let sm = format!("@n{}", n.seq);
+    let _ = writeln!(
+        s,
+        "\n// {}: nested {} in {} -> capture {}",
+        n.pack.name, x.function, x.library, x.capture
+    );
+    let value_at_exit = if x.out {
+        let pointee = x.ty.bpftrace_pointee().expect("checked in manifest");
+        format!("*({pointee}*){sm}[$t]")
+    } else {
+        format!("{sm}[$t]")
+    };
+    let _ = writeln!(s, "uprobe:{}:{}\n{{", n.library, x.function);
+    let _ = writeln!(s, "\t$t = {};", d.tid);
+    let _ = writeln!(
+        s,
+        "\tif ({dm}[$t] > 0) {{ {sm}[$t] = {}; }}",
+        d.arg(x.index)
+    );
+    let _ = writeln!(s, "}}");
+    let _ = writeln!(s, "uretprobe:{}:{}\n{{", n.library, x.function);
+    let _ = writeln!(s, "\t$t = {};", d.tid);
+    let cond = if x.success_only {
+        format!("{dm}[$t] > 0 && retval == 0")
+    } else {
+        format!("{dm}[$t] > 0")
+    };
+    let _ = writeln!(s, "\tif ({cond}) {{ {cm}[$t] = {value_at_exit}; }}");
+    let _ = writeln!(s, "\tdelete({sm}[$t]);");
+    let _ = writeln!(s, "}}");
+    for m in [sm, cm] {
+        if !maps.contains(&m) {
+            maps.push(m);
+        }
+    }
+    2
 }
 
 /// The per-thread depth map of a pack whose calls are recorded outermost-only.
@@ -145,7 +199,16 @@ fn render_probe(s: &mut String, p: &Planned, d: &Dialect, maps: &mut Vec<String>
     // Values to print at entry, and those saved at entry for the exit: (map, at entry, at exit).
     let mut entry_vals = Vec::new();
     let mut saved = Vec::new();
+    let mut capture_resets = Vec::new();
     for a in &p.probe.args {
+        if let Some(c) = &a.capture {
+            // Set by a [[nested]] probe during the call; cleared at entry so a call that
+            // makes no nested call reads 0, not the previous call's value.
+            let m = capture_map(&p.pack.name, c);
+            capture_resets.push(format!("delete({m}[$t]);"));
+            saved.push((String::new(), String::new(), format!("{m}[$t]"), true));
+            continue;
+        }
         for slot in 0..a.ty.slots() {
             let v = entry_value(a, slot, d);
             if a.out || mode == ProbeMode::Call {
@@ -198,10 +261,11 @@ fn render_probe(s: &mut String, p: &Planned, d: &Dialect, maps: &mut Vec<String>
             body.push(printf(&format!("{id:x} %x %lx"), "$t, nsecs", &entry_vals));
         }
     }
-    for (m, v, _, _) in &saved {
+    for (m, v, _, _) in saved.iter().filter(|x| !x.0.is_empty()) {
         body.push(format!("{m}[$t] = {v};"));
         maps.push(m.clone());
     }
+    body.extend(capture_resets);
     let _ = writeln!(s, "uprobe:{}:{f}\n{{", p.library);
     let _ = writeln!(s, "\t$t = {};", d.tid);
     thread_intro(s, d);
@@ -235,7 +299,7 @@ fn render_probe(s: &mut String, p: &Planned, d: &Dialect, maps: &mut Vec<String>
         vals.extend(saved.iter().filter(|x| x.3).map(|(_, _, x, _)| x.clone()));
         body.push(printf(&format!("{:x} %x %lx", id + 1), "$t, nsecs", &vals));
     }
-    for (m, _, _, _) in &saved {
+    for (m, _, _, _) in saved.iter().filter(|x| !x.0.is_empty()) {
         body.push(format!("delete({m}[$t]);"));
     }
     let _ = writeln!(s, "uretprobe:{}:{f}\n{{", p.library);

@@ -214,6 +214,7 @@ pub fn value(v: &Value) -> String {
         Value::CodeAddr(a) => format!("code:{a:#x}"),
         Value::Str(s) => s.to_string(),
         Value::Bool(b) => b.to_string(),
+        Value::Float(f) => format!("{f}"),
     }
 }
 

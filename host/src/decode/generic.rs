@@ -160,6 +160,8 @@ fn typed(f: &FieldPlan, raw: u64) -> Value {
         FieldType::Ptr => Value::Hex(raw),
         FieldType::Code => Value::CodeAddr(raw),
         FieldType::Bool => Value::Bool(raw != 0),
+        FieldType::F32 => Value::Float(f64::from(f32::from_bits(raw as u32))),
+        FieldType::F64 => Value::Float(f64::from_bits(raw)),
         _ => Value::UInt(raw),
     }
 }

@@ -1,5 +1,6 @@
 //! Finding the library a pack probes, and which functions it exports.
 
+pub mod deps;
 pub mod symbols;
 
 use std::collections::BTreeMap;
@@ -26,6 +27,41 @@ pub fn parse_override(s: &str) -> Result<(String, PathBuf), String> {
 pub struct Found {
     pub path: PathBuf,
     pub how: &'static str,
+}
+
+/// Finds the library `soname` that a pack's call reaches inside `caller` (a `[[nested]]`
+/// probe): a `--lib SONAME=` override, the file `caller`'s runpath loads, else ldconfig's.
+pub fn find_nested(
+    soname: &str,
+    caller: &Path,
+    overrides: &LibOverrides,
+    cache: &LdCache,
+) -> Result<Found, String> {
+    if let Some(p) = overrides.get(soname) {
+        let abs =
+            std::fs::canonicalize(p).map_err(|e| format!("--lib {soname}={}: {e}", p.display()))?;
+        return Ok(Found {
+            path: abs,
+            how: "--lib",
+        });
+    }
+    if let Some(p) = deps::resolve_from(caller, soname) {
+        let abs = std::fs::canonicalize(&p).unwrap_or(p);
+        return Ok(Found {
+            path: abs,
+            how: "runpath of the pack's library",
+        });
+    }
+    if let Some(p) = cache.lookup(soname) {
+        return Ok(Found {
+            path: p.to_path_buf(),
+            how: "ldconfig",
+        });
+    }
+    Err(format!(
+        "library {soname} (called by {}) not found: give --lib {soname}=/path",
+        caller.display()
+    ))
 }
 
 /// The dynamic linker's cache (`ldconfig -p`), read once.
@@ -143,5 +179,10 @@ mod tests {
         );
         assert!(parse_override("/x/lib.so").is_err());
         assert!(parse_override("Bad=/x").is_err());
+        assert_eq!(
+            parse_override("libamdhip64.so.5=/y").unwrap().0,
+            "libamdhip64.so.5"
+        );
+        assert!(parse_override("lib so=/y").is_err());
     }
 }

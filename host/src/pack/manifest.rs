@@ -11,7 +11,7 @@ use toml::Spanned;
 use crate::ident::{self, IdentKind};
 use crate::pack::fragment::Fragment;
 use crate::pack::types::FieldType;
-use crate::pack::{Arg, EnumTable, Library, Pack, Probe, ProbeMode, Ret, Variant};
+use crate::pack::{Arg, EnumTable, Library, Nested, Pack, Probe, ProbeMode, Ret, Variant};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +26,27 @@ struct RawManifest {
     probes: Vec<RawProbe>,
     #[serde(default)]
     enums: BTreeMap<Spanned<String>, BTreeMap<String, String>>,
+    #[serde(default)]
+    nested: Vec<RawNested>,
+}
+
+/// A call into another library, made inside this pack's calls, that sets a per-thread value
+/// (a capture) the pack's records can read, without writing a record of its own.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNested {
+    capture: Spanned<String>,
+    library: Spanned<String>,
+    function: Spanned<String>,
+    /// Which argument slot holds the value (`out = true`: a pointer read after return).
+    index: usize,
+    #[serde(rename = "type")]
+    ty: Spanned<String>,
+    #[serde(default)]
+    out: bool,
+    /// Keep the value only when the call returned 0 (success in most C APIs).
+    #[serde(default)]
+    success_only: bool,
 }
 
 #[derive(Deserialize)]
@@ -93,6 +114,8 @@ struct RawArg {
     enum_name: Option<Spanned<String>>,
     /// A scratch variable a hand-written fragment sets, read instead of the argument register.
     from: Option<Spanned<String>>,
+    /// A value learnt from a `[[nested]]` call during this call, read at its exit.
+    capture: Option<Spanned<String>>,
 }
 
 /// `ret = "none"` (void), `ret = "i32"`, or `ret = { type = "i32", enum = "E", link = "K" }`.
@@ -223,6 +246,39 @@ pub fn parse(dir: &Path, file: &Path, text: &str) -> Result<Pack, ManifestError>
         enums.insert(ename_s, EnumTable { values });
     }
 
+    let mut nested = Vec::new();
+    for n in &raw.nested {
+        let capture = cx.ident(IdentKind::Field, &n.capture)?;
+        let ty = field_type(&cx, &n.ty)?;
+        if ty.slots() != 1 || (n.out && ty.bpftrace_pointee().is_none()) {
+            return cx.err(
+                n.ty.span(),
+                format!("a nested capture cannot be of type {ty}"),
+            );
+        }
+        if n.index >= 6 {
+            return cx.err(
+                n.capture.span(),
+                "a nested capture reads one of the first 6 arguments",
+            );
+        }
+        if !raw.pack.outermost_only {
+            return cx.err(
+                n.capture.span(),
+                "[[nested]] needs `outermost_only = true` in [pack]: captures are taken while the pack's outermost call is open",
+            );
+        }
+        nested.push(Nested {
+            capture,
+            library: library_name(&cx, &n.library)?,
+            function: cx.ident(IdentKind::Symbol, &n.function)?,
+            index: n.index,
+            ty,
+            out: n.out,
+            success_only: n.success_only,
+        });
+    }
+
     let default_mode = match &raw.defaults.mode {
         Some(m) => mode(&cx, m)?,
         None => ProbeMode::Call,
@@ -244,7 +300,7 @@ pub fn parse(dir: &Path, file: &Path, text: &str) -> Result<Pack, ManifestError>
         let mut args = Vec::new();
         let mut next_index = 0;
         for a in &p.args {
-            let arg = resolve_arg(&cx, a, &mut next_index, &links, &enums)?;
+            let arg = resolve_arg(&cx, a, &mut next_index, &links, &enums, &nested)?;
             if args.iter().any(|x: &Arg| x.name == arg.name) || arg.name == "ret" {
                 return cx.err(
                     a.name.span(),
@@ -346,6 +402,7 @@ pub fn parse(dir: &Path, file: &Path, text: &str) -> Result<Pack, ManifestError>
         description: raw.pack.description,
         links,
         outermost_only: raw.pack.outermost_only,
+        nested,
         library,
         probes,
         variants,
@@ -428,8 +485,25 @@ fn resolve_arg(
     next_index: &mut usize,
     links: &[String],
     enums: &BTreeMap<String, EnumTable>,
+    nested: &[Nested],
 ) -> Result<Arg, ManifestError> {
     let name = cx.ident(IdentKind::Field, &a.name)?;
+    let capture = match &a.capture {
+        None => None,
+        Some(c) => {
+            let c_name = cx.ident(IdentKind::Field, c)?;
+            if !nested.iter().any(|n| n.capture == c_name) {
+                return cx.err(
+                    c.span(),
+                    format!("capture {c_name:?} has no [[nested]] entry that sets it"),
+                );
+            }
+            if a.out || a.from.is_some() {
+                return cx.err(c.span(), "`capture` takes no `out` and no `from`");
+            }
+            Some(c_name)
+        }
+    };
     let ty = field_type(cx, &a.ty)?;
     let index = a.index.unwrap_or(*next_index);
     if index + ty.slots() > 16 {
@@ -438,7 +512,9 @@ fn resolve_arg(
             format!("argument index {index} is beyond the 16 supported"),
         );
     }
-    *next_index = index + ty.slots();
+    if capture.is_none() {
+        *next_index = index + ty.slots();
+    }
     if a.out && ty.bpftrace_pointee().is_none() {
         return cx.err(
             a.ty.span(),
@@ -468,6 +544,7 @@ fn resolve_arg(
         name,
         ty,
         index,
+        capture,
         out: a.out,
         link: link_key(cx, &a.link, links)?,
         enum_name: enum_ref(cx, &a.enum_name, ty, enums)?,

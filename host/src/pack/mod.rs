@@ -22,6 +22,8 @@ pub struct Pack {
     pub links: Vec<String>,
     /// Record only the outermost call into the library per thread.
     pub outermost_only: bool,
+    /// Calls into other libraries that set captures while the pack's call is open.
+    pub nested: Vec<Nested>,
     pub library: Library,
     pub probes: Vec<Probe>,
     pub variants: Vec<Variant>,
@@ -107,6 +109,27 @@ pub struct Arg {
     pub enum_name: Option<String>,
     /// Read from a scratch variable a fragment sets instead of the argument register.
     pub from: Option<String>,
+    /// Read at exit from a capture a `[[nested]]` call set during the call.
+    pub capture: Option<String>,
+}
+
+impl Arg {
+    /// Whether the value is known only at the function's exit.
+    pub fn at_exit(&self) -> bool {
+        self.out || self.capture.is_some()
+    }
+}
+
+/// A call into another library, made inside the pack's calls, that sets a capture.
+#[derive(Clone, Debug)]
+pub struct Nested {
+    pub capture: String,
+    pub library: String,
+    pub function: String,
+    pub index: usize,
+    pub ty: FieldType,
+    pub out: bool,
+    pub success_only: bool,
 }
 
 #[derive(Clone, Debug)]

@@ -21,13 +21,16 @@ pub enum FieldType {
     /// A code address (symbolized offline).
     Code,
     Bool,
+    /// IEEE floats, e.g. an output `float*` (bpftrace reads their bits as integers).
+    F32,
+    F64,
     /// CUDA/HIP `dim3` passed by value: 12 bytes in two argument registers on x86-64
     /// (`x | y << 32`, then `z`).
     Dim3,
 }
 
 impl FieldType {
-    pub const ALL: [FieldType; 13] = [
+    pub const ALL: [FieldType; 15] = [
         FieldType::I8,
         FieldType::U8,
         FieldType::I16,
@@ -40,6 +43,8 @@ impl FieldType {
         FieldType::Ptr,
         FieldType::Code,
         FieldType::Bool,
+        FieldType::F32,
+        FieldType::F64,
         FieldType::Dim3,
     ];
 
@@ -57,6 +62,8 @@ impl FieldType {
             FieldType::Ptr => "ptr",
             FieldType::Code => "code",
             FieldType::Bool => "bool",
+            FieldType::F32 => "f32",
+            FieldType::F64 => "f64",
             FieldType::Dim3 => "dim3",
         }
     }
@@ -74,7 +81,7 @@ impl FieldType {
         match self {
             FieldType::I8 | FieldType::U8 | FieldType::Bool => 8,
             FieldType::I16 | FieldType::U16 => 16,
-            FieldType::I32 | FieldType::U32 => 32,
+            FieldType::I32 | FieldType::U32 | FieldType::F32 => 32,
             _ => 64,
         }
     }
@@ -90,7 +97,12 @@ impl FieldType {
     pub fn is_integer(self) -> bool {
         !matches!(
             self,
-            FieldType::Ptr | FieldType::Code | FieldType::Bool | FieldType::Dim3
+            FieldType::Ptr
+                | FieldType::Code
+                | FieldType::Bool
+                | FieldType::Dim3
+                | FieldType::F32
+                | FieldType::F64
         )
     }
 
@@ -102,9 +114,13 @@ impl FieldType {
             FieldType::I16 => "int16",
             FieldType::U16 => "uint16",
             FieldType::I32 => "int32",
-            FieldType::U32 => "uint32",
+            FieldType::U32 | FieldType::F32 => "uint32",
             FieldType::I64 => "int64",
-            FieldType::U64 | FieldType::Size | FieldType::Ptr | FieldType::Code => "uint64",
+            FieldType::U64
+            | FieldType::Size
+            | FieldType::Ptr
+            | FieldType::Code
+            | FieldType::F64 => "uint64",
             FieldType::Dim3 => return None,
         })
     }
