@@ -9,17 +9,26 @@ use std::process::Command;
 
 use crate::pack::Pack;
 
-/// `--lib NAME=/path` overrides, by pack name.
+/// `--lib NAME=/path` overrides, by pack name or by library file name (soname).
 pub type LibOverrides = BTreeMap<String, PathBuf>;
 
-/// Parses one `--lib pack=/path` argument.
+/// Parses one `--lib NAME=/path` argument; NAME is a pack (`hip`) or a library (`libamdhip64.so.5`).
 pub fn parse_override(s: &str) -> Result<(String, PathBuf), String> {
-    let (pack, path) = s
-        .split_once('=')
-        .ok_or_else(|| format!("--lib {s:?}: expected PACK=/path/to/library.so"))?;
-    crate::ident::check(crate::ident::IdentKind::Pack, pack)
-        .map_err(|e| format!("--lib {s:?}: {e}"))?;
-    Ok((pack.to_string(), PathBuf::from(path)))
+    let (name, path) = s.split_once('=').ok_or_else(|| {
+        format!("--lib {s:?}: expected PACK=/path/to/library.so or SONAME=/path/to/library.so")
+    })?;
+    let is_pack = crate::ident::check(crate::ident::IdentKind::Pack, name).is_ok();
+    let is_soname = name.starts_with("lib")
+        && name.contains(".so")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c));
+    if !is_pack && !is_soname {
+        return Err(format!(
+            "--lib {s:?}: {name:?} is neither a pack name nor a library file name like libamdhip64.so.5"
+        ));
+    }
+    Ok((name.to_string(), PathBuf::from(path)))
 }
 
 /// Where a pack's library was found, and how.
