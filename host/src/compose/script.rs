@@ -202,10 +202,10 @@ fn render_probe(s: &mut String, p: &Planned, d: &Dialect, maps: &mut Vec<String>
     let mut capture_resets = Vec::new();
     for a in &p.probe.args {
         if let Some(c) = &a.capture {
-            // Set by a [[nested]] probe during the call; cleared at entry so a call that
-            // makes no nested call reads 0, not the previous call's value.
+            // Set by a [[nested]] probe during the call; reset at entry to -1 (all ones), so
+            // a call that makes no nested call reads "unknown", not the previous call's value.
             let m = capture_map(&p.pack.name, c);
-            capture_resets.push(format!("delete({m}[$t]);"));
+            capture_resets.push(format!("{m}[$t] = -1;"));
             saved.push((String::new(), String::new(), format!("{m}[$t]"), true));
             continue;
         }

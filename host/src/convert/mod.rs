@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use bthost_plugin_api::Event;
+use bthost_plugin_api::{DecoderBox, Event};
 
 use crate::decode::{LogDecoder, Stats};
 use crate::log::{Diagnostics, Severity};
@@ -36,12 +36,26 @@ pub fn decode_log(
     registry: &Registry,
     log: &Path,
     expect_schema: Option<u64>,
+    sink: impl FnMut(&LogDecoder, &mut Vec<Event>),
+) -> Result<(Stats, Diagnostics, u64)> {
+    decode_log_with(registry, log, expect_schema, Vec::new(), sink)
+}
+
+/// [`decode_log`] with decoders given in process for some packs (a plugin's own tests).
+pub fn decode_log_with(
+    registry: &Registry,
+    log: &Path,
+    expect_schema: Option<u64>,
+    decoders: Vec<(String, DecoderBox)>,
     mut sink: impl FnMut(&LogDecoder, &mut Vec<Event>),
 ) -> Result<(Stats, Diagnostics, u64)> {
     let file =
         std::fs::File::open(log).with_context(|| format!("cannot open {}", log.display()))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut dec = LogDecoder::new(registry, log, expect_schema);
+    for (pack, d) in decoders {
+        dec.give_decoder(&pack, d);
+    }
     let mut events = Vec::new();
     let mut buf = Vec::with_capacity(256);
     let mut lineno = 0u64;

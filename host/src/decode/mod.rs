@@ -49,6 +49,8 @@ pub struct LogDecoder<'r> {
     plans: Vec<RecordPlan>,
     packs: HashMap<String, PackState>,
     threads: HashMap<u32, (u32, String)>,
+    /// Decoders given by the caller (tests of a plugin's decoder, in process), by pack.
+    given: HashMap<String, DecoderBox>,
     pub diag: Diagnostics,
     pub stats: Stats,
     out: RVec<Event>,
@@ -66,10 +68,16 @@ impl<'r> LogDecoder<'r> {
             plans: Vec::new(),
             packs: HashMap::new(),
             threads: HashMap::new(),
+            given: HashMap::new(),
             diag: Diagnostics::new(file.to_path_buf()),
             stats: Stats::default(),
             out: RVec::new(),
         }
+    }
+
+    /// Uses `decoder` for `pack` instead of its plugin (call before feeding the header).
+    pub fn give_decoder(&mut self, pack: &str, decoder: DecoderBox) {
+        self.given.insert(pack.to_string(), decoder);
     }
 
     pub fn schema(&self) -> Option<&Schema> {
@@ -207,9 +215,10 @@ impl<'r> LogDecoder<'r> {
                     format!("the log was written with pack {name} {version}, but the installed pack is {have} (incompatible)"),
                 ));
             }
-            let decoder = match &entry.plugin {
-                None => None,
-                Some(p) => {
+            let decoder = match (self.given.remove(name), &entry.plugin) {
+                (Some(d), _) => Some(d),
+                (None, None) => None,
+                (None, Some(p)) => {
                     let cfg = DecoderConfig {
                         log_pack_version: version.to_string().into(),
                     };

@@ -1,0 +1,269 @@
+//! The decoder: learns communicators from init calls, numbers collectives, sets link keys.
+
+use std::collections::HashMap;
+
+use abi_stable::std_types::{RResult, RStr, RString, RVec};
+use bthost_plugin_api::{Arg, Decoder, Event, Link, Phase, Record, Value};
+
+use crate::comms::{mix, CommInfo, Comms};
+
+/// Calls that are one operation on a communicator, numbered per rank.
+const COLLECTIVES: &[&str] = &[
+    "ncclAllReduce",
+    "ncclBroadcast",
+    "ncclBcast",
+    "ncclReduce",
+    "ncclAllGather",
+    "ncclReduceScatter",
+    "ncclAllToAll",
+    "ncclAllToAllv",
+    "ncclGather",
+    "ncclScatter",
+    "ncclSend",
+    "ncclRecv",
+];
+
+/// Bytes per element of each ncclDataType_t.
+const DATATYPE_SIZE: [u64; 10] = [1, 1, 4, 4, 8, 8, 2, 4, 8, 2];
+
+/// A call begun on a thread whose exit will complete what it taught.
+#[derive(Debug, Clone)]
+enum Pending {
+    Init {
+        nranks: Option<i64>,
+        rank: Option<i64>,
+        uid: Option<u64>,
+    },
+    Split {
+        parent: u64,
+        color: i64,
+    },
+    /// Arguments and links the entry got, repeated on the exit.
+    Op {
+        args: Vec<Arg>,
+        links: Vec<Link>,
+    },
+}
+
+#[derive(Default, Debug)]
+pub struct RcclDecoder {
+    pub comms: Comms,
+    pending: HashMap<(u32, u32), Pending>,
+}
+
+fn int(rec: &Record<'_>, name: &str) -> Option<i64> {
+    rec.field(name).and_then(|a| a.value.as_i64())
+}
+
+fn uint(rec: &Record<'_>, name: &str) -> Option<u64> {
+    rec.field(name).and_then(|a| a.value.as_u64())
+}
+
+fn ok(rec: &Record<'_>) -> bool {
+    int(rec, "ret") == Some(0)
+}
+
+/// A captured device: -1 (all ones) means the call made no hipGetDevice.
+fn device(rec: &Record<'_>) -> Option<i64> {
+    int(rec, "device").filter(|d| (0..=4096).contains(d))
+}
+
+fn arg(name: &'static str, value: Value) -> Arg {
+    Arg {
+        name: RStr::from_str(name),
+        value,
+    }
+}
+
+fn set_links(out: &mut RVec<Event>, links: &[Link]) {
+    for e in out.iter_mut() {
+        for l in links {
+            e.set_link(l.key, l.value);
+        }
+    }
+}
+
+fn comm_links(info: &CommInfo) -> Vec<Link> {
+    let mut v = vec![Link {
+        key: "comm".into(),
+        value: info.identity,
+    }];
+    if let Some(d) = info.device {
+        v.push(Link {
+            key: "device".into(),
+            value: d as u64,
+        });
+    }
+    v
+}
+
+impl RcclDecoder {
+    fn on_init_entry(&mut self, rec: &Record<'_>, out: &mut RVec<Event>) {
+        let uid = uint(rec, "uniqueId");
+        self.pending.insert(
+            (rec.pid, rec.tid),
+            Pending::Init {
+                nranks: int(rec, "nranks"),
+                rank: int(rec, "rank"),
+                uid,
+            },
+        );
+        if let Some(u) = uid {
+            set_links(
+                out,
+                &[Link {
+                    key: "comm".into(),
+                    value: u,
+                }],
+            );
+        }
+    }
+
+    fn on_init_exit(&mut self, rec: &Record<'_>, out: &mut RVec<Event>) {
+        let Some(Pending::Init { nranks, rank, uid }) = self.pending.remove(&(rec.pid, rec.tid))
+        else {
+            return; // the entry predates the log
+        };
+        let comm = uint(rec, "comm").unwrap_or(0);
+        if !ok(rec) || comm == 0 {
+            return;
+        }
+        let info = CommInfo {
+            identity: uid.unwrap_or(comm),
+            global: uid.is_some(),
+            rank,
+            nranks,
+            device: device(rec),
+            ..CommInfo::default()
+        };
+        set_links(out, &comm_links(&info));
+        self.comms.insert(rec.pid, comm, info);
+    }
+
+    fn on_split_exit(&mut self, rec: &Record<'_>, out: &mut RVec<Event>) {
+        let Some(Pending::Split { parent, color }) = self.pending.remove(&(rec.pid, rec.tid))
+        else {
+            return;
+        };
+        let newcomm = uint(rec, "newcomm").unwrap_or(0);
+        if !ok(rec) || newcomm == 0 {
+            return;
+        }
+        let p = self.comms.get_or_unknown(rec.pid, parent);
+        p.splits += 1;
+        // Every rank splits the same parent in the same order: (parent, split number, color)
+        // is the same in all of them.
+        let info = CommInfo {
+            identity: mix(mix(p.identity, p.splits), color as u64),
+            global: p.global,
+            device: device(rec).or(p.device),
+            ..CommInfo::default()
+        };
+        set_links(out, &comm_links(&info));
+        self.comms.insert(rec.pid, newcomm, info);
+    }
+
+    fn on_op_entry(&mut self, rec: &Record<'_>, out: &mut RVec<Event>) {
+        let comm = uint(rec, "comm").unwrap_or(0);
+        let info = self.comms.get_or_unknown(rec.pid, comm);
+        info.seq += 1;
+        let mut args = vec![arg("seq", Value::UInt(info.seq))];
+        if let Some(r) = info.rank {
+            args.push(arg("rank", Value::Int(r)));
+        }
+        if let Some(n) = info.nranks {
+            args.push(arg("nranks", Value::Int(n)));
+        }
+        let size = int(rec, "datatype").and_then(|d| DATATYPE_SIZE.get(usize::try_from(d).ok()?));
+        if let (Some(count), Some(size)) = (uint(rec, "count"), size) {
+            args.push(arg("bytes", Value::UInt(count.saturating_mul(*size))));
+        }
+        let mut links = comm_links(info);
+        links.push(Link {
+            key: "coll".into(),
+            value: mix(info.identity, info.seq),
+        });
+        for e in out.iter_mut() {
+            e.args.extend(args.iter().cloned());
+        }
+        set_links(out, &links);
+        self.pending
+            .insert((rec.pid, rec.tid), Pending::Op { args, links });
+    }
+
+    fn on_op_exit(&mut self, rec: &Record<'_>, out: &mut RVec<Event>) {
+        if let Some(Pending::Op { args, links }) = self.pending.remove(&(rec.pid, rec.tid)) {
+            for e in out.iter_mut() {
+                e.args.extend(args.iter().cloned());
+            }
+            set_links(out, &links);
+        }
+    }
+
+    /// Calls that name a communicator and teach one of its properties.
+    fn on_query(&mut self, rec: &Record<'_>, out: &mut RVec<Event>) {
+        let Some(comm) = uint(rec, "comm") else {
+            return;
+        };
+        let info = self.comms.get_or_unknown(rec.pid, comm);
+        if ok(rec) {
+            match rec.probe.as_str() {
+                "ncclCommCount" => info.nranks = int(rec, "count").or(info.nranks),
+                "ncclCommUserRank" => info.rank = int(rec, "rank").or(info.rank),
+                "ncclCommCuDevice" => info.device = int(rec, "device").or(info.device),
+                _ => {}
+            }
+        }
+        let links = comm_links(info);
+        set_links(out, &links);
+    }
+}
+
+impl Decoder for RcclDecoder {
+    fn on_record(&mut self, rec: &Record<'_>, out: &mut RVec<Event>) -> RResult<(), RString> {
+        let name = rec.probe.as_str();
+        match (name, rec.phase) {
+            ("ncclCommInitRank" | "ncclCommInitRankConfig", Phase::Entry) => {
+                self.on_init_entry(rec, out)
+            }
+            ("ncclCommInitRank" | "ncclCommInitRankConfig", Phase::Exit) => {
+                self.on_init_exit(rec, out)
+            }
+            ("ncclCommSplit", Phase::Entry) => {
+                let parent = uint(rec, "comm").unwrap_or(0);
+                let color = int(rec, "color").unwrap_or(0);
+                self.pending
+                    .insert((rec.pid, rec.tid), Pending::Split { parent, color });
+                let links = comm_links(self.comms.get_or_unknown(rec.pid, parent));
+                set_links(out, &links);
+            }
+            ("ncclCommSplit", Phase::Exit) => self.on_split_exit(rec, out),
+            ("ncclCommDestroy" | "ncclCommAbort", Phase::Entry) => {
+                if let Some(comm) = uint(rec, "comm") {
+                    if let Some(info) = self.comms.get(rec.pid, comm) {
+                        let links = comm_links(info);
+                        set_links(out, &links);
+                        self.pending.insert(
+                            (rec.pid, rec.tid),
+                            Pending::Op {
+                                args: Vec::new(),
+                                links,
+                            },
+                        );
+                    }
+                    self.comms.remove(rec.pid, comm);
+                }
+            }
+            ("ncclCommDestroy" | "ncclCommAbort", Phase::Exit) => self.on_op_exit(rec, out),
+            ("ncclCommCount" | "ncclCommUserRank" | "ncclCommCuDevice", _) => {
+                self.on_query(rec, out)
+            }
+            (op, Phase::Entry) if COLLECTIVES.contains(&op) => self.on_op_entry(rec, out),
+            (op, Phase::Exit) if COLLECTIVES.contains(&op) => self.on_op_exit(rec, out),
+            _ => {}
+        }
+        RResult::ROk(())
+    }
+
+    fn finish(&mut self, _out: &mut RVec<Event>) {}
+}
