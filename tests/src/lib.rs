@@ -158,9 +158,18 @@ pub fn available_bpftraces() -> Vec<(PathBuf, semver::Version)> {
     found
 }
 
-/// `--lib` overrides for tests, from `$BTHOST_TEST_LIBS` (`pack=/path,pack=/path`).
+/// Where tests/standins/fetch-real-rccl.sh extracts Debian 13's real RCCL (package librccl1).
+pub const REAL_RCCL: &str = "/var/cache/bthost/librccl/usr/lib/x86_64-linux-gnu/librccl.so.1";
+
+/// `--lib` overrides for tests: Debian 13's real RCCL (not installed, only extracted), then
+/// `$BTHOST_TEST_LIBS` (`pack=/path,pack=/path`).
 pub fn test_lib_overrides() -> bthost::library::LibOverrides {
     let mut m = bthost::library::LibOverrides::new();
+    assert!(
+        Path::new(REAL_RCCL).exists(),
+        "{REAL_RCCL} is missing: run tests/standins/fetch-real-rccl.sh (scripts/setup does it)"
+    );
+    m.insert("rccl".into(), PathBuf::from(REAL_RCCL));
     if let Ok(v) = std::env::var("BTHOST_TEST_LIBS") {
         for part in v.split(',').filter(|p| !p.is_empty()) {
             let (k, p) = bthost::library::parse_override(part).expect("BTHOST_TEST_LIBS");
