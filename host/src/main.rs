@@ -62,8 +62,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 exit_after_begin,
             };
             let built = build::build(&reg, &opts)?;
-            for (pack, f) in &built.left_out {
-                eprintln!("bthost: warning: pack {pack}: {f} is not in the library; its probe is left out");
+            for l in &built.left_out {
+                eprintln!(
+                    "bthost: warning: pack {}: {} {}; its probe is left out",
+                    l.pack, l.function, l.why
+                );
             }
             let schema = build::write(&built, &output)?;
             eprintln!(

@@ -3,10 +3,10 @@
 //! guarantee that the same inputs give the same script byte for byte.
 //! Regenerate with `BTHOST_UPDATE_GOLDEN=1 cargo test -p bthost-tests --test golden`.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 
-use bthost::compose::{compose, Options, PackInput};
+use bthost::compose::{compose, LeftOut, Options, PackInput};
+use bthost::library::symbols::Functions;
 use bthost::pack::{manifest, Pack};
 use bthost_tests::root;
 use semver::Version;
@@ -20,11 +20,7 @@ fn input<'a>(p: &'a Pack, lib: &str) -> PackInput<'a> {
     PackInput {
         pack: p,
         library: PathBuf::from(lib),
-        functions: p
-            .probes
-            .iter()
-            .map(|x| x.function.clone())
-            .collect::<HashSet<_>>(),
+        functions: Functions::from_names(p.probes.iter().map(|x| x.function.clone())),
         nested: p
             .nested
             .iter()
@@ -172,12 +168,16 @@ fn a_function_missing_from_the_library_is_left_out_and_named() {
     let built = compose(&[inp], &Version::new(0, 17, 0), &Options::default()).unwrap();
     assert_eq!(
         built.left_out,
-        vec![("hip".to_string(), "hipLaunchKernel".to_string())]
+        vec![LeftOut {
+            pack: "hip".into(),
+            function: "hipLaunchKernel".into(),
+            why: "is not in the library"
+        }]
     );
     assert!(!built.script.contains(":hipLaunchKernel\n"));
     assert!(built
         .script
-        .contains("// Left out: hip hipLaunchKernel (not in the library)"));
+        .contains("// Left out: hip hipLaunchKernel (is not in the library)"));
     assert!(!built
         .schema
         .records

@@ -55,15 +55,14 @@ pub fn build(reg: &Registry, opts: &BuildOptions) -> Result<Built> {
     let mut inputs = Vec::new();
     for e in &entries {
         let found = library::find(&e.pack, &opts.libs, &cache).map_err(anyhow::Error::msg)?;
-        let functions =
-            library::symbols::defined_functions(&found.path).map_err(anyhow::Error::msg)?;
+        let functions = library::symbols::functions(&found.path).map_err(anyhow::Error::msg)?;
         let mut nested = Vec::new();
         for n in &e.pack.nested {
             let lib = library::find_nested(&n.library, &found.path, &opts.libs, &cache)
                 .map_err(anyhow::Error::msg)?;
-            let present = library::symbols::defined_functions(&lib.path)
+            let present = library::symbols::functions(&lib.path)
                 .map_err(anyhow::Error::msg)?
-                .contains(&n.function);
+                .probeable(&n.function);
             nested.push((lib.path, present));
         }
         inputs.push(PackInput {

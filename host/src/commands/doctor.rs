@@ -104,13 +104,13 @@ pub fn run(
             continue;
         };
         match library::find(&e.pack, libs, &cache) {
-            Ok(f) => match library::symbols::defined_functions(&f.path) {
+            Ok(f) => match library::symbols::functions(&f.path) {
                 Ok(funcs) => {
                     let missing: Vec<_> = e
                         .pack
                         .probes
                         .iter()
-                        .filter(|p| !funcs.contains(&p.function))
+                        .filter(|p| !funcs.probeable(&p.function))
                         .map(|p| p.function.as_str())
                         .collect();
                     let kept = e.pack.probes.len() - missing.len();

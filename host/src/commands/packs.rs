@@ -34,11 +34,11 @@ pub fn report(reg: &Registry, libs: &LibOverrides, verbose: bool) -> String {
         let missing = match &found {
             Ok(f) => {
                 let _ = writeln!(s, "  library:  {} ({})", f.path.display(), f.how);
-                match library::symbols::defined_functions(&f.path) {
+                match library::symbols::functions(&f.path) {
                     Ok(funcs) => p
                         .probes
                         .iter()
-                        .filter(|pr| !funcs.contains(&pr.function))
+                        .filter(|pr| !funcs.probeable(&pr.function))
                         .map(|pr| pr.function.clone())
                         .collect(),
                     Err(e) => {

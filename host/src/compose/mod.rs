@@ -3,13 +3,13 @@
 pub mod schema;
 mod script;
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 
 use bthost_plugin_api::Phase;
 use semver::Version;
 
 use crate::bpftrace::Dialect;
+use crate::library::symbols::Functions;
 use crate::pack::{Pack, Probe, ProbeMode, Variant};
 use schema::{FieldSpec, RecordSpec, Schema};
 
@@ -17,7 +17,7 @@ use schema::{FieldSpec, RecordSpec, Schema};
 pub struct PackInput<'a> {
     pub pack: &'a Pack,
     pub library: PathBuf,
-    pub functions: HashSet<String>,
+    pub functions: Functions,
     /// For each of the pack's `[[nested]]` entries, in order: the library file its call
     /// reaches, and whether that file defines the function.
     pub nested: Vec<(PathBuf, bool)>,
@@ -35,7 +35,7 @@ pub struct Built {
     pub script: String,
     pub schema: Schema,
     /// (pack, function) of probes left out because the library lacks the function.
-    pub left_out: Vec<(String, String)>,
+    pub left_out: Vec<LeftOut>,
     /// Number of probes (uprobe + uretprobe) the script attaches.
     pub probe_count: usize,
 }
@@ -56,6 +56,15 @@ pub struct NoVariant {
     pub version: Version,
     pub bpftrace: Version,
     pub ranges: String,
+}
+
+/// A probe left out of the script, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeftOut {
+    pub pack: String,
+    /// The function (for a nested probe: `library:function (nested)`).
+    pub function: String,
+    pub why: &'static str,
 }
 
 /// A probe that made it into the script, with its record ids and the variant it came from.
@@ -109,8 +118,12 @@ pub fn compose(
             .unwrap_or_default();
         crate::ident::check_lib_path(&library).map_err(ComposeError::Library)?;
         for probe in &pack.probes {
-            if !input.functions.contains(&probe.function) {
-                left_out.push((pack.name.clone(), probe.function.clone()));
+            if let Some(why) = input.functions.why_not(&probe.function) {
+                left_out.push(LeftOut {
+                    pack: pack.name.clone(),
+                    function: probe.function.clone(),
+                    why,
+                });
                 continue;
             }
             let first_id = records.len() as u32 + 1;
@@ -135,10 +148,11 @@ pub fn compose(
             let lib = path.to_str().map(str::to_string).unwrap_or_default();
             crate::ident::check_lib_path(&lib).map_err(ComposeError::Library)?;
             if !present {
-                left_out.push((
-                    pack.name.clone(),
-                    format!("{}:{} (nested)", n.library, n.function),
-                ));
+                left_out.push(LeftOut {
+                    pack: pack.name.clone(),
+                    function: format!("{}:{} (nested)", n.library, n.function),
+                    why: "is not probeable in the library its call reaches",
+                });
                 continue;
             }
             nested.push(PlannedNested {

@@ -25,7 +25,7 @@ pub(super) fn render(
     schema: &Schema,
     planned: &[Planned],
     nested: &[PlannedNested],
-    left_out: &[(String, String)],
+    left_out: &[super::LeftOut],
     d: &Dialect,
     opts: &Options,
 ) -> (String, usize) {
@@ -57,8 +57,8 @@ pub(super) fn render(
             );
         }
     }
-    for (pack, f) in left_out {
-        let _ = writeln!(s, "// Left out: {pack} {f} (not in the library)");
+    for l in left_out {
+        let _ = writeln!(s, "// Left out: {} {} ({})", l.pack, l.function, l.why);
     }
 
     let _ = writeln!(s, "\nBEGIN\n{{");

@@ -1,12 +1,52 @@
-//! The functions an ELF file defines, read from its dynamic and static symbol tables.
+//! The functions an ELF file defines, read from its dynamic and static symbol tables, and
+//! whether bpftrace can probe each.
 
 use std::collections::HashSet;
 use std::path::Path;
 
 use object::{Object, ObjectSymbol, SymbolKind};
 
-/// Names of the functions `path` defines (exported or local).
-pub fn defined_functions(path: &Path) -> Result<HashSet<String>, String> {
+/// A library's functions: those bpftrace can probe, and zero-size aliases it refuses
+/// ("Offset outside the function bounds"); such an alias shares its address with a sized
+/// function, which is the one to probe.
+#[derive(Clone, Debug, Default)]
+pub struct Functions {
+    sized: HashSet<String>,
+    zero_size: HashSet<String>,
+}
+
+impl Functions {
+    /// Every name probeable (for tests and for callers that know the names exist).
+    pub fn from_names<I: IntoIterator<Item = String>>(names: I) -> Functions {
+        Functions {
+            sized: names.into_iter().collect(),
+            zero_size: HashSet::new(),
+        }
+    }
+
+    pub fn probeable(&self, f: &str) -> bool {
+        self.sized.contains(f)
+    }
+
+    /// Why `f` cannot be probed (for messages); `None` when it can.
+    pub fn why_not(&self, f: &str) -> Option<&'static str> {
+        if self.sized.contains(f) {
+            None
+        } else if self.zero_size.contains(f) {
+            Some("is a zero-size alias in the library, which bpftrace cannot probe (probe the function it aliases)")
+        } else {
+            Some("is not in the library")
+        }
+    }
+
+    /// Removes `f` (tests: a library without it).
+    pub fn remove(&mut self, f: &str) {
+        self.sized.remove(f);
+    }
+}
+
+/// Reads the functions `path` defines (exported or local).
+pub fn functions(path: &Path) -> Result<Functions, String> {
     let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let file = object::File::parse(&*data).map_err(|e| {
         format!(
@@ -14,13 +54,20 @@ pub fn defined_functions(path: &Path) -> Result<HashSet<String>, String> {
             path.display()
         )
     })?;
-    let mut names = HashSet::new();
+    let mut f = Functions::default();
     for sym in file.dynamic_symbols().chain(file.symbols()) {
         if sym.is_definition() && sym.kind() == SymbolKind::Text {
             if let Ok(n) = sym.name() {
-                names.insert(n.to_string());
+                if sym.size() > 0 {
+                    f.sized.insert(n.to_string());
+                } else {
+                    f.zero_size.insert(n.to_string());
+                }
             }
         }
     }
-    Ok(names)
+    // A name defined with a size anywhere (e.g. in .symtab) is probeable.
+    let sized = f.sized.clone();
+    f.zero_size.retain(|n| !sized.contains(n));
+    Ok(f)
 }
