@@ -178,3 +178,89 @@ pub fn test_lib_overrides() -> bthost::library::LibOverrides {
     }
     m
 }
+
+/// Builds the RCCL/HIP stand-ins and the multi-rank workload into `dir` (tests/standins/build.sh).
+pub fn build_standins(dir: &Path) -> PathBuf {
+    let o = Command::new("sh")
+        .arg(root().join("tests/standins/build.sh"))
+        .arg(dir)
+        .output()
+        .expect("run tests/standins/build.sh");
+    assert!(
+        o.status.success(),
+        "tests/standins/build.sh: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    dir.to_path_buf()
+}
+
+/// Traces `cmd` system-wide: starts `bin -B line script > log` (no `-c`; and not `-o`, which
+/// bpftrace fully buffers whatever `-B` says), waits until the script's BEGIN has written the
+/// header (bpftrace runs BEGIN once every probe is attached), runs `cmd`
+/// (any exit status: a hang scenario ends in timeouts), then stops bpftrace with SIGINT, as a
+/// user's Ctrl-C. Not `-c`: from 0.2x bpftrace attaches uprobes to the `-c` process only, and
+/// a workload's forked ranks would go untraced. Returns the command's stdout.
+pub fn bpftrace_trace(bin: &Path, script: &Path, log: &Path, cmd: &str) -> String {
+    let _ = std::fs::remove_file(log);
+    let err_path = log.with_extension("bpftrace-stderr");
+    let mut bt = Command::new(bin)
+        .args(["-B", "line"])
+        .arg(script)
+        .stdout(std::fs::File::create(log).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("start bpftrace");
+    let mut waited = 0;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.lines().any(|l| l.starts_with("#bthost ")) {
+            break;
+        }
+        if let Some(status) = bt.try_wait().unwrap() {
+            panic!(
+                "bpftrace exited ({status}) before attaching: {}",
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        waited += 1;
+        // A liveness bound, not a timing assertion: attaching takes a second or two.
+        assert!(waited < 1200, "bpftrace did not attach within two minutes");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("run the workload");
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(bt.id().to_string())
+        .status();
+    let status = bt.wait().unwrap();
+    assert!(
+        status.success(),
+        "bpftrace: {status}: {}",
+        std::fs::read_to_string(&err_path).unwrap_or_default()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The ranks a `rccl_ranks` run printed: (rank, pid, device, stream, comm).
+pub fn ranks_of(stdout: &str) -> Vec<(i64, u32, i64, u64, u64)> {
+    let mut v = Vec::new();
+    for l in stdout.lines() {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        if let ["rank", r, "pid", p, "device", d, "stream", s, "comm", c] = w.as_slice() {
+            let hex = |x: &str| u64::from_str_radix(x.trim_start_matches("0x"), 16).unwrap();
+            v.push((
+                r.parse().unwrap(),
+                p.parse().unwrap(),
+                d.parse().unwrap(),
+                hex(s),
+                hex(c),
+            ));
+        }
+    }
+    v.sort();
+    v
+}

@@ -1,0 +1,227 @@
+//! Four ranks in four processes on the RCCL/HIP stand-ins (real names and signatures, real
+//! cross-process synchronisation), traced by real bpftrace 0.17 and 0.23: the decoded log must
+//! know each communicator across processes, each rank's rank, device and stream, and number
+//! each rank's collectives; and when one rank skips a collective, the others' entries into it
+//! must be there, never exited normally.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use bthost::convert::decode_log;
+use bthost::registry::{Registry, SearchPaths};
+use bthost_plugin_api::{Event, EventKind, Value};
+use bthost_tests::*;
+
+fn trace(bin: &Path, version: &semver::Version, name: &str, args: &str) -> (Vec<Event>, String) {
+    let dir = scratch(&format!("e2e_rccl-{name}-{version}"));
+    let standins = build_standins(&dir.join("standins"));
+    let script = dir.join("bpft.bt");
+    let log = dir.join("run.log");
+    let lib = |p: &str, f: &str| format!("{p}={}", standins.join(f).display());
+    bthost_ok(&[
+        "build",
+        "--packs",
+        "hip,rccl",
+        "--bpftrace",
+        &version.to_string(),
+        "--lib",
+        &lib("rccl", "librccl.so.1"),
+        "--lib",
+        &lib("hip", "libamdhip64.so.5"),
+        "-o",
+        script.to_str().unwrap(),
+    ]);
+    let cmd = format!("{} {args}", standins.join("rccl_ranks").display());
+    let stdout = bpftrace_trace(bin, &script, &log, &cmd);
+    let reg = Registry::discover(&SearchPaths::standard(&[]), true);
+    assert!(reg.entries["rccl"].plugin.is_some(), "{:?}", reg.skipped);
+    let mut events = Vec::new();
+    let (stats, diag, _) = decode_log(&reg, &log, None, |_, evs| events.append(evs)).unwrap();
+    assert_eq!(
+        diag.count("malformed records") + diag.count("garbage lines"),
+        0,
+        "{diag}"
+    );
+    assert_eq!(stats.lost_events, 0);
+    (events, stdout)
+}
+
+fn uint(e: &Event, name: &str) -> u64 {
+    e.arg(name)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("{} lacks {name}: {e:?}", e.name))
+}
+
+fn enum_name(e: &Event, name: &str) -> String {
+    match e.arg(name) {
+        Some(Value::Enum { name, .. }) => name.to_string(),
+        other => panic!("{}: {name} is {other:?}", e.name),
+    }
+}
+
+const COLLECTIVES: [&str; 3] = ["ncclAllReduce", "ncclBroadcast", "ncclAllGather"];
+
+#[test]
+fn four_ranks_decoded_on_every_bpftrace() {
+    if skip_root_tests() {
+        return;
+    }
+    let versions = available_bpftraces();
+    assert!(
+        versions.len() >= 2,
+        "want bpftrace 0.17 and 0.23 (scripts/setup): {versions:?}"
+    );
+    for (bin, version) in &versions {
+        let (events, stdout) = trace(bin, version, "ok", "-n 4 -k 3");
+        assert!(stdout.contains("all 4 ranks ok"), "{stdout}");
+        let ranks = ranks_of(&stdout);
+        assert_eq!(ranks.len(), 4, "{stdout}");
+        let uid = stdout
+            .lines()
+            .find_map(|l| l.split(" id ").nth(1))
+            .map(|h| u64::from_str_radix(h.trim(), 16).unwrap())
+            .expect("the parent prints the unique id");
+
+        let mut colls_by_seq: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
+        for &(rank, pid, device, stream, _comm) in &ranks {
+            let mine: Vec<&Event> = events.iter().filter(|e| e.pid == pid).collect();
+            // The communicator's creation: identity from the unique id, device from RCCL's own
+            // (nested, unrecorded by rccl) hipGetDevice.
+            let init_end = mine
+                .iter()
+                .find(|e| e.name.as_str() == "ncclCommInitRank" && e.kind == EventKind::End)
+                .unwrap_or_else(|| panic!("{version}: rank {rank} has no ncclCommInitRank exit"));
+            assert_eq!(enum_name(init_end, "ret"), "ncclSuccess");
+            assert_eq!(
+                init_end.arg("device").and_then(Value::as_i64),
+                Some(device),
+                "{version}"
+            );
+            assert_eq!(init_end.link("comm"), Some(uid));
+            assert_eq!(init_end.link("device"), Some(device as u64));
+            let init_begin = mine
+                .iter()
+                .find(|e| e.name.as_str() == "ncclCommInitRank")
+                .unwrap();
+            assert_eq!(uint(init_begin, "uniqueId"), uid);
+            assert_eq!(init_begin.arg("rank").and_then(Value::as_i64), Some(rank));
+
+            // Every collective begun, numbered 1.. on this rank, with rank, device and stream.
+            let begins: Vec<&&Event> = mine
+                .iter()
+                .filter(|e| e.kind == EventKind::Begin && COLLECTIVES.contains(&e.name.as_str()))
+                .collect();
+            let names: Vec<&str> = begins.iter().map(|e| e.name.as_str()).collect();
+            assert_eq!(
+                names,
+                [
+                    "ncclAllReduce",
+                    "ncclAllReduce",
+                    "ncclAllReduce",
+                    "ncclBroadcast",
+                    "ncclAllReduce",
+                    "ncclAllGather"
+                ],
+                "{version} rank {rank}"
+            );
+            for (i, e) in begins.iter().enumerate() {
+                assert_eq!(uint(e, "seq"), i as u64 + 1);
+                assert_eq!(e.arg("rank").and_then(Value::as_i64), Some(rank));
+                assert_eq!(e.arg("nranks").and_then(Value::as_i64), Some(4));
+                assert_eq!(
+                    e.link("comm"),
+                    Some(uid),
+                    "{version}: comm links across ranks"
+                );
+                assert_eq!(e.link("device"), Some(device as u64));
+                assert_eq!(
+                    e.link("stream"),
+                    Some(stream),
+                    "{version}: the 7th argument, from the stack"
+                );
+                colls_by_seq
+                    .entry(uint(e, "seq"))
+                    .or_default()
+                    .insert(e.link("coll").unwrap());
+            }
+            let first = begins[0];
+            assert_eq!(enum_name(first, "datatype"), "ncclFloat32");
+            assert_eq!(enum_name(first, "op"), "ncclSum");
+            assert_eq!(uint(first, "bytes"), 4 * uint(first, "count"));
+            // Each collective's exit carries the same number and succeeded.
+            let ends: Vec<&&Event> = mine
+                .iter()
+                .filter(|e| e.kind == EventKind::End && COLLECTIVES.contains(&e.name.as_str()))
+                .collect();
+            assert_eq!(ends.len(), begins.len());
+            assert!(ends.iter().all(|e| enum_name(e, "ret") == "ncclSuccess"));
+            // The hip plugin knows the thread's device from its successful hipSetDevice.
+            let hip_after: Vec<_> = mine
+                .iter()
+                .filter(|e| e.pack.as_str() == "hip" && e.name.as_str() == "hipStreamCreate")
+                .collect();
+            assert!(
+                !hip_after.is_empty()
+                    && hip_after
+                        .iter()
+                        .all(|e| e.link("device") == Some(device as u64)),
+                "{version}"
+            );
+        }
+        // One `coll` value per collective, shared by all four ranks.
+        assert_eq!(colls_by_seq.len(), 6);
+        assert!(
+            colls_by_seq.values().all(|s| s.len() == 1),
+            "{colls_by_seq:?}"
+        );
+    }
+}
+
+#[test]
+fn a_rank_that_skips_a_collective_shows_the_others_stuck_in_it() {
+    if skip_root_tests() {
+        return;
+    }
+    for (bin, version) in &available_bpftraces() {
+        // Rank 2 skips its second collective; the others wait in it until the stand-in's
+        // 2 s timeout ends their wait with ncclSystemError.
+        let (events, stdout) = trace(bin, version, "hang", "-n 4 -k 3 -s 2:1 -t 2000");
+        assert!(stdout.contains("timed out: ranks 0 1 3"), "{stdout}");
+        let ranks = ranks_of(&stdout);
+        for &(rank, pid, ..) in &ranks {
+            let seqs: Vec<(u64, EventKind, Option<String>)> = events
+                .iter()
+                .filter(|e| e.pid == pid && e.name.as_str() == "ncclAllReduce")
+                .map(|e| {
+                    (
+                        uint(e, "seq"),
+                        e.kind,
+                        e.arg("ret").map(|_| enum_name(e, "ret")),
+                    )
+                })
+                .collect();
+            if rank == 2 {
+                // It never entered collective #2.
+                assert_eq!(
+                    seqs,
+                    vec![
+                        (1, EventKind::Begin, None),
+                        (1, EventKind::End, Some("ncclSuccess".into()))
+                    ],
+                    "{version}"
+                );
+            } else {
+                assert_eq!(
+                    seqs[..4],
+                    [
+                        (1, EventKind::Begin, None),
+                        (1, EventKind::End, Some("ncclSuccess".into())),
+                        (2, EventKind::Begin, None),
+                        (2, EventKind::End, Some("ncclSystemError".into())),
+                    ],
+                    "{version} rank {rank}"
+                );
+            }
+        }
+    }
+}
