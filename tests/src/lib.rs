@@ -117,6 +117,7 @@ pub fn compile_workload(name: &str, dir: &Path, libs: &[&str]) -> PathBuf {
 
 /// Runs `bpftrace script -o log -c cmd` and returns (log text, bpftrace's output).
 pub fn bpftrace_run(bpftrace: &str, script: &Path, log: &Path, cmd: &str) -> (String, Output) {
+    let _serial = system_wide_lock();
     let o = Command::new(bpftrace)
         .arg(script)
         .arg("-o")
@@ -201,6 +202,7 @@ pub fn build_standins(dir: &Path) -> PathBuf {
 /// user's Ctrl-C. Not `-c`: from 0.2x bpftrace attaches uprobes to the `-c` process only, and
 /// a workload's forked ranks would go untraced. Returns the command's stdout.
 pub fn bpftrace_trace(bin: &Path, script: &Path, log: &Path, cmd: &str) -> String {
+    let _serial = system_wide_lock();
     let _ = std::fs::remove_file(log);
     let err_path = log.with_extension("bpftrace-stderr");
     let mut bt = Command::new(bin)
@@ -263,4 +265,15 @@ pub fn ranks_of(stdout: &str) -> Vec<(i64, u32, i64, u64, u64)> {
     }
     v.sort();
     v
+}
+
+/// Probes are system-wide: two tests tracing the same library at once would see each other's
+/// workloads. Tests that trace hold this lock (a file lock, so it also serialises tests that
+/// run in separate processes, as under nextest).
+pub fn system_wide_lock() -> std::fs::File {
+    let path = out_dir().join("e2e-scratch").join(".tracing.lock");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let f = std::fs::File::create(&path).expect("create the tracing lock");
+    f.lock().expect("take the tracing lock");
+    f
 }

@@ -21,20 +21,44 @@ fn enum_name(v: &Value) -> (&str, i64) {
 }
 
 #[test]
-fn traces_the_real_hip_runtime() {
+fn traces_the_real_hip_runtime_on_every_bpftrace() {
     if skip_root_tests() {
         return;
     }
     require_hip();
-    let dir = scratch("e2e_hip");
+    let versions = available_bpftraces();
+    assert!(
+        versions.len() >= 2,
+        "want bpftrace 0.17 and 0.23 (scripts/setup): {versions:?}"
+    );
+    for (bin, version) in &versions {
+        traces_the_real_hip_runtime(bin, version);
+    }
+}
+
+fn traces_the_real_hip_runtime(bin: &std::path::Path, version: &semver::Version) {
+    let dir = scratch(&format!("e2e_hip-{version}"));
     let script = dir.join("bpft.bt");
     let log = dir.join("run.log");
-    bthost_ok(&["build", "--packs", "hip", "-o", script.to_str().unwrap()]);
+    let bpftrace_bin = bin.to_str().unwrap();
+    bthost_ok(&[
+        "build",
+        "--packs",
+        "hip",
+        "--bpftrace-bin",
+        bpftrace_bin,
+        "-o",
+        script.to_str().unwrap(),
+    ]);
     let schema_text = std::fs::read_to_string(dir.join("bpft.schema")).unwrap();
+    assert!(
+        schema_text.contains(&format!("bpftrace={version}")),
+        "--bpftrace auto asked {bpftrace_bin}"
+    );
 
     let prog = compile_workload("hip_basic", &dir, &["-l:libamdhip64.so.5", "-lpthread"]);
-    let (text, out) = bpftrace_run("bpftrace", &script, &log, prog.to_str().unwrap());
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = bpftrace_trace(bin, &script, &log, prog.to_str().unwrap());
+    let text = std::fs::read_to_string(&log).unwrap();
     let kernel_addr = stdout
         .lines()
         .find_map(|l| l.strip_prefix("kernel 0x"))
@@ -60,6 +84,9 @@ fn traces_the_real_hip_runtime() {
     assert_eq!(diag.count("malformed records"), 0, "{diag}");
     assert_eq!(stats.lost_events, 0);
 
+    // Only the workload's process (the probes are system-wide).
+    let workload_pid = events[0].pid;
+    events.retain(|e| e.pid == workload_pid);
     let main_tid = events[0].tid;
     let main: Vec<&Event> = events.iter().filter(|e| e.tid == main_tid).collect();
     let worker: Vec<&Event> = events.iter().filter(|e| e.tid != main_tid).collect();
@@ -160,4 +187,76 @@ fn traces_the_real_hip_runtime() {
         assert!(txt.contains(want), "log.txt lacks {want:?}:\n{txt}");
     }
     assert_eq!(txt.matches("-- thread ").count(), 2, "{txt}");
+}
+
+/// bpftrace 0.23.0-0.24.1 swap `pid` and `tid` when bpftrace itself runs inside a pid
+/// namespace (a container). The 0.23 variant reads ids from curtask, so bpftrace and a workload
+/// run under `unshare --pid` still show one process with two threads; a script built for
+/// 0.24.2 (plain builtins) on the same bpftrace files the worker's calls under the main
+/// thread (its `tid` is the process id), which is why the variants differ.
+#[test]
+fn ids_are_right_inside_a_pid_namespace_on_0_23() {
+    if skip_root_tests() {
+        return;
+    }
+    require_hip();
+    let Some((bin, v023)) = available_bpftraces()
+        .into_iter()
+        .find(|(_, v)| v.major == 0 && v.minor == 23)
+    else {
+        panic!("no bpftrace 0.23 here: run tests/bpftrace/setup-trixie.sh (scripts/setup does it)");
+    };
+    let dir = scratch("e2e_hip-pidns");
+    let prog = compile_workload("hip_basic", &dir, &["-l:libamdhip64.so.5", "-lpthread"]);
+    let reg = Registry::discover(&SearchPaths::standard(&[]), true);
+    let _serial = system_wide_lock();
+    let mut seen = Vec::new();
+    for dialect in [v023.to_string(), "0.24.2".to_string()] {
+        let script = dir.join(format!("ns-{dialect}.bt"));
+        let log = dir.join(format!("ns-{dialect}.log"));
+        bthost_ok(&[
+            "build",
+            "--packs",
+            "hip",
+            "--bpftrace",
+            &dialect,
+            "-o",
+            script.to_str().unwrap(),
+        ]);
+        let o = std::process::Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc"])
+            .arg(&bin)
+            .arg(&script)
+            .arg("-o")
+            .arg(&log)
+            .arg("-c")
+            .arg(&prog)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let mut events = Vec::new();
+        decode_log(&reg, &log, None, |_, evs| events.append(evs)).unwrap();
+        let calls: Vec<&Event> = events
+            .iter()
+            .filter(|e| ["hipGetDeviceCount", "hipDeviceSynchronize"].contains(&e.name.as_str()))
+            .collect();
+        assert_eq!(calls.len(), 3, "{dialect}: {calls:?}"); // main: one call; worker: entry + exit
+        let (main, worker) = (calls[0], calls[1]);
+        seen.push((
+            dialect,
+            main.pid == worker.pid,
+            main.pid == main.tid,
+            worker.tid != main.tid,
+        ));
+    }
+    assert_eq!(
+        seen[0],
+        (v023.to_string(), true, true, true),
+        "the 0.23 variant: {seen:?}"
+    );
+    // Control: plain builtins on 0.23 in a pid namespace merge the two threads into one.
+    assert!(
+        !seen[1].3,
+        "plain pid/tid on 0.23 in a pid namespace: {seen:?}"
+    );
 }
