@@ -1,0 +1,50 @@
+//! The hip decoder on a recorded log: two ranks on the HIP/RCCL stand-ins (tests/standins),
+//! bpftrace 0.17 (see plugins/rccl/tests/recorded.rs for how it was recorded). Each rank calls
+//! hipSetDevice(rank), which succeeds on the stand-in, then works on its device.
+
+use std::path::Path;
+
+use abi_stable::sabi_trait::TD_Opaque;
+use bthost::convert::decode_log_with;
+use bthost::registry::{Registry, SearchPaths};
+use bthost_pack_hip::DeviceTracker;
+use bthost_plugin_api::{Decoder_TO, Event};
+
+#[test]
+fn every_call_after_set_device_carries_the_device() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let reg = Registry::discover(
+        &SearchPaths {
+            packs: vec![dir.join("../../packs")],
+            plugins: vec![],
+        },
+        false,
+    );
+    let dec = Decoder_TO::from_value(DeviceTracker::default(), TD_Opaque);
+    let mut events: Vec<Event> = Vec::new();
+    decode_log_with(
+        &reg,
+        &dir.join("tests/data/standin-2ranks.log"),
+        None,
+        vec![("hip".into(), dec)],
+        |_, evs| events.append(evs),
+    )
+    .unwrap();
+    for (pid, device) in [(25718u32, 0u64), (25719, 1)] {
+        let hip: Vec<&Event> = events
+            .iter()
+            .filter(|e| e.pid == pid && e.pack.as_str() == "hip")
+            .collect();
+        let set = hip
+            .iter()
+            .position(|e| e.name.as_str() == "hipSetDevice")
+            .expect("hipSetDevice");
+        // Before it (hipGetDeviceCount) the device is unknown; from it on, known.
+        assert!(hip[..set].iter().all(|e| e.link("device").is_none()));
+        assert!(hip[set..].len() > 5);
+        assert!(
+            hip[set..].iter().all(|e| e.link("device") == Some(device)),
+            "{pid}"
+        );
+    }
+}
