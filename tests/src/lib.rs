@@ -203,6 +203,96 @@ pub fn build_standins(dir: &Path) -> PathBuf {
 /// a workload's forked ranks would go untraced. Returns the command's stdout.
 pub fn bpftrace_trace(bin: &Path, script: &Path, log: &Path, cmd: &str) -> String {
     let _serial = system_wide_lock();
+    let mut bt = start_bpftrace(bin, script, log);
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("run the workload");
+    stop_bpftrace(&mut bt, log);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Like [`bpftrace_trace`], for a workload that hangs: runs `cmd` in its own session, waits
+/// until its stdout satisfies `stuck` (and a second more, for the waiters to be inside the
+/// call), stops bpftrace as a user would (SIGINT: its END prints the calls in flight), then
+/// kills the workload. Returns the workload's stdout.
+pub fn bpftrace_trace_hang(
+    bin: &Path,
+    script: &Path,
+    log: &Path,
+    cmd: &str,
+    stuck: impl Fn(&str) -> bool,
+) -> String {
+    let _serial = system_wide_lock();
+    let mut bt = start_bpftrace(bin, script, log);
+    let out_path = log.with_extension("workload-stdout");
+    let mut w = Session(
+        Command::new("setsid")
+            .arg("sh")
+            .arg("-c")
+            .arg(cmd)
+            .stdout(std::fs::File::create(&out_path).unwrap())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the workload"),
+    );
+    let mut polls = 0;
+    while !stuck(&std::fs::read_to_string(&out_path).unwrap_or_default()) {
+        polls += 1;
+        assert!(
+            polls < 1200,
+            "the workload never reached its hang: {}",
+            std::fs::read_to_string(&out_path).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    stop_bpftrace(&mut bt, log);
+    w.kill();
+    std::fs::read_to_string(&out_path).unwrap()
+}
+
+/// A workload in its own session (setsid: its pid is its process group), killed whole (the
+/// ranks it forked too) when done or when the test panics.
+struct Session(std::process::Child);
+
+impl Session {
+    fn kill(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--"])
+            .arg(format!("-{}", self.0.id()))
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            self.kill();
+        }
+    }
+}
+
+/// A running bpftrace, stopped (SIGINT) if a test panics before it stops it: probes are
+/// system-wide and a leftover bpftrace would trace every later test.
+pub struct Tracing(std::process::Child);
+
+impl Drop for Tracing {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = Command::new("kill")
+                .arg("-INT")
+                .arg(self.0.id().to_string())
+                .status();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Starts `bin -B line script > log` and waits for the header its BEGIN prints.
+fn start_bpftrace(bin: &Path, script: &Path, log: &Path) -> Tracing {
     let _ = std::fs::remove_file(log);
     let err_path = log.with_extension("bpftrace-stderr");
     let mut bt = Command::new(bin)
@@ -216,7 +306,7 @@ pub fn bpftrace_trace(bin: &Path, script: &Path, log: &Path, cmd: &str) -> Strin
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         if text.lines().any(|l| l.starts_with("#bthost ")) {
-            break;
+            return Tracing(bt);
         }
         if let Some(status) = bt.try_wait().unwrap() {
             panic!(
@@ -229,22 +319,21 @@ pub fn bpftrace_trace(bin: &Path, script: &Path, log: &Path, cmd: &str) -> Strin
         assert!(waited < 1200, "bpftrace did not attach within two minutes");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .output()
-        .expect("run the workload");
+}
+
+/// Stops bpftrace with SIGINT (a user's Ctrl-C) and checks it ended cleanly.
+fn stop_bpftrace(bt: &mut Tracing, log: &Path) {
     let _ = Command::new("kill")
         .arg("-INT")
-        .arg(bt.id().to_string())
+        .arg(bt.0.id().to_string())
         .status();
-    let status = bt.wait().unwrap();
+    let status = bt.0.wait().unwrap();
+    let err_path = log.with_extension("bpftrace-stderr");
     assert!(
         status.success(),
         "bpftrace: {status}: {}",
         std::fs::read_to_string(&err_path).unwrap_or_default()
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The ranks a `rccl_ranks` run printed: (rank, pid, device, stream, comm).

@@ -342,9 +342,13 @@ fn damaged_lines_are_counted_and_the_rest_kept() {
     require_hip();
     let dir = scratch("damaged-lines");
     let s17 = hip_schema("0.17.0");
-    // Record 2 is hipSetDevice (call): tid ts dur deviceId ret.
+    // Record 3 is hipSetDevice (call): tid ts dur deviceId ret.
+    assert!(
+        s17.contains("\n#S 3 hip hipSetDevice call deviceId:i32 ret:i32"),
+        "{s17}"
+    );
     let log = format!(
-        "Attaching 26 probes...\n{s17}T 10 11 app\n2 11 100 5 0 0\nLost 7 events\n2 11 200 5 zz 0\n99 11 300 1\n2 11 400 5\nBAD\n2 11 500 5 1 0\n2 11 600 5 1"
+        "Attaching 26 probes...\n{s17}T 10 11 app\n3 11 100 5 0 0\nLost 7 events\n3 11 200 5 zz 0\n99 11 300 1\n3 11 400 5\nBAD\n3 11 500 5 1 0\n3 11 600 5 1"
     );
     let log = log
         .replace("BAD", "\u{0}")

@@ -13,6 +13,18 @@ use bthost_plugin_api::{Event, EventKind, Value};
 use bthost_tests::*;
 
 fn trace(bin: &Path, version: &semver::Version, name: &str, args: &str) -> (Vec<Event>, String) {
+    trace_with(bin, version, name, args, None)
+}
+
+type Stuck = fn(&str) -> bool;
+
+fn trace_with(
+    bin: &Path,
+    version: &semver::Version,
+    name: &str,
+    args: &str,
+    hang: Option<Stuck>,
+) -> (Vec<Event>, String) {
     let dir = scratch(&format!("e2e_rccl-{name}-{version}"));
     let standins = build_standins(&dir.join("standins"));
     let script = dir.join("bpft.bt");
@@ -32,7 +44,10 @@ fn trace(bin: &Path, version: &semver::Version, name: &str, args: &str) -> (Vec<
         script.to_str().unwrap(),
     ]);
     let cmd = format!("{} {args}", standins.join("rccl_ranks").display());
-    let stdout = bpftrace_trace(bin, &script, &log, &cmd);
+    let stdout = match hang {
+        None => bpftrace_trace(bin, &script, &log, &cmd),
+        Some(stuck) => bpftrace_trace_hang(bin, &script, &log, &cmd, stuck),
+    };
     let reg = Registry::discover(&SearchPaths::standard(&[]), true);
     assert!(reg.entries["rccl"].plugin.is_some(), "{:?}", reg.skipped);
     let mut events = Vec::new();
@@ -89,8 +104,8 @@ fn four_ranks_decoded_on_every_bpftrace() {
             // (nested, unrecorded by rccl) hipGetDevice.
             let init_end = mine
                 .iter()
-                .find(|e| e.name.as_str() == "ncclCommInitRank" && e.kind == EventKind::End)
-                .unwrap_or_else(|| panic!("{version}: rank {rank} has no ncclCommInitRank exit"));
+                .find(|e| e.name.as_str() == "ncclCommInitRank" && e.kind == EventKind::Complete)
+                .unwrap_or_else(|| panic!("{version}: rank {rank} has no ncclCommInitRank"));
             assert_eq!(enum_name(init_end, "ret"), "ncclSuccess");
             assert_eq!(
                 init_end.arg("device").and_then(Value::as_i64),
@@ -109,7 +124,7 @@ fn four_ranks_decoded_on_every_bpftrace() {
             // Every collective begun, numbered 1.. on this rank, with rank, device and stream.
             let begins: Vec<&&Event> = mine
                 .iter()
-                .filter(|e| e.kind == EventKind::Begin && COLLECTIVES.contains(&e.name.as_str()))
+                .filter(|e| e.kind == EventKind::Complete && COLLECTIVES.contains(&e.name.as_str()))
                 .collect();
             let names: Vec<&str> = begins.iter().map(|e| e.name.as_str()).collect();
             assert_eq!(
@@ -148,13 +163,12 @@ fn four_ranks_decoded_on_every_bpftrace() {
             assert_eq!(enum_name(first, "datatype"), "ncclFloat32");
             assert_eq!(enum_name(first, "op"), "ncclSum");
             assert_eq!(uint(first, "bytes"), 4 * uint(first, "count"));
-            // Each collective's exit carries the same number and succeeded.
-            let ends: Vec<&&Event> = mine
-                .iter()
-                .filter(|e| e.kind == EventKind::End && COLLECTIVES.contains(&e.name.as_str()))
-                .collect();
-            assert_eq!(ends.len(), begins.len());
-            assert!(ends.iter().all(|e| enum_name(e, "ret") == "ncclSuccess"));
+            // Each collective is one record, at its exit, and succeeded; nothing was in flight.
+            assert!(begins.iter().all(|e| enum_name(e, "ret") == "ncclSuccess"));
+            assert!(
+                !mine.iter().any(|e| e.kind == EventKind::Begin),
+                "{version}: {mine:?}"
+            );
             // The hip plugin knows the thread's device from its successful hipSetDevice.
             let hip_after: Vec<_> = mine
                 .iter()
@@ -204,24 +218,76 @@ fn a_rank_that_skips_a_collective_shows_the_others_stuck_in_it() {
                 // It never entered collective #2.
                 assert_eq!(
                     seqs,
-                    vec![
-                        (1, EventKind::Begin, None),
-                        (1, EventKind::End, Some("ncclSuccess".into()))
-                    ],
+                    vec![(1, EventKind::Complete, Some("ncclSuccess".into()))],
                     "{version}"
                 );
             } else {
                 assert_eq!(
-                    seqs[..4],
+                    seqs[..2],
                     [
-                        (1, EventKind::Begin, None),
-                        (1, EventKind::End, Some("ncclSuccess".into())),
-                        (2, EventKind::Begin, None),
-                        (2, EventKind::End, Some("ncclSystemError".into())),
+                        (1, EventKind::Complete, Some("ncclSuccess".into())),
+                        (2, EventKind::Complete, Some("ncclSystemError".into())),
                     ],
                     "{version} rank {rank}"
                 );
             }
+        }
+    }
+}
+
+/// The hang as a user meets it: the waiting ranks never return (no timeout), and the user
+/// stops tracing with Ctrl-C. Their entries into collective #2 come back from the script's END
+/// dump of the calls in flight: begun, numbered, linked, never ended.
+#[test]
+fn a_hang_stopped_by_ctrl_c_keeps_the_entries_in_flight() {
+    if skip_root_tests() {
+        return;
+    }
+    fn stuck(out: &str) -> bool {
+        out.contains("SKIPPED")
+            && (0..4).filter(|r| *r != 2).all(|r| {
+                out.contains(&format!("rank {r} pid"))
+                    && out
+                        .lines()
+                        .any(|l| l.starts_with(&format!("rank {r} ")) && l.contains("coll#0"))
+            })
+    }
+    for (bin, version) in &available_bpftraces() {
+        let (events, stdout) = trace_with(
+            bin,
+            version,
+            "inflight",
+            "-n 4 -k 3 -s 2:1 -t 0",
+            Some(stuck),
+        );
+        let ranks = ranks_of(&stdout);
+        assert_eq!(ranks.len(), 4, "{stdout}");
+        let uid_of_rank2 = events
+            .iter()
+            .find(|e| e.pid == ranks[2].1 && e.name.as_str() == "ncclAllReduce")
+            .and_then(|e| e.link("comm"))
+            .unwrap();
+        for &(rank, pid, device, stream, _) in &ranks {
+            let calls: Vec<&Event> = events
+                .iter()
+                .filter(|e| e.pid == pid && e.name.as_str() == "ncclAllReduce")
+                .collect();
+            let shape: Vec<(u64, EventKind)> =
+                calls.iter().map(|e| (uint(e, "seq"), e.kind)).collect();
+            if rank == 2 {
+                assert_eq!(shape, vec![(1, EventKind::Complete)], "{version}");
+                continue;
+            }
+            assert_eq!(
+                shape,
+                vec![(1, EventKind::Complete), (2, EventKind::Begin)],
+                "{version} rank {rank}"
+            );
+            let stuck_call = calls[1];
+            assert_eq!(stuck_call.link("comm"), Some(uid_of_rank2));
+            assert_eq!(stuck_call.link("stream"), Some(stream));
+            assert_eq!(stuck_call.link("device"), Some(device as u64));
+            assert_eq!(stuck_call.arg("rank").and_then(Value::as_i64), Some(rank));
         }
     }
 }

@@ -201,15 +201,14 @@ pub fn record_layout(probe: &Probe) -> Vec<(Phase, Vec<FieldSpec>)> {
     });
     let ins = probe.args.iter().filter(|a| !a.at_exit()).map(arg);
     let outs = probe.args.iter().filter(|a| a.at_exit()).map(arg);
+    let _ = outs;
     match probe.mode {
-        ProbeMode::Call => {
+        // One record at exit with everything; the entry values wait in a map, which the
+        // script prints at END for calls still in flight (read back as pending entries).
+        ProbeMode::Call | ProbeMode::Split => {
             let fields = probe.args.iter().map(arg).chain(ret).collect();
-            vec![(Phase::Call, fields)]
+            vec![(Phase::Call, fields), (Phase::Entry, ins.collect())]
         }
-        ProbeMode::Split => vec![
-            (Phase::Entry, ins.collect()),
-            (Phase::Exit, ret.into_iter().chain(outs).collect()),
-        ],
         ProbeMode::Entry => vec![(Phase::Entry, ins.collect())],
     }
 }

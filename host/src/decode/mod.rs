@@ -4,11 +4,11 @@
 mod generic;
 mod intern;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use abi_stable::std_types::{RResult, RSlice, RStr, RVec};
-use bthost_plugin_api::{DecoderBox, DecoderConfig, Event, Phase, Record};
+use bthost_plugin_api::{DecoderBox, DecoderConfig, Event, EventKind, Phase, Record};
 
 use crate::compose::schema::{Schema, SchemaBuilder};
 use crate::log::{classify, Diagnostics, LineKind, Severity};
@@ -49,6 +49,8 @@ pub struct LogDecoder<'r> {
     plans: Vec<RecordPlan>,
     packs: HashMap<String, PackState>,
     threads: HashMap<u32, (u32, String)>,
+    /// In-flight entries read back from dumps, by (tid, entry time).
+    begun: HashSet<(u32, u64)>,
     /// Decoders given by the caller (tests of a plugin's decoder, in process), by pack.
     given: HashMap<String, DecoderBox>,
     pub diag: Diagnostics,
@@ -69,6 +71,7 @@ impl<'r> LogDecoder<'r> {
             packs: HashMap::new(),
             threads: HashMap::new(),
             given: HashMap::new(),
+            begun: HashSet::new(),
             diag: Diagnostics::new(file.to_path_buf()),
             stats: Stats::default(),
             out: RVec::new(),
@@ -163,6 +166,12 @@ impl<'r> LogDecoder<'r> {
                     ("bpftrace errors", Severity::Warning)
                 };
                 self.diag.add(cat, sev, lineno, format!("bpftrace: {m}"));
+            }
+            LineKind::Pending { id, nums, .. } => {
+                self.end_header(lineno)?;
+                if self.schema.is_some() {
+                    self.record(lineno, id, &nums, events);
+                }
             }
             LineKind::MapDump(m) => {
                 self.diag.add(
@@ -271,6 +280,20 @@ impl<'r> LogDecoder<'r> {
                 return;
             }
         };
+        let mut generic = generic;
+        // A call's entry read back from an in-flight dump, then its exit record (a dump taken
+        // before the call ended): the exit ends the call begun, it is not a second call.
+        match generic.phase {
+            // The same in-flight entry, dumped again.
+            Phase::Entry if !self.begun.insert((tid, generic.raw_ts)) => return,
+            Phase::Call if self.begun.remove(&(tid, generic.raw_ts)) => {
+                generic.phase = Phase::Exit;
+                generic.event.kind = EventKind::End;
+                generic.event.ts += generic.event.dur;
+                generic.event.dur = 0;
+            }
+            _ => {}
+        }
         self.stats.records += 1;
         self.out.clear();
         let fields: Vec<_> = generic.event.args.iter().cloned().collect();

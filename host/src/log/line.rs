@@ -27,7 +27,14 @@ pub enum LineKind<'a> {
     Lost(u64),
     /// bpftrace's error or warning lines (`ERROR: ...`, `WARNING: ...`, failed detaches, ...).
     BpftraceMessage(&'a str),
-    /// A map that bpftrace printed at exit (`@name[...]: value`).
+    /// An in-flight call's entry, from the script's END dump of its pending map:
+    /// `@e<id>[<tid>]: <ts>` or `@e<id>[<tid>]: (<ts>, <value>, ...)`, in decimal.
+    Pending {
+        id: u32,
+        tid: u32,
+        nums: Vec<u64>,
+    },
+    /// Another map that bpftrace printed (`@name[...]: value`).
     MapDump(&'a str),
     /// Anything else, with the reason it is not a record.
     Garbage(String),
@@ -72,6 +79,14 @@ pub fn classify(line: &str) -> LineKind<'_> {
     {
         return LineKind::BpftraceMessage(t);
     }
+    if t.starts_with("#E") {
+        return LineKind::Blank; // the END marker before the in-flight dump
+    }
+    if let Some(rest) = t.strip_prefix("@e") {
+        if let Some(p) = pending(rest) {
+            return p;
+        }
+    }
     if t.starts_with('@') {
         return LineKind::MapDump(t);
     }
@@ -88,6 +103,33 @@ fn thread(rest: &str) -> Option<LineKind<'_>> {
     let tid = u32::from_str_radix(it.next()?, 16).ok()?;
     let comm = it.next().unwrap_or("");
     Some(LineKind::Thread { pid, tid, comm })
+}
+
+/// Parses `<id hex>[<tid>]: <ts>` or `<id hex>[<tid>]: (<ts>, <v>, ...)` (decimal values,
+/// possibly negative, as bpftrace prints map values).
+fn pending(rest: &str) -> Option<LineKind<'static>> {
+    let (id, rest) = rest.split_once('[')?;
+    let id = u32::from_str_radix(id, 16).ok()?;
+    let (tid, value) = rest.split_once("]: ")?;
+    let tid: u32 = tid.parse().ok()?;
+    let value = value.trim();
+    let inner = value
+        .strip_prefix('(')
+        .and_then(|v| v.strip_suffix(')'))
+        .unwrap_or(value);
+    let mut nums = vec![u64::from(tid)];
+    for v in inner.split(',') {
+        let v = v.trim();
+        let n = match v.strip_prefix('-') {
+            Some(neg) => neg.parse::<u64>().ok()?.wrapping_neg(),
+            None => v.parse::<u64>().ok()?,
+        };
+        nums.push(n);
+        if nums.len() > MAX_NUMS {
+            return None;
+        }
+    }
+    Some(LineKind::Pending { id, tid, nums })
 }
 
 fn record(t: &str) -> LineKind<'_> {
@@ -138,6 +180,24 @@ mod tests {
             LineKind::BpftraceMessage(_)
         ));
         assert!(matches!(classify("@thr[1836]: 1"), LineKind::MapDump(_)));
+        assert_eq!(
+            classify("@e1f[26656]: (2713074388058, 93968880276992, -1)"),
+            LineKind::Pending {
+                id: 0x1f,
+                tid: 26656,
+                nums: vec![26656, 2713074388058, 93968880276992, u64::MAX]
+            }
+        );
+        assert_eq!(
+            classify("@e2[7]: 99"),
+            LineKind::Pending {
+                id: 2,
+                tid: 7,
+                nums: vec![7, 99]
+            }
+        );
+        assert!(matches!(classify("@e2[7]: (1, x)"), LineKind::MapDump(_)));
+        assert_eq!(classify("#E in-flight calls"), LineKind::Blank);
         assert!(matches!(classify("3 72c cc9e7"), LineKind::Record { .. }));
         assert!(matches!(classify("3 72c zz"), LineKind::Garbage(_)));
         assert!(matches!(classify("3 72c +5"), LineKind::Garbage(_)));

@@ -194,7 +194,11 @@ impl RcclDecoder {
     fn on_op_exit(&mut self, rec: &Record<'_>, out: &mut RVec<Event>) {
         if let Some(Pending::Op { args, links }) = self.pending.remove(&(rec.pid, rec.tid)) {
             for e in out.iter_mut() {
-                e.args.extend(args.iter().cloned());
+                for a in &args {
+                    if e.arg(a.name.as_str()).is_none() {
+                        e.args.push(a.clone());
+                    }
+                }
             }
             set_links(out, &links);
         }
@@ -222,44 +226,66 @@ impl RcclDecoder {
 impl Decoder for RcclDecoder {
     fn on_record(&mut self, rec: &Record<'_>, out: &mut RVec<Event>) -> RResult<(), RString> {
         let name = rec.probe.as_str();
-        match (name, rec.phase) {
-            ("ncclCommInitRank" | "ncclCommInitRankConfig", Phase::Entry) => {
-                self.on_init_entry(rec, out)
-            }
-            ("ncclCommInitRank" | "ncclCommInitRankConfig", Phase::Exit) => {
-                self.on_init_exit(rec, out)
-            }
-            ("ncclCommSplit", Phase::Entry) => {
-                let parent = uint(rec, "comm").unwrap_or(0);
-                let color = int(rec, "color").unwrap_or(0);
-                self.pending
-                    .insert((rec.pid, rec.tid), Pending::Split { parent, color });
-                let links = comm_links(self.comms.get_or_unknown(rec.pid, parent));
-                set_links(out, &links);
-            }
-            ("ncclCommSplit", Phase::Exit) => self.on_split_exit(rec, out),
-            ("ncclCommDestroy" | "ncclCommAbort", Phase::Entry) => {
-                if let Some(comm) = uint(rec, "comm") {
-                    if let Some(info) = self.comms.get(rec.pid, comm) {
-                        let links = comm_links(info);
-                        set_links(out, &links);
-                        self.pending.insert(
-                            (rec.pid, rec.tid),
-                            Pending::Op {
-                                args: Vec::new(),
-                                links,
-                            },
-                        );
-                    }
-                    self.comms.remove(rec.pid, comm);
+        // Most calls arrive as one record at exit (Call): both what the entry teaches and what
+        // the exit does. A call still in flight when tracing stopped arrives as its entry alone
+        // (Entry, read back from the script's END dump); an exit after such an entry, as Exit.
+        let (entry, exit) = match rec.phase {
+            Phase::Entry => (true, false),
+            Phase::Exit => (false, true),
+            Phase::Call => (true, true),
+        };
+        match name {
+            "ncclCommInitRank" | "ncclCommInitRankConfig" => {
+                if entry {
+                    self.on_init_entry(rec, out);
+                }
+                if exit {
+                    self.on_init_exit(rec, out);
                 }
             }
-            ("ncclCommDestroy" | "ncclCommAbort", Phase::Exit) => self.on_op_exit(rec, out),
-            ("ncclCommCount" | "ncclCommUserRank" | "ncclCommCuDevice", _) => {
-                self.on_query(rec, out)
+            "ncclCommSplit" => {
+                if entry {
+                    let parent = uint(rec, "comm").unwrap_or(0);
+                    let color = int(rec, "color").unwrap_or(0);
+                    self.pending
+                        .insert((rec.pid, rec.tid), Pending::Split { parent, color });
+                    let links = comm_links(self.comms.get_or_unknown(rec.pid, parent));
+                    set_links(out, &links);
+                }
+                if exit {
+                    self.on_split_exit(rec, out);
+                }
             }
-            (op, Phase::Entry) if COLLECTIVES.contains(&op) => self.on_op_entry(rec, out),
-            (op, Phase::Exit) if COLLECTIVES.contains(&op) => self.on_op_exit(rec, out),
+            "ncclCommDestroy" | "ncclCommAbort" => {
+                if entry {
+                    if let Some(comm) = uint(rec, "comm") {
+                        if let Some(info) = self.comms.get(rec.pid, comm) {
+                            let links = comm_links(info);
+                            set_links(out, &links);
+                            self.pending.insert(
+                                (rec.pid, rec.tid),
+                                Pending::Op {
+                                    args: Vec::new(),
+                                    links,
+                                },
+                            );
+                        }
+                        self.comms.remove(rec.pid, comm);
+                    }
+                }
+                if exit {
+                    self.on_op_exit(rec, out);
+                }
+            }
+            "ncclCommCount" | "ncclCommUserRank" | "ncclCommCuDevice" => self.on_query(rec, out),
+            op if COLLECTIVES.contains(&op) => {
+                if entry {
+                    self.on_op_entry(rec, out);
+                }
+                if exit {
+                    self.on_op_exit(rec, out);
+                }
+            }
             _ => {}
         }
         RResult::ROk(())

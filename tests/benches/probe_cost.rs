@@ -1,0 +1,224 @@
+//! What tracing costs the traced program: for each bpftrace here (0.17, 0.23), each pack
+//! probe kind, the time per call of a loop calling one function, untraced (base), with a bare
+//! uprobe+uretprobe pair with empty actions (the floor of this method), and with the packs'
+//! composed script; and the log bytes each traced call writes.
+//!
+//!   cost ratio = (pack - base) / (floor - base)
+//!
+//! Run as root: `cargo bench -p bthost-tests --bench probe_cost` (BTHOST_BENCH_CALLS, default
+//! 20000; BTHOST_BENCH_ROUNDS, default 5: medians over rounds, interleaved, as this VM is noisy).
+//! The table is printed and written to target/bench/probe_cost.md.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bthost::commands::build::{build, BpftraceChoice, BuildOptions};
+use bthost::registry::{Registry, SearchPaths};
+use bthost_tests::*;
+
+struct Case {
+    name: &'static str,
+    function: &'static str,
+    /// Which loop binary and which library it calls.
+    real: bool,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "hipGetDevice (call, out arg) stand-in",
+        function: "hipGetDevice",
+        real: false,
+    },
+    Case {
+        name: "hipStreamSynchronize (split) stand-in",
+        function: "hipStreamSynchronize",
+        real: false,
+    },
+    Case {
+        name: "ncclAllReduce (split, 7 args) stand-in",
+        function: "ncclAllReduce",
+        real: false,
+    },
+    Case {
+        name: "hipGetDevice (call) real HIP 5.2",
+        function: "hipGetDevice",
+        real: true,
+    },
+    Case {
+        name: "hipStreamSynchronize (split) real HIP 5.2",
+        function: "hipStreamSynchronize",
+        real: true,
+    },
+];
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn cc(out: &Path, src: &Path, args: &[&str]) {
+    let o = Command::new("cc")
+        .args(["-O2", "-o"])
+        .arg(out)
+        .arg(src)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// ns per call, from the loop's own output.
+fn run_loop(bin: &Path, function: &str, calls: usize) -> f64 {
+    let o = Command::new(bin)
+        .arg(function)
+        .arg(calls.to_string())
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&o.stdout);
+    s.split_whitespace()
+        .rev()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{}: {s}", bin.display()))
+}
+
+/// Traces one run of the loop; returns (ns per call, bytes of record lines, lost events).
+fn traced(
+    bpftrace: &Path,
+    script: &Path,
+    log: &Path,
+    bin: &Path,
+    function: &str,
+    calls: usize,
+) -> (f64, u64, u64) {
+    let cmd = format!("{} {function} {calls}", bin.display());
+    let out = bpftrace_trace(bpftrace, script, log, &cmd);
+    let ns = out
+        .split_whitespace()
+        .rev()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
+    let text = std::fs::read_to_string(log).unwrap();
+    let mut bytes = 0;
+    let mut lost = 0;
+    for l in text.lines() {
+        if let Some(n) = l.strip_prefix("Lost ").and_then(|r| r.split(' ').next()) {
+            lost += n.parse::<u64>().unwrap_or(0);
+        }
+        let first = l.split(' ').next().unwrap_or("");
+        if !first.is_empty() && first.chars().all(|c| c.is_ascii_hexdigit()) {
+            bytes += l.len() as u64 + 1;
+        }
+    }
+    (ns, bytes, lost)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn floor_script(lib: &Path, function: &str) -> String {
+    format!(
+        "BEGIN {{ printf(\"#bthost floor\\n\"); }}\nuprobe:{lib}:{function} {{}}\nuretprobe:{lib}:{function} {{}}\n",
+        lib = lib.display()
+    )
+}
+
+fn main() {
+    if skip_root_tests() {
+        return;
+    }
+    require_hip();
+    let calls = env_num("BTHOST_BENCH_CALLS", 20_000);
+    let rounds = env_num("BTHOST_BENCH_ROUNDS", 5);
+    let dir = scratch("bench-probe-cost");
+    let standins = build_standins(&dir.join("standins"));
+    let stand_loop = dir.join("call_loop");
+    let rpath = format!("-Wl,-rpath,{}", standins.display());
+    let lpath = format!("-L{}", standins.display());
+    cc(
+        &stand_loop,
+        &root().join("tests/bench/call_loop.c"),
+        &[&lpath, &rpath, "-l:librccl.so.1", "-l:libamdhip64.so.5"],
+    );
+    let real_loop = dir.join("real_loop");
+    cc(
+        &real_loop,
+        &root().join("tests/bench/real_loop.c"),
+        &["-l:libamdhip64.so.5"],
+    );
+
+    let reg = Registry::discover(&SearchPaths::standard(&[]), false);
+    let mut table = String::new();
+    let _ = writeln!(
+        table,
+        "calls per run: {calls}; medians of {rounds} interleaved rounds; ns per call\n"
+    );
+    let _ = writeln!(
+        table,
+        "| bpftrace | case | base | floor | pack | cost ratio | log bytes/call | lost |"
+    );
+    let _ = writeln!(table, "|---|---|---|---|---|---|---|---|");
+    for (bt, version) in available_bpftraces() {
+        for case in CASES {
+            let (lib, bin, packs): (PathBuf, &PathBuf, &[&str]) = if case.real {
+                (PathBuf::from(HIP_LIB), &real_loop, &["hip"])
+            } else if case.function.starts_with("nccl") {
+                (standins.join("librccl.so.1"), &stand_loop, &["hip", "rccl"])
+            } else {
+                (
+                    standins.join("libamdhip64.so.5"),
+                    &stand_loop,
+                    &["hip", "rccl"],
+                )
+            };
+            let mut libs = bthost::library::LibOverrides::new();
+            if !case.real {
+                libs.insert("hip".into(), standins.join("libamdhip64.so.5"));
+                libs.insert("rccl".into(), standins.join("librccl.so.1"));
+            }
+            let built = build(
+                &reg,
+                &BuildOptions {
+                    packs: packs.iter().map(|s| s.to_string()).collect(),
+                    bpftrace: BpftraceChoice::Version(version.clone()),
+                    libs,
+                    exit_after_begin: false,
+                },
+            )
+            .unwrap();
+            let pack_script = dir.join("pack.bt");
+            std::fs::write(&pack_script, &built.script).unwrap();
+            let floor = dir.join("floor.bt");
+            std::fs::write(&floor, floor_script(&lib, case.function)).unwrap();
+            let log = dir.join("bench.log");
+            let (mut b, mut f, mut p, mut bytes, mut lost) = (vec![], vec![], vec![], vec![], 0);
+            for _ in 0..rounds {
+                b.push(run_loop(bin, case.function, calls));
+                f.push(traced(&bt, &floor, &log, bin, case.function, calls).0);
+                let (ns, by, lo) = traced(&bt, &pack_script, &log, bin, case.function, calls);
+                p.push(ns);
+                bytes.push(by as f64 / calls as f64);
+                lost += lo;
+            }
+            let (b, f, p) = (median(b), median(f), median(p));
+            let ratio = (p - b) / (f - b);
+            let line = format!(
+                "| {version} | {} | {b:.0} | {f:.0} | {p:.0} | {ratio:.2}x | {:.1} | {lost} |",
+                case.name,
+                median(bytes)
+            );
+            println!("{line}");
+            let _ = writeln!(table, "{line}");
+        }
+    }
+    let out = out_dir().join("..").join("bench");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("probe_cost.md"), &table).unwrap();
+    println!("\n{table}");
+}
