@@ -149,13 +149,15 @@ fn render_nested(s: &mut String, n: &PlannedNested, d: &Dialect, maps: &mut Vec<
     let _ = writeln!(s, "}}");
     let _ = writeln!(s, "uretprobe:{}:{}\n{{", n.library, x.function);
     let _ = writeln!(s, "\t$t = {};", d.tid);
-    let cond = if x.success_only {
-        format!("{dm}[$t] > 0 && retval == 0")
+    // Only inside the pack's call: elsewhere nothing was saved, and bpftrace 0.23 warns (into
+    // the log, once per call) when a missing key is deleted.
+    let set = format!("{cm}[$t] = {value_at_exit};");
+    let set = if x.success_only {
+        format!("if (retval == 0) {{ {set} }}")
     } else {
-        format!("{dm}[$t] > 0")
+        set
     };
-    let _ = writeln!(s, "\tif ({cond}) {{ {cm}[$t] = {value_at_exit}; }}");
-    let _ = writeln!(s, "\tdelete({sm}[$t]);");
+    let _ = writeln!(s, "\tif ({dm}[$t] > 0) {{ {set} delete({sm}[$t]); }}");
     let _ = writeln!(s, "}}");
     for m in [sm, cm] {
         if !maps.contains(&m) {

@@ -76,6 +76,9 @@ pub fn classify(line: &str) -> LineKind<'_> {
         || t.starts_with("WARNING")
         || t.starts_with("open(")
         || t.starts_with("stdin:")
+        || t.starts_with("Additional Info")
+        || t.starts_with(' ')
+        || is_located_message(t)
     {
         return LineKind::BpftraceMessage(t);
     }
@@ -91,6 +94,14 @@ pub fn classify(line: &str) -> LineKind<'_> {
         return LineKind::MapDump(t);
     }
     record(t)
+}
+
+/// bpftrace's runtime warnings name the script place: `script.bt:12:2-17: WARNING: ...`.
+fn is_located_message(t: &str) -> bool {
+    let Some((place, rest)) = t.split_once(": ") else {
+        return false;
+    };
+    (rest.starts_with("WARNING") || rest.starts_with("ERROR")) && place.contains(".bt:")
 }
 
 fn short(s: &str) -> String {
@@ -179,6 +190,13 @@ mod tests {
             classify("ERROR: failed to detach probe: x"),
             LineKind::BpftraceMessage(_)
         ));
+        for l in [
+            "bpft.bt:1339:2-17: WARNING: Can't delete map element because it does not exist.",
+            "Additional Info - helper: map_delete_elem, retcode: -2",
+            "    delete(@n0[$t]);",
+        ] {
+            assert!(matches!(classify(l), LineKind::BpftraceMessage(_)), "{l}");
+        }
         assert!(matches!(classify("@thr[1836]: 1"), LineKind::MapDump(_)));
         assert_eq!(
             classify("@e1f[26656]: (2713074388058, 93968880276992, -1)"),
