@@ -16,6 +16,19 @@ fn stderr_of(args: &[&str]) -> (i32, String) {
     (o.status.code().unwrap_or(-1), s)
 }
 
+/// `bthost build --pack-path dir --packs pack -o /dev/null`: (exit code, stderr and stdout).
+fn build_from(dir: &Path, pack: &str) -> (i32, String) {
+    stderr_of(&[
+        "build",
+        "--pack-path",
+        dir.to_str().unwrap(),
+        "--packs",
+        pack,
+        "-o",
+        "/dev/null",
+    ])
+}
+
 const GOOD_PACK: &str = r#"[pack]
 name = "NAME"
 version = "0.1.0"
@@ -118,15 +131,7 @@ fn unsafe_or_wrong_manifests_are_refused_with_file_and_line() {
     ];
     for (name, (from, to), want) in &cases {
         write_pack(&dir, name, |s| s.replace(from, to));
-        let (code, err) = stderr_of(&[
-            "build",
-            "--pack-path",
-            dir.to_str().unwrap(),
-            "--packs",
-            name,
-            "-o",
-            "/dev/null",
-        ]);
+        let (code, err) = build_from(&dir, name);
         assert_eq!(code, 2, "{name}: {err}");
         assert!(err.contains(want), "{name}: wanted {want:?} in:\n{err}");
         assert!(err.contains(&format!("unknown pack \"{name}\"")), "{err}");
@@ -144,15 +149,7 @@ fn unsafe_fragments_are_refused_with_file_and_line() {
         "// evil\n@entry getpid {\n    $x = 1;\n    system(\"id\");\n}\n",
     )
     .unwrap();
-    let (code, err) = stderr_of(&[
-        "build",
-        "--pack-path",
-        dir.to_str().unwrap(),
-        "--packs",
-        "frag",
-        "-o",
-        "/dev/null",
-    ]);
+    let (code, err) = build_from(&dir, "frag");
     assert_eq!(code, 2);
     assert!(
         err.contains("evil.bt:4: `system` is not allowed in a fragment"),
@@ -164,15 +161,7 @@ fn unsafe_fragments_are_refused_with_file_and_line() {
         "@entry getpid {\n}\n}\nBEGIN { system(\"id\") }\n",
     )
     .unwrap();
-    let (_, err) = stderr_of(&[
-        "build",
-        "--pack-path",
-        dir.to_str().unwrap(),
-        "--packs",
-        "frag",
-        "-o",
-        "/dev/null",
-    ]);
+    let (_, err) = build_from(&dir, "frag");
     assert!(
         err.contains("evil.bt:3: expected a section header"),
         "{err}"
@@ -181,15 +170,7 @@ fn unsafe_fragments_are_refused_with_file_and_line() {
     let p2 = write_pack(&dir, "escape", |s| {
         s.replace("<0.30.0\"", "<0.30.0\"\nfragments = [\"../frag/evil.bt\"]")
     });
-    let (_, err) = stderr_of(&[
-        "build",
-        "--pack-path",
-        dir.to_str().unwrap(),
-        "--packs",
-        "escape",
-        "-o",
-        "/dev/null",
-    ]);
+    let (_, err) = build_from(&dir, "escape");
     assert!(
         err.contains("must be a path inside the pack folder"),
         "{err} ({})",
@@ -205,15 +186,7 @@ fn untrusted_pack_folders_are_refused_as_root() {
     let dir = scratch("untrusted");
     let p = write_pack(&dir, "loose", |s| s);
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let (code, err) = stderr_of(&[
-        "build",
-        "--pack-path",
-        dir.to_str().unwrap(),
-        "--packs",
-        "loose",
-        "-o",
-        "/dev/null",
-    ]);
+    let (code, err) = build_from(&dir, "loose");
     assert_eq!(code, 2);
     assert!(
         err.contains("not trusted as root") && err.contains("writable by everyone"),
