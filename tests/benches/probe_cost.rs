@@ -208,9 +208,13 @@ fn main() {
             }
             let (b, f, p) = (median(b), median(f), median(p));
             let ratio = (p - b) / (f - b);
+            // The ratio alone misleads when the floor is small (a first instruction the
+            // kernel emulates costs ~1.5 us, one it single-steps ~10 us): show both costs.
             let line = format!(
-                "| {version} | {} | {b:.0} | {f:.0} | {p:.0} | {ratio:.2}x | {:.1} | {lost} |",
+                "| {version} | {} | {b:.0} | {f:.0} | {p:.0} | {:.1} us | {:.1} us | {ratio:.2}x | {:.1} | {lost} |",
                 case.name,
+                (f - b) / 1e3,
+                (p - b) / 1e3,
                 median(bytes)
             );
             println!("{line}");
