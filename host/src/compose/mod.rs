@@ -200,8 +200,6 @@ pub fn record_layout(probe: &Probe) -> Vec<(Phase, Vec<FieldSpec>)> {
         link: r.link.clone(),
     });
     let ins = probe.args.iter().filter(|a| !a.at_exit()).map(arg);
-    let outs = probe.args.iter().filter(|a| a.at_exit()).map(arg);
-    let _ = outs;
     match probe.mode {
         // One record at exit with everything; the entry values wait in a map, which the
         // script prints at END for calls still in flight (read back as pending entries).

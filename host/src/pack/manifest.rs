@@ -434,7 +434,7 @@ fn mode(cx: &Ctx, m: &Spanned<String>) -> Result<ProbeMode, ManifestError> {
         "entry" => Ok(ProbeMode::Entry),
         other => cx.err(
             m.span(),
-            format!("mode {other:?}; expected \"call\" (one record at exit), \"split\" (entry and exit records, for calls that can block) or \"entry\""),
+            format!("mode {other:?}; expected \"call\" (a fast call), \"split\" (a call that can block) or \"entry\" (a function that does not return)"),
         ),
     }
 }

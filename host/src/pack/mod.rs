@@ -66,14 +66,16 @@ pub struct Variant {
     pub fragments: Vec<Fragment>,
 }
 
-/// How a probe's call is recorded.
+/// How a probe's call is recorded. `Call` and `Split` both write one record at exit (the
+/// entry waits in a per-thread map, which END prints for calls still in flight); the mode
+/// says what the call is, for readers and for later policies (e.g. flushing long waits).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProbeMode {
-    /// One record at exit (with the entry time): cheapest, but a call that never returns is not seen.
+    /// A fast call.
     Call,
-    /// A record at entry and one at exit: for calls that can block, so a hang still shows the entry.
+    /// A call that can block (synchronisation, collectives).
     Split,
-    /// A record at entry only.
+    /// A function that does not return: a record at entry only.
     Entry,
 }
 
