@@ -105,3 +105,37 @@ fn missing_functions_are_left_out_and_named() {
     assert!(String::from_utf8_lossy(&o.stdout)
         .contains("[FAIL] --lib hip=/nonexistent/libamdhip64.so.5: no such file"));
 }
+
+/// A `[[nested]]` probe reaches the library its pack's library loads: for the RCCL stand-in,
+/// the HIP stand-in beside it (its runpath), not the HIP runtime ldconfig knows; doctor says
+/// which file, and build probes that one.
+#[test]
+fn nested_probes_follow_the_runpath_of_the_pack_library() {
+    let dir = scratch("nested-runpath");
+    let standins = build_standins(&dir.join("standins"));
+    let rccl = format!("rccl={}", standins.join("librccl.so.1").display());
+    let o = bthost(&["doctor", "--packs", "rccl", "--lib", &rccl]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let hip = standins.join("libamdhip64.so.5");
+    assert!(
+        out.contains(&format!("pack rccl: nested hipGetDevice in libamdhip64.so.5: {} (runpath of the pack's library)", hip.display())),
+        "{out}"
+    );
+    let script = dir.join("r.bt");
+    bthost_ok(&[
+        "build",
+        "--packs",
+        "rccl",
+        "--bpftrace",
+        "0.17.0",
+        "--lib",
+        &rccl,
+        "-o",
+        script.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert!(
+        text.contains(&format!("uprobe:{}:hipGetDevice", hip.display())),
+        "{text}"
+    );
+}

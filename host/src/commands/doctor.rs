@@ -135,6 +135,9 @@ pub fn run(
                         },
                         what,
                     );
+                    for n in &e.pack.nested {
+                        push_nested(&mut push, name, n, &f.path, libs, &cache);
+                    }
                 }
                 Err(err) => push(Status::Fail, format!("pack {name}: {err}")),
             },
@@ -142,6 +145,43 @@ pub fn run(
         }
     }
     v
+}
+
+/// A `[[nested]]` probe: which file the pack's library reaches for it, and whether the
+/// function is there to probe.
+fn push_nested(
+    push: &mut impl FnMut(Status, String),
+    pack: &str,
+    n: &crate::pack::Nested,
+    caller: &Path,
+    libs: &LibOverrides,
+    cache: &LdCache,
+) {
+    let what = format!("pack {pack}: nested {} in {}", n.function, n.library);
+    match library::find_nested(&n.library, caller, libs, cache) {
+        Ok(f) => match library::symbols::functions(&f.path) {
+            Ok(funcs) => match funcs.why_not(&n.function) {
+                None => push(
+                    Status::Ok,
+                    format!("{what}: {} ({})", f.path.display(), f.how),
+                ),
+                Some(why) => push(
+                    Status::Warn,
+                    format!(
+                        "{what}: {} ({}) {why}; the capture {} stays unknown",
+                        f.path.display(),
+                        f.how,
+                        n.capture
+                    ),
+                ),
+            },
+            Err(err) => push(Status::Fail, format!("{what}: {err}")),
+        },
+        Err(err) => push(
+            Status::Warn,
+            format!("{what}: {err}; the capture {} stays unknown", n.capture),
+        ),
+    }
 }
 
 pub fn format(checks: &[Check]) -> String {
