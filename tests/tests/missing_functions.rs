@@ -2,9 +2,26 @@
 //! `doctor` and `packs`; it is never left to bpftrace (0.17 drops such a probe silently).
 //! The library is a real ELF file built here with only two of the hip pack's functions.
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output};
 
 use bthost_tests::*;
+
+/// `bthost build --packs hip --bpftrace 0.17.0 --lib hip=LIB -o OUT`.
+fn build_hip(lib: &Path, out: &Path) -> Output {
+    let lib_arg = format!("hip={}", lib.display());
+    bthost(&[
+        "build",
+        "--packs",
+        "hip",
+        "--bpftrace",
+        "0.17.0",
+        "--lib",
+        &lib_arg,
+        "-o",
+        out.to_str().unwrap(),
+    ])
+}
 
 #[test]
 fn missing_functions_are_left_out_and_named() {
@@ -26,17 +43,7 @@ fn missing_functions_are_left_out_and_named() {
     let lib_arg = format!("hip={}", lib.display());
     let script = dir.join("partial.bt");
 
-    let o = bthost(&[
-        "build",
-        "--packs",
-        "hip",
-        "--bpftrace",
-        "0.17.0",
-        "--lib",
-        &lib_arg,
-        "-o",
-        script.to_str().unwrap(),
-    ]);
+    let o = build_hip(&lib, &script);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     for f in [
@@ -78,17 +85,7 @@ fn missing_functions_are_left_out_and_named() {
         .status()
         .unwrap()
         .success());
-    let o = bthost(&[
-        "build",
-        "--packs",
-        "hip",
-        "--bpftrace",
-        "0.17.0",
-        "--lib",
-        &format!("hip={}", none.display()),
-        "-o",
-        "/dev/null",
-    ]);
+    let o = build_hip(&none, Path::new("/dev/null"));
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr)
         .contains("no probe of the chosen packs exists in their libraries (hip)"));
