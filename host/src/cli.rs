@@ -67,7 +67,8 @@ pub enum Cmd {
         #[command(flatten)]
         lib: LibArgs,
     },
-    /// Decode a log into DIR: the per-thread text log (log.txt).
+    /// Decode a log into DIR: the per-thread text log (log.txt) and Perfetto traces, one per
+    /// link key (trace_<key>.pftrace).
     Convert {
         log: PathBuf,
         #[arg(short, long, value_name = "DIR")]
@@ -75,5 +76,11 @@ pub enum Cmd {
         /// Refuse the log unless it was written by the script whose schema file this is.
         #[arg(long, value_name = "FILE")]
         schema: Option<PathBuf>,
+        /// Link keys to draw flows for (default: every key the log's packs declare).
+        #[arg(long, value_delimiter = ',')]
+        link: Option<Vec<String>>,
+        /// One Perfetto trace with every chosen key's flows, not one trace per key.
+        #[arg(long)]
+        combined: bool,
     },
 }

@@ -109,6 +109,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             log,
             output,
             schema,
+            link,
+            combined,
         } => {
             let reg = Registry::discover(&paths, true);
             eprint!("{}", packs::skipped_report(&reg, verbose));
@@ -125,6 +127,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 log,
                 out_dir,
                 expect_schema,
+                links: link,
+                combined,
             };
             let summary = convert::convert(&reg, &opts)?;
             eprint!("{}", summary.diag);

@@ -1,6 +1,7 @@
 //! `bthost convert`: read a log once, decode it, write the outputs. Knows nothing of the CLI:
 //! it takes plain [`ConvertOptions`].
 
+pub mod perfetto;
 pub mod text;
 
 use std::io::{BufRead, BufReader, Read};
@@ -19,6 +20,10 @@ pub struct ConvertOptions {
     pub out_dir: PathBuf,
     /// Refuse the log unless its schema hash is this (from `--schema FILE`).
     pub expect_schema: Option<u64>,
+    /// Link keys to draw flows for; `None`: every key the log's packs declare.
+    pub links: Option<Vec<String>>,
+    /// One trace with the flows of every chosen key, instead of one trace per key.
+    pub combined: bool,
 }
 
 /// What a conversion found.
@@ -131,10 +136,45 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
     let mut w = std::io::BufWriter::new(f);
     text.write(&mut w, &opts.log, hash, &stats, &diag)
         .with_context(|| format!("writing {}", out.display()))?;
+    let mut outputs = vec![out];
+
+    // Perfetto: one trace per link key (as the original tool wrote one per key), or one
+    // with every key's flows. A new pack's keys need nothing here: they come from the packs.
+    let keys = match &opts.links {
+        Some(k) => k.clone(),
+        None => declared_links(registry, &text),
+    };
+    let traces: Vec<(String, Vec<String>)> = if opts.combined || keys.is_empty() {
+        vec![("trace.pftrace".to_string(), keys)]
+    } else {
+        keys.iter()
+            .map(|k| (format!("trace_{k}.pftrace"), vec![k.clone()]))
+            .collect()
+    };
+    for (name, links) in traces {
+        let path = opts.out_dir.join(name);
+        perfetto::write(&text, &path, &links)
+            .with_context(|| format!("writing {}", path.display()))?;
+        outputs.push(path);
+    }
     Ok(Summary {
         stats,
         diag,
-        outputs: vec![out],
+        outputs,
         schema_hash: hash,
     })
+}
+
+/// The link keys the log's packs declare: in their manifests and by their plugins.
+fn declared_links(registry: &Registry, text: &text::TextLog) -> Vec<String> {
+    let mut keys = std::collections::BTreeSet::new();
+    for pack in text.packs() {
+        if let Some(e) = registry.entries.get(pack) {
+            keys.extend(e.pack.links.iter().cloned());
+            if let Some(p) = &e.plugin {
+                keys.extend(p.info.links.iter().map(|l| l.to_string()));
+            }
+        }
+    }
+    keys.into_iter().collect()
 }

@@ -40,10 +40,13 @@ pub struct TextLog {
     /// (pid, tid) -> thread
     threads: BTreeMap<(u32, u32), Thread>,
     first_ts: Option<u64>,
+    /// The packs whose events were seen.
+    packs: std::collections::BTreeSet<&'static str>,
 }
 
 impl TextLog {
     pub fn push(&mut self, e: Event, dec: &LogDecoder) {
+        self.packs.insert(e.pack.as_str());
         let key = (e.pid, e.tid);
         let th = self.threads.entry(key).or_default();
         if th.comm.is_empty() {
@@ -109,6 +112,11 @@ impl TextLog {
                 }
             }
         }
+    }
+
+    /// The packs whose events the log held.
+    pub fn packs(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.packs.iter().copied()
     }
 
     /// The calls of each thread, sorted by start, for tests and other writers.

@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Decodes a bthost Perfetto trace with Perfetto's OFFICIAL generated schema (PyPI package
+`perfetto`, perfetto_trace_pb2) and checks its structure the way viewers rely on it:
+
+- the sequence's first packet clears incremental state; timestamps never go back;
+- every track is described before its first event; thread tracks have their process;
+- interned names are defined before use; END events are unnamed;
+- slices are balanced, last-in-first-out, per track;
+- every flow id leaves exactly one slice and ends on exactly one later slice.
+
+Prints a JSON summary (tracks, slices with their annotations, flows) for the tests to assert
+on; exits 1 with the list of problems if any rule is broken.
+Usage: check_trace.py TRACE.pftrace
+"""
+import json
+import sys
+
+from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb
+
+CLEARED = pb.TracePacket.SEQ_INCREMENTAL_STATE_CLEARED
+BEGIN, END, INSTANT = pb.TrackEvent.TYPE_SLICE_BEGIN, pb.TrackEvent.TYPE_SLICE_END, pb.TrackEvent.TYPE_INSTANT
+
+
+def main(path):
+    trace = pb.Trace()
+    with open(path, "rb") as f:
+        trace.ParseFromString(f.read())
+    errors = []
+    tracks, names, ann_names = {}, {}, {}
+    stacks, slices, flow_src, flow_dst = {}, [], {}, {}
+    last_ts = None
+    for n, p in enumerate(trace.packet):
+        if p.trusted_packet_sequence_id != 1:
+            errors.append(f"packet {n}: sequence id {p.trusted_packet_sequence_id}")
+        if n == 0 and not (p.sequence_flags & CLEARED):
+            errors.append("first packet does not clear incremental state")
+        if p.HasField("interned_data"):
+            for e in p.interned_data.event_names:
+                names[e.iid] = e.name
+            for e in p.interned_data.debug_annotation_names:
+                ann_names[e.iid] = e.name
+        if p.HasField("track_descriptor"):
+            d = p.track_descriptor
+            if d.HasField("parent_uuid") and d.parent_uuid not in tracks:
+                errors.append(f"track {d.uuid} before its parent {d.parent_uuid}")
+            tracks[d.uuid] = {
+                "name": d.name,
+                "pid": d.thread.pid if d.HasField("thread") else (d.process.pid if d.HasField("process") else None),
+                "tid": d.thread.tid if d.HasField("thread") else None,
+                "thread_name": d.thread.thread_name if d.HasField("thread") else None,
+                "parent": d.parent_uuid if d.HasField("parent_uuid") else None,
+            }
+        if not p.HasField("track_event"):
+            continue
+        if last_ts is not None and p.timestamp < last_ts:
+            errors.append(f"packet {n}: timestamp {p.timestamp} goes back from {last_ts}")
+        last_ts = p.timestamp
+        e = p.track_event
+        if e.track_uuid not in tracks:
+            errors.append(f"packet {n}: event on undescribed track {e.track_uuid}")
+        stack = stacks.setdefault(e.track_uuid, [])
+        if e.type == END:
+            if e.HasField("name_iid") or e.HasField("name"):
+                errors.append(f"packet {n}: a named END")
+            if not stack:
+                errors.append(f"packet {n}: END with no open slice on track {e.track_uuid}")
+            else:
+                s = stack.pop()
+                s["dur"] = p.timestamp - s["ts"]
+            continue
+        if e.name_iid not in names:
+            errors.append(f"packet {n}: name iid {e.name_iid} not interned before use")
+        args = {}
+        for a in e.debug_annotations:
+            if a.name_iid not in ann_names:
+                errors.append(f"packet {n}: annotation name iid {a.name_iid} not interned")
+            which = a.WhichOneof("value")
+            args[ann_names.get(a.name_iid, "?")] = getattr(a, which) if which else None
+        s = {
+            "track": e.track_uuid,
+            "tid": tracks.get(e.track_uuid, {}).get("tid"),
+            "name": names.get(e.name_iid),
+            "ts": p.timestamp,
+            "dur": 0,
+            "args": args,
+            "instant": e.type == INSTANT,
+        }
+        slices.append(s)
+        for fid in e.flow_ids:
+            if fid in flow_src:
+                errors.append(f"flow {fid} leaves two slices")
+            flow_src[fid] = s
+        for fid in e.terminating_flow_ids:
+            if fid in flow_dst:
+                errors.append(f"flow {fid} ends on two slices")
+            flow_dst[fid] = s
+        if e.type == BEGIN:
+            stack.append(s)
+    for uuid, st in stacks.items():
+        if st:
+            errors.append(f"track {uuid}: {len(st)} slices never ended")
+    for fid, s in flow_src.items():
+        d = flow_dst.get(fid)
+        if d is None:
+            errors.append(f"flow {fid} ends nowhere")
+        elif d["ts"] < s["ts"]:
+            errors.append(f"flow {fid} goes back in time")
+    for fid in flow_dst:
+        if fid not in flow_src:
+            errors.append(f"flow {fid} comes from nowhere")
+    flows = [[flow_src[f]["name"], flow_src[f]["tid"], flow_dst[f]["name"], flow_dst[f]["tid"]] for f in sorted(flow_src) if f in flow_dst]
+    out = {"tracks": len(tracks), "slices": slices, "flows": flows, "errors": errors}
+    json.dump(out, sys.stdout, default=str)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,117 @@
+//! Perfetto output checked with Perfetto's OFFICIAL schema (the PyPI `perfetto` package's
+//! generated perfetto_trace_pb2), not only by our own reader: tests/perfetto/check_trace.py
+//! decodes each trace and checks the rules viewers rely on (balanced LIFO slices per track,
+//! ordered timestamps, tracks described before use, interning, flows joining two slices).
+//! The log is a real one from real bpftrace: two ranks on the stand-ins, rank 1 skipping a
+//! collective (plugins/rccl/tests/data/hang-2ranks.log), here cut while rank 0 waits.
+
+use std::process::Command;
+
+use bthost_tests::*;
+use serde_json::Value;
+
+fn check(trace: &std::path::Path) -> Value {
+    let o = Command::new("python3")
+        .arg(root().join("tests/perfetto/check_trace.py"))
+        .arg(trace)
+        .output()
+        .expect("python3");
+    let out: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "check_trace.py on {}: {e}\n{}\n(pip install perfetto; scripts/setup does it)",
+            trace.display(),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    assert!(o.status.success(), "{}: {}", trace.display(), out["errors"]);
+    out
+}
+
+#[test]
+fn traces_per_link_key_pass_the_official_schema() {
+    let dir = scratch("perfetto");
+    let text =
+        std::fs::read_to_string(root().join("plugins/rccl/tests/data/hang-2ranks.log")).unwrap();
+    // Cut just before rank 0's Broadcast returns: a call still open at the end of the log.
+    let cut: String = text
+        .lines()
+        .take_while(|l| !l.starts_with("39 "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let log = dir.join("cut.log");
+    std::fs::write(&log, cut).unwrap();
+    let out_dir = dir.join("out");
+    bthost_ok(&[
+        "convert",
+        log.to_str().unwrap(),
+        "-o",
+        out_dir.to_str().unwrap(),
+    ]);
+
+    // One trace per key the log's packs declare (hip: device, stream; rccl: comm, ... + coll).
+    for key in ["comm", "device", "stream", "coll"] {
+        assert!(
+            out_dir.join(format!("trace_{key}.pftrace")).is_file(),
+            "no trace for {key}"
+        );
+    }
+    let comm = check(&out_dir.join("trace_comm.pftrace"));
+    let slices = comm["slices"].as_array().unwrap();
+    // Rank 0 (tid 25718) is still in collective #2 at the end: drawn to the end, unfinished.
+    let stuck: Vec<&Value> = slices
+        .iter()
+        .filter(|s| s["name"] == "ncclBroadcast" && s["tid"] == 25718)
+        .collect();
+    assert_eq!(stuck.len(), 1, "{stuck:?}");
+    assert_eq!(stuck[0]["args"]["unfinished"], Value::Bool(true));
+    assert_eq!(stuck[0]["args"]["seq"], 2);
+    // Drawn to the end of the log.
+    let end = |s: &Value| s["ts"].as_u64().unwrap() + s["dur"].as_u64().unwrap();
+    assert_eq!(end(stuck[0]), slices.iter().map(end).max().unwrap());
+    // The communicator's calls link across the two ranks' processes.
+    let flows = comm["flows"].as_array().unwrap();
+    assert!(
+        flows
+            .iter()
+            .any(|f| f[1] != f[3] && f[0] == "ncclAllReduce" && f[2] == "ncclAllReduce"),
+        "{flows:?}"
+    );
+    // One collective: both ranks' AllReduce #1 joined by one `coll` flow.
+    let coll = check(&out_dir.join("trace_coll.pftrace"));
+    let cflows = coll["flows"].as_array().unwrap();
+    assert!(
+        cflows.contains(&serde_json::json!([
+            "ncclAllReduce",
+            25718,
+            "ncclAllReduce",
+            25719
+        ])) || cflows.contains(&serde_json::json!([
+            "ncclAllReduce",
+            25719,
+            "ncclAllReduce",
+            25718
+        ])),
+        "{cflows:?}"
+    );
+    check(&out_dir.join("trace_device.pftrace"));
+    check(&out_dir.join("trace_stream.pftrace"));
+
+    // --link picks keys; --combined writes one trace with all their flows.
+    let one = dir.join("one");
+    bthost_ok(&[
+        "convert",
+        log.to_str().unwrap(),
+        "-o",
+        one.to_str().unwrap(),
+        "--link",
+        "comm,stream",
+        "--combined",
+    ]);
+    let both = check(&one.join("trace.pftrace"));
+    let n = |v: &Value| v["flows"].as_array().unwrap().len();
+    assert_eq!(
+        n(&both),
+        n(&comm) + n(&check(&out_dir.join("trace_stream.pftrace")))
+    );
+    assert!(!one.join("trace_device.pftrace").exists());
+}
