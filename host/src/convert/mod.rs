@@ -2,6 +2,7 @@
 //! it takes plain [`ConvertOptions`].
 
 pub mod perfetto;
+mod progress;
 pub mod text;
 
 use std::io::{BufRead, BufReader, Read};
@@ -64,6 +65,9 @@ pub fn decode_log_with(
     let mut events = Vec::new();
     let mut buf = Vec::with_capacity(256);
     let mut lineno = 0u64;
+    let mut read = 0u64;
+    let total = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
+    let mut progress = progress::Progress::new(total);
     loop {
         buf.clear();
         let n = (&mut reader)
@@ -74,6 +78,10 @@ pub fn decode_log_with(
             break;
         }
         lineno += 1;
+        read += n as u64;
+        if lineno.is_multiple_of(8192) {
+            progress.update(read, dec.stats.records);
+        }
         let terminated = buf.last() == Some(&b'\n');
         if terminated {
             buf.pop();
@@ -112,6 +120,7 @@ pub fn decode_log_with(
             events.clear();
         }
     }
+    progress.finish();
     dec.finish(&mut events)?;
     if !events.is_empty() {
         sink(&dec, &mut events);
