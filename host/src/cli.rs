@@ -82,5 +82,9 @@ pub enum Cmd {
         /// One Perfetto trace with every chosen key's flows, not one trace per key.
         #[arg(long)]
         combined: bool,
+        /// A traced process's memory map, for symbolizing code addresses: PID=FILE (a copy of
+        /// /proc/PID/maps taken while it ran; repeatable).
+        #[arg(long = "maps", value_name = "PID=FILE")]
+        maps: Vec<String>,
     },
 }

@@ -12,3 +12,4 @@ pub mod library;
 pub mod log;
 pub mod pack;
 pub mod registry;
+pub mod symbolize;

@@ -111,6 +111,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             schema,
             link,
             combined,
+            maps,
         } => {
             let reg = Registry::discover(&paths, true);
             eprint!("{}", packs::skipped_report(&reg, verbose));
@@ -129,9 +130,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 expect_schema,
                 links: link,
                 combined,
+                maps: maps
+                    .iter()
+                    .map(|m| bthost::symbolize::parse_maps_arg(m).map_err(anyhow::Error::msg))
+                    .collect::<Result<_>>()?,
             };
             let summary = convert::convert(&reg, &opts)?;
             eprint!("{}", summary.diag);
+            let (resolved, unresolved) = summary.symbols;
+            if resolved + unresolved > 0 {
+                eprintln!(
+                    "bthost: code addresses: {resolved} symbolized, {unresolved} left as addresses{}",
+                    if unresolved > 0 { " (give the processes' maps with --maps PID=FILE)" } else { "" }
+                );
+            }
             eprintln!(
                 "bthost: {} records, {} events, {} threads{} -> {}",
                 summary.stats.records,

@@ -57,7 +57,9 @@ fn traces_the_real_hip_runtime(bin: &std::path::Path, version: &semver::Version)
     );
 
     let prog = compile_workload("hip_basic", &dir, &["-l:libamdhip64.so.5", "-lpthread"]);
-    let stdout = bpftrace_trace(bin, &script, &log, prog.to_str().unwrap());
+    let maps = dir.join("hip_basic.maps");
+    let cmd = format!("BTHOST_DUMP_MAPS={} {}", maps.display(), prog.display());
+    let stdout = bpftrace_trace(bin, &script, &log, &cmd);
     let text = std::fs::read_to_string(&log).unwrap();
     let kernel_addr = stdout
         .lines()
@@ -174,6 +176,33 @@ fn traces_the_real_hip_runtime(bin: &std::path::Path, version: &semver::Version)
         dir.join("bpft.schema").to_str().unwrap(),
     ]);
     let txt = std::fs::read_to_string(out_dir.join("log.txt")).unwrap();
+    // Offline symbolization: with the process's memory map, the kernel's address is a name.
+    let sym_dir = dir.join("sym");
+    let maps_arg = format!("{workload_pid}={}", maps.display());
+    let o = std::process::Command::new(bthost_bin())
+        .args([
+            "convert",
+            log.to_str().unwrap(),
+            "-o",
+            sym_dir.to_str().unwrap(),
+            "--maps",
+            &maps_arg,
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("code addresses: 1 symbolized, 0 left as addresses"),
+        "{err}"
+    );
+    let sym_txt = std::fs::read_to_string(sym_dir.join("log.txt")).unwrap();
+    assert!(
+        sym_txt.contains(&format!(
+            "function=bthost_demo_kernel+0x0 ({kernel_addr:#x})"
+        )),
+        "{sym_txt}"
+    );
     for want in [
         "hipGetDeviceCount(count=0) = hipErrorNoDevice(100)",
         "hipMemcpyAsync(dst=0x7000, src=0x",

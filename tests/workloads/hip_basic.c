@@ -42,8 +42,22 @@ static void *worker(void *arg) {
     return NULL;
 }
 
+/* Copies /proc/self/maps to $BTHOST_DUMP_MAPS, as `bthost record` would record it, so that the
+ * kernel's address can be symbolized offline. */
+static void dump_maps(void) {
+    const char *to = getenv("BTHOST_DUMP_MAPS");
+    if (!to) return;
+    FILE *in = fopen("/proc/self/maps", "r"), *out = fopen(to, "w");
+    char buf[4096];
+    size_t n;
+    while (in && out && (n = fread(buf, 1, sizeof buf, in)) > 0) fwrite(buf, 1, n, out);
+    if (in) fclose(in);
+    if (out) fclose(out);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1) iterations = atoi(argv[1]);
+    dump_maps();
     int count = -1;
     hipError_t r = hipGetDeviceCount(&count);
     printf("hipGetDeviceCount -> %d (count %d)\n", r, count);

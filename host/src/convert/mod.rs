@@ -14,6 +14,7 @@ use bthost_plugin_api::{DecoderBox, Event};
 use crate::decode::{LogDecoder, Stats};
 use crate::log::{Diagnostics, Severity};
 use crate::registry::Registry;
+use crate::symbolize::Symbolizer;
 
 #[derive(Clone, Debug)]
 pub struct ConvertOptions {
@@ -25,6 +26,8 @@ pub struct ConvertOptions {
     pub links: Option<Vec<String>>,
     /// One trace with the flows of every chosen key, instead of one trace per key.
     pub combined: bool,
+    /// Memory maps of traced processes (pid, copy of /proc/PID/maps), for symbolization.
+    pub maps: Vec<(u32, PathBuf)>,
 }
 
 /// What a conversion found.
@@ -33,6 +36,8 @@ pub struct Summary {
     pub diag: Diagnostics,
     pub outputs: Vec<PathBuf>,
     pub schema_hash: u64,
+    /// Code addresses resolved to symbols, and those left as addresses.
+    pub symbols: (u64, u64),
 }
 
 /// Reads `log` and decodes every line, calling `sink` with each batch of events.
@@ -134,8 +139,13 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
     std::fs::create_dir_all(&opts.out_dir)
         .with_context(|| format!("cannot create {}", opts.out_dir.display()))?;
     let mut text = text::TextLog::default();
+    let mut symbols = Symbolizer::default();
+    for (pid, path) in &opts.maps {
+        symbols.add_maps(*pid, path).map_err(anyhow::Error::msg)?;
+    }
     let (stats, diag, hash) = decode_log(registry, &opts.log, opts.expect_schema, |dec, evs| {
-        for e in evs.drain(..) {
+        for mut e in evs.drain(..) {
+            symbolize(&mut symbols, &mut e);
             text.push(e, dec);
         }
     })?;
@@ -171,6 +181,7 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         diag,
         outputs,
         schema_hash: hash,
+        symbols: (symbols.resolved, symbols.unresolved),
     })
 }
 
@@ -186,4 +197,16 @@ fn declared_links(registry: &Registry, text: &text::TextLog) -> Vec<String> {
         }
     }
     keys.into_iter().collect()
+}
+
+/// Replaces each code address an event carries by `function+0xoff (0xaddr)` when the
+/// process's memory map and the mapped file's symbols say what it is.
+fn symbolize(symbols: &mut Symbolizer, e: &mut Event) {
+    for a in e.args.iter_mut() {
+        if let bthost_plugin_api::Value::CodeAddr(addr) = a.value {
+            if let Some(sym) = symbols.resolve(e.pid, addr) {
+                a.value = bthost_plugin_api::Value::Str(format!("{sym} ({addr:#x})").into());
+            }
+        }
+    }
 }
