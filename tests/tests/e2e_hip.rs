@@ -197,12 +197,19 @@ fn traces_the_real_hip_runtime(bin: &std::path::Path, version: &semver::Version)
         "{err}"
     );
     let sym_txt = std::fs::read_to_string(sym_dir.join("log.txt")).unwrap();
-    assert!(
-        sym_txt.contains(&format!(
-            "function=bthost_demo_kernel+0x0 ({kernel_addr:#x})"
-        )),
-        "{sym_txt}"
+    // The workload is built with -g: DWARF gives the kernel's file and line too.
+    let src = root().join("tests/workloads/hip_basic.c");
+    let line = std::fs::read_to_string(&src)
+        .unwrap()
+        .lines()
+        .position(|l| l.contains("void bthost_demo_kernel(void)"))
+        .unwrap()
+        + 1;
+    let want = format!(
+        "function=bthost_demo_kernel+0x0 at {}:{line} ({kernel_addr:#x})",
+        src.display()
     );
+    assert!(sym_txt.contains(&want), "wanted {want:?} in {sym_txt}");
     for want in [
         "hipGetDeviceCount(count=0) = hipErrorNoDevice(100)",
         "hipMemcpyAsync(dst=0x7000, src=0x",

@@ -33,8 +33,9 @@ impl ElfSymbols {
         Ok(ElfSymbols { syms, segments })
     }
 
-    /// The symbol holding the code at file offset `off`: (name, offset into it).
-    pub fn at_file_offset(&self, off: u64) -> Option<(&str, u64)> {
+    /// The symbol holding the code at file offset `off`: (name, offset into it, the address
+    /// in the file's own address space, which debug info is indexed by).
+    pub fn at_file_offset(&self, off: u64) -> Option<(&str, u64, u64)> {
         let &(seg_off, _, vaddr) = self
             .segments
             .iter()
@@ -48,6 +49,6 @@ impl ElfSymbols {
         } else {
             self.syms.get(i + 1).map_or(u64::MAX, |n| n.0)
         };
-        (addr < end).then(|| (name.as_str(), addr - start))
+        (addr < end).then(|| (name.as_str(), addr - start, addr))
     }
 }

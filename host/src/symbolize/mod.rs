@@ -16,6 +16,8 @@ use maps::Mapping;
 pub struct Symbolizer {
     maps: HashMap<u32, Vec<Mapping>>,
     files: HashMap<PathBuf, Option<ElfSymbols>>,
+    /// Debug info (DWARF) of each file, for file:line; None where the file has none.
+    lines: HashMap<PathBuf, Option<addr2line::Loader>>,
     pub resolved: u64,
     pub unresolved: u64,
 }
@@ -49,12 +51,21 @@ impl Symbolizer {
             .entry(path.clone())
             .or_insert_with(|| ElfSymbols::load(&path).ok())
             .as_ref()?;
-        let (name, within) = syms.at_file_offset(off)?;
+        let (name, within, vaddr) = syms.at_file_offset(off)?;
         let name = cpp_demangle::Symbol::new(name)
             .ok()
             .and_then(|s| s.demangle(&Default::default()).ok())
             .unwrap_or_else(|| name.to_string());
-        Some(format!("{name}+{within:#x}"))
+        let loader = self
+            .lines
+            .entry(path.clone())
+            .or_insert_with(|| addr2line::Loader::new(&path).ok());
+        let place = loader
+            .as_ref()
+            .and_then(|l| l.find_location(vaddr).ok().flatten())
+            .and_then(|loc| Some(format!(" at {}:{}", loc.file?, loc.line?)))
+            .unwrap_or_default();
+        Some(format!("{name}+{within:#x}{place}"))
     }
 }
 
