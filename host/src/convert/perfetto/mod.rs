@@ -106,7 +106,8 @@ pub fn write(log: &TextLog, path: &Path, links: &[String]) -> io::Result<TraceSu
     };
     let mut last_pid = None;
     let mut events: Vec<Ev> = Vec::new();
-    for (t_index, ((pid, tid), comm, its)) in threads.iter().enumerate() {
+    let mut thread_base = 0;
+    for ((pid, tid), comm, its) in threads.iter() {
         let p_uuid = uuid(&[1, u64::from(*pid)]);
         if last_pid != Some(*pid) {
             last_pid = Some(*pid);
@@ -137,12 +138,10 @@ pub fn write(log: &TextLog, path: &Path, links: &[String]) -> io::Result<TraceSu
 
         // Lanes: lane 0 is the thread's track; a call that overlaps a lane's open call
         // without nesting in it goes to the next lane (a child track).
-        let base = items
-            .iter()
-            .position(|(k, _)| **k == (*pid, *tid))
-            .unwrap_or(0);
+        // `items` holds the threads' calls in this same order: this thread's start there.
+        let base = thread_base;
+        thread_base += its.len();
         let mut lanes: Vec<(u64, Vec<(u64, usize)>)> = vec![(t_uuid, Vec::new())];
-        let _ = t_index;
         for (n, it) in its.iter().enumerate() {
             let idx = base + n;
             let (s, e) = (start_of(it), end_of(it));
