@@ -170,9 +170,11 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
             .map(|k| (format!("trace_{k}.pftrace"), vec![k.clone()]))
             .collect()
     };
+    let layout = perfetto::Layout::new(&text);
     for (name, links) in traces {
         let path = opts.out_dir.join(name);
-        perfetto::write(&text, &path, &links)
+        layout
+            .write(&path, &links)
             .with_context(|| format!("writing {}", path.display()))?;
         outputs.push(path);
     }

@@ -296,23 +296,28 @@ impl<'r> LogDecoder<'r> {
         }
         self.stats.records += 1;
         self.out.clear();
-        let fields: Vec<_> = generic.event.args.iter().cloned().collect();
-        let rec = Record {
-            line: lineno,
-            probe: RStr::from_str(plan.function),
-            phase: generic.phase,
-            pid,
-            tid,
-            ts: generic.raw_ts,
-            dur: if generic.phase == Phase::Call {
-                generic.event.dur
-            } else {
-                0
-            },
-            fields: RSlice::from_slice(&fields),
+        let dur = if generic.phase == Phase::Call {
+            generic.event.dur
+        } else {
+            0
         };
+        let phase = generic.phase;
+        let raw_ts = generic.raw_ts;
         self.out.push(generic.event);
+        // Only a pack with a plugin needs the record: build it (and copy the fields the
+        // draft event also holds) for those alone, not on every record of the log.
         if let Some(PackState { decoder: Some(d) }) = self.packs.get_mut(plan.pack) {
+            let fields: Vec<_> = self.out[0].args.iter().cloned().collect();
+            let rec = Record {
+                line: lineno,
+                probe: RStr::from_str(plan.function),
+                phase,
+                pid,
+                tid,
+                ts: raw_ts,
+                dur,
+                fields: RSlice::from_slice(&fields),
+            };
             if let RResult::RErr(e) = d.on_record(&rec, &mut self.out) {
                 self.diag.add(
                     "plugin messages",
