@@ -81,30 +81,33 @@ fn main() {
             .iter()
             .filter(|r| r.phase == bthost_plugin_api::Phase::Call)
             .collect();
-        let mut ts: u64 = 0x5_0000_0000_0000;
+        // As bpftrace writes them: each thread's calls one after another, one record per call
+        // at its exit, threads interleaved in exit order; one call in eight wraps two inner
+        // calls (RCCL calling HIP), whose records come before the outer one's.
+        let mut clock: Vec<u64> = vec![0x5_0000_0000_0000; threads.len()];
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut written = 0u64;
-        let mut line = String::with_capacity(256);
-        while written < mb << 20 {
+        let mut rnd = move || {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let r = calls[(x % calls.len() as u64) as usize];
-            let (_, tid) = threads[(x >> 8) as usize % threads.len()];
-            ts += 1_000 + (x >> 40) % 5_000;
-            line.clear();
+            x
+        };
+        let mut written = 0u64;
+        let mut line = String::with_capacity(256);
+        let record = |line: &mut String,
+                      r: &bthost::compose::schema::RecordSpec,
+                      tid: u32,
+                      ts: u64,
+                      dur: u64,
+                      x: u64| {
             use std::fmt::Write as _;
-            let _ = write!(
-                line,
-                "{:x} {tid:x} {ts:x} {:x}",
-                r.id,
-                500 + (x >> 20) % 50_000
-            );
+            line.clear();
+            let _ = write!(line, "{:x} {tid:x} {ts:x} {dur:x}", r.id);
             for f in &r.fields {
                 for s in 0..f.ty.slots() {
                     let v = match f.ty {
                         bthost::pack::types::FieldType::Ptr => {
-                            0x5555_0000_0000 + ((x >> (s * 3)) & 0xffff) * 0x100
+                            0x5555_0000_0000 + ((x >> (s * 3)) & 0xff) * 0x100
                         }
                         _ => (x >> (8 + s)) % 8,
                     };
@@ -112,8 +115,32 @@ fn main() {
                 }
             }
             line.push('\n');
+        };
+        while written < mb << 20 {
+            // The thread whose clock is furthest behind makes the next call: exits stay in order.
+            let t = (0..threads.len()).min_by_key(|&i| clock[i]).unwrap();
+            let (_, tid) = threads[t];
+            let x = rnd();
+            let start = clock[t] + 300 + (x >> 40) % 3_000;
+            let mut inner_end = start;
+            if x % 8 == 0 {
+                for k in 0..2u64 {
+                    let y = rnd();
+                    let r = calls[(y % calls.len() as u64) as usize];
+                    let s = inner_end + 100 + k * 50;
+                    let d = 200 + (y >> 20) % 2_000;
+                    record(&mut line, r, tid, s, d, y);
+                    w.write_all(line.as_bytes()).unwrap();
+                    written += line.len() as u64;
+                    inner_end = s + d;
+                }
+            }
+            let r = calls[(x % calls.len() as u64) as usize];
+            let dur = (inner_end - start) + 500 + (x >> 20) % 5_000;
+            record(&mut line, r, tid, start, dur, x);
             w.write_all(line.as_bytes()).unwrap();
             written += line.len() as u64;
+            clock[t] = start + dur;
         }
         w.write_all(b"#E in-flight calls\n").unwrap();
     }

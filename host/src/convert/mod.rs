@@ -1,11 +1,18 @@
 //! `bthost convert`: read a log once, decode it, write the outputs. Knows nothing of the CLI:
 //! it takes plain [`ConvertOptions`].
 
+//! One streaming pass reads the log (reader.rs), decodes it (crate::decode) and turns the
+//! events into finished calls (collect.rs), which the sorter puts in start order with bounded
+//! memory (sort.rs); the writers (text.rs, perfetto/) then consume them in that order.
+
+pub mod call;
+mod collect;
 pub mod perfetto;
 mod progress;
+mod reader;
+mod sort;
 pub mod text;
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -15,6 +22,15 @@ use crate::decode::{LogDecoder, Stats};
 use crate::log::{Diagnostics, Severity};
 use crate::registry::Registry;
 use crate::symbolize::Symbolizer;
+use call::Call;
+use collect::Collector;
+use reader::{Line, LineReader};
+use sort::Sorter;
+
+/// Calls held in memory before the sorter spills a run to disk; text buffered before the
+/// text writer spills. Together they bound the converter's memory.
+const SORT_BUDGET: usize = 64 << 20;
+const TEXT_BUDGET: usize = 32 << 20;
 
 #[derive(Clone, Debug)]
 pub struct ConvertOptions {
@@ -60,138 +76,200 @@ pub fn decode_log_with(
     decoders: Vec<(String, DecoderBox)>,
     mut sink: impl FnMut(&LogDecoder, &mut Vec<Event>),
 ) -> Result<(Stats, Diagnostics, u64)> {
+    let mut batch = Vec::new();
+    for_each_event(registry, log, expect_schema, decoders, |dec, e| {
+        batch.push(e.clone());
+        sink(dec, &mut batch);
+        batch.clear();
+        Ok(())
+    })
+}
+
+/// The streaming core: every event of the log, by reference (the decoder reuses their
+/// allocations), in log order.
+fn for_each_event(
+    registry: &Registry,
+    log: &Path,
+    expect_schema: Option<u64>,
+    decoders: Vec<(String, DecoderBox)>,
+    mut each: impl FnMut(&LogDecoder, &Event) -> Result<()>,
+) -> Result<(Stats, Diagnostics, u64)> {
     let file =
         std::fs::File::open(log).with_context(|| format!("cannot open {}", log.display()))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let total = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut reader = LineReader::new(file);
     let mut dec = LogDecoder::new(registry, log, expect_schema);
     for (pack, d) in decoders {
         dec.give_decoder(&pack, d);
     }
-    let mut events = Vec::new();
-    let mut buf = Vec::with_capacity(256);
     let mut lineno = 0u64;
-    let mut read = 0u64;
-    let total = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
     let mut progress = progress::Progress::new(total);
     loop {
-        buf.clear();
-        let n = (&mut reader)
-            .take(1 << 20)
-            .read_until(b'\n', &mut buf)
+        let line = reader
+            .next_line()
             .with_context(|| format!("reading {}", log.display()))?;
-        if n == 0 {
-            break;
-        }
+        let Some(line) = line else { break };
         lineno += 1;
-        read += n as u64;
+        let bytes = match line {
+            Line::Full(b) => b,
+            Line::Overlong => {
+                dec.diag.add(
+                    "garbage lines",
+                    Severity::Warning,
+                    lineno,
+                    "line longer than 1 MiB skipped",
+                );
+                continue;
+            }
+            Line::Unterminated(cut) => {
+                dec.diag.add(
+                    "cut-off last line",
+                    Severity::Warning,
+                    lineno,
+                    format!(
+                        "the last line has no newline (bpftrace was stopped mid-write); its {} bytes are skipped",
+                        cut.len()
+                    ),
+                );
+                break;
+            }
+        };
+        let text = match std::str::from_utf8(bytes) {
+            Ok(t) => std::borrow::Cow::Borrowed(t),
+            Err(_) => {
+                dec.diag.add(
+                    "invalid UTF-8",
+                    Severity::Warning,
+                    lineno,
+                    "invalid UTF-8 bytes replaced",
+                );
+                String::from_utf8_lossy(bytes)
+            }
+        };
+        dec.feed(lineno, &text)?;
+        for e in dec.events() {
+            each(&dec, e)?;
+        }
         if lineno.is_multiple_of(8192) {
-            progress.update(read, dec.stats.records);
-        }
-        let terminated = buf.last() == Some(&b'\n');
-        if terminated {
-            buf.pop();
-        } else if buf.len() >= 1 << 20 {
-            dec.diag.add(
-                "garbage lines",
-                Severity::Warning,
-                lineno,
-                "line longer than 1 MiB skipped",
-            );
-            // Skip the rest of the overlong line.
-            let mut rest = Vec::new();
-            reader.read_until(b'\n', &mut rest)?;
-            continue;
-        } else {
-            dec.diag.add(
-                "cut-off last line",
-                Severity::Warning,
-                lineno,
-                "the last line has no newline (bpftrace was stopped mid-write); it is skipped",
-            );
-            break;
-        }
-        let line = String::from_utf8_lossy(&buf);
-        if matches!(line, std::borrow::Cow::Owned(_)) {
-            dec.diag.add(
-                "invalid UTF-8",
-                Severity::Warning,
-                lineno,
-                "invalid UTF-8 bytes replaced",
-            );
-        }
-        dec.feed(lineno, &line, &mut events)?;
-        if !events.is_empty() {
-            sink(&dec, &mut events);
-            events.clear();
+            progress.update(reader.consumed, dec.stats.records);
         }
     }
     progress.finish();
-    dec.finish(&mut events)?;
-    if !events.is_empty() {
-        sink(&dec, &mut events);
+    dec.finish()?;
+    for e in dec.events() {
+        each(&dec, e)?;
     }
     let hash = dec.schema().map(|s| s.hash()).unwrap_or(0);
     Ok((dec.stats.clone(), std::mem::take(&mut dec.diag), hash))
 }
 
-/// Converts a log into `opts.out_dir`: for now the per-thread text log.
+/// Converts a log into `opts.out_dir`: the per-thread text log and the Perfetto traces.
 pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
     std::fs::create_dir_all(&opts.out_dir)
         .with_context(|| format!("cannot create {}", opts.out_dir.display()))?;
-    let mut text = text::TextLog::default();
     let mut symbols = Symbolizer::default();
     for (pid, path) in &opts.maps {
         symbols.add_maps(*pid, path).map_err(anyhow::Error::msg)?;
     }
-    let (stats, diag, hash) = decode_log(registry, &opts.log, opts.expect_schema, |dec, evs| {
-        for mut e in evs.drain(..) {
-            symbolize(&mut symbols, &mut e);
-            text.push(e, dec);
-        }
-    })?;
-    let out = opts.out_dir.join("log.txt");
-    let f =
-        std::fs::File::create(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let mut w = std::io::BufWriter::new(f);
-    text.write(&mut w, &opts.log, hash, &stats, &diag)
-        .with_context(|| format!("writing {}", out.display()))?;
-    let mut outputs = vec![out];
+    let sorter = Sorter::new(&opts.out_dir, SORT_BUDGET);
+    let mut calls = Collector::new(sorter, symbols);
+    let mut comms = std::collections::HashMap::new();
+    let (stats, diag, hash) = for_each_event(
+        registry,
+        &opts.log,
+        opts.expect_schema,
+        Vec::new(),
+        |dec, e| {
+            if comms.len() != dec.threads().len() {
+                comms.clone_from(dec.threads());
+            }
+            calls
+                .push(e)
+                .with_context(|| format!("sorting calls in {}", opts.out_dir.display()))
+        },
+    )?;
+    calls
+        .finish()
+        .with_context(|| format!("sorting calls in {}", opts.out_dir.display()))?;
+    let t_first = calls.t_first.unwrap_or(0);
+    let t_last = calls.t_last.unwrap_or(0);
 
     // Perfetto: one trace per link key (as the original tool wrote one per key), or one
     // with every key's flows. A new pack's keys need nothing here: they come from the packs.
     let keys = match &opts.links {
         Some(k) => k.clone(),
-        None => declared_links(registry, &text),
+        None => declared_links(registry, &calls.packs),
     };
-    let traces: Vec<(String, Vec<String>)> = if opts.combined || keys.is_empty() {
-        vec![("trace.pftrace".to_string(), keys)]
+    let key_ids: Vec<u32> = keys.iter().map(|k| calls.strings.id(k)).collect();
+    let files: Vec<(PathBuf, Vec<u32>)> = if opts.combined || keys.is_empty() {
+        vec![(opts.out_dir.join("trace.pftrace"), key_ids.clone())]
     } else {
         keys.iter()
-            .map(|k| (format!("trace_{k}.pftrace"), vec![k.clone()]))
+            .zip(&key_ids)
+            .map(|(k, id)| (opts.out_dir.join(format!("trace_{k}.pftrace")), vec![*id]))
             .collect()
     };
-    let layout = perfetto::Layout::new(&text);
-    for (name, links) in traces {
-        let path = opts.out_dir.join(name);
-        layout
-            .write(&path, &links)
-            .with_context(|| format!("writing {}", path.display()))?;
-        outputs.push(path);
-    }
+    let layout = perfetto::layout::Layout::new(comms.clone(), t_first, t_last);
+    let mut traces = perfetto::TraceSet::new(
+        files,
+        &key_ids,
+        &calls.link_counts,
+        layout,
+        &mut calls.strings,
+    )
+    .with_context(|| format!("creating traces in {}", opts.out_dir.display()))?;
+    let mut text = text::TextWriter::new(t_first, &opts.out_dir, TEXT_BUDGET);
+    let Collector {
+        strings,
+        sorter,
+        symbolized,
+        ..
+    } = calls;
+    let mut call = Call::default();
+    sorter
+        .drain(|b| {
+            call.decode(b);
+            text.push(&call, &strings)?;
+            traces.push(&call, &strings)
+        })
+        .with_context(|| format!("writing into {}", opts.out_dir.display()))?;
+    let traces = traces
+        .finish(&strings)
+        .with_context(|| format!("writing traces into {}", opts.out_dir.display()))?;
+
+    let out = opts.out_dir.join("log.txt");
+    let f =
+        std::fs::File::create(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+    let header = text::Header {
+        log: &opts.log,
+        schema_hash: hash,
+        stats: &stats,
+        diag: &diag,
+        comms: &comms,
+    };
+    text.write(&mut w, &header)
+        .and_then(|()| std::io::Write::flush(&mut w))
+        .with_context(|| format!("writing {}", out.display()))?;
+    let mut outputs = vec![out];
+    outputs.extend(traces.into_iter().map(|(p, _)| p));
     Ok(Summary {
         stats,
         diag,
         outputs,
         schema_hash: hash,
-        symbols: (symbols.resolved, symbols.unresolved),
+        symbols: symbolized,
     })
 }
 
 /// The link keys the log's packs declare: in their manifests and by their plugins.
-fn declared_links(registry: &Registry, text: &text::TextLog) -> Vec<String> {
+fn declared_links(
+    registry: &Registry,
+    packs: &std::collections::BTreeSet<&'static str>,
+) -> Vec<String> {
     let mut keys = std::collections::BTreeSet::new();
-    for pack in text.packs() {
-        if let Some(e) = registry.entries.get(pack) {
+    for pack in packs {
+        if let Some(e) = registry.entries.get(*pack) {
             keys.extend(e.pack.links.iter().cloned());
             if let Some(p) = &e.plugin {
                 keys.extend(p.info.links.iter().map(|l| l.to_string()));
@@ -199,16 +277,4 @@ fn declared_links(registry: &Registry, text: &text::TextLog) -> Vec<String> {
         }
     }
     keys.into_iter().collect()
-}
-
-/// Replaces each code address an event carries by `function+0xoff (0xaddr)` when the
-/// process's memory map and the mapped file's symbols say what it is.
-fn symbolize(symbols: &mut Symbolizer, e: &mut Event) {
-    for a in e.args.iter_mut() {
-        if let bthost_plugin_api::Value::CodeAddr(addr) = a.value {
-            if let Some(sym) = symbols.resolve(e.pid, addr) {
-                a.value = bthost_plugin_api::Value::Str(format!("{sym} ({addr:#x})").into());
-            }
-        }
-    }
 }

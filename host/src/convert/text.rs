@@ -1,286 +1,267 @@
 //! The per-thread text log: processes, then threads, then calls in start order, indented by
 //! nesting, with time, duration, decoded arguments, return names and link keys. Useful to read
 //! a hang directly and to check the Perfetto files by hand.
+//!
+//! Calls arrive in start order across all threads, but the log is grouped by thread: each
+//! thread's lines collect in its own buffer, and when the buffers together pass a budget they
+//! go, as chunks, to one spill file beside the output. Writing the log copies each thread's
+//! chunks in order. Memory stays bounded whatever the log's size.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::io::{self, Write};
-use std::path::Path;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 
-use bthost_plugin_api::{Arg, Event, EventKind, Link, Value};
-
-use crate::decode::{LogDecoder, Stats};
+use super::call::{Call, Strings, V};
+use crate::decode::Stats;
 use crate::log::Diagnostics;
 
-/// One call (or instant) on a thread.
-#[derive(Debug, Clone)]
-pub struct Item {
-    /// Start time; `None` when the entry predates the log.
-    pub start: Option<u64>,
-    /// End time; `None` when the call had not returned when the log ended.
-    pub end: Option<u64>,
-    pub name: &'static str,
-    pub args: Vec<Arg>,
-    pub results: Vec<Arg>,
-    pub links: Vec<Link>,
-    pub instant: bool,
-}
-
 #[derive(Default)]
-struct Thread {
-    comm: String,
-    items: Vec<Item>,
-    /// Indices into `items` of calls begun and not yet ended.
-    open: Vec<usize>,
+struct ThreadText {
+    /// Lines not yet spilled.
+    buf: Vec<u8>,
+    /// (offset, length) of this thread's chunks in the spill file, in order.
+    chunks: Vec<(u64, usize)>,
+    /// Ends of the calls enclosing the next one, for indentation.
+    stack: Vec<u64>,
 }
 
-/// Collects events per thread, then writes them.
-#[derive(Default)]
-pub struct TextLog {
-    /// (pid, tid) -> thread
-    threads: BTreeMap<(u32, u32), Thread>,
-    first_ts: Option<u64>,
-    /// The packs whose events were seen.
-    packs: std::collections::BTreeSet<&'static str>,
+pub struct TextWriter {
+    threads: BTreeMap<(u32, u32), ThreadText>,
+    t0: u64,
+    buffered: usize,
+    budget: usize,
+    spill_path: PathBuf,
+    spill: Option<(File, u64)>,
+    line: String,
 }
 
-impl TextLog {
-    pub fn push(&mut self, e: Event, dec: &LogDecoder) {
-        self.packs.insert(e.pack.as_str());
-        let key = (e.pid, e.tid);
-        let th = self.threads.entry(key).or_default();
-        if th.comm.is_empty() {
-            if let Some((_, comm)) = dec.thread(e.tid) {
-                th.comm = comm.clone();
-            }
-        }
-        let ts = e.ts;
-        self.first_ts = Some(self.first_ts.map_or(ts, |f| f.min(ts)));
-        let name: &'static str = e.name.as_str();
-        match e.kind {
-            EventKind::Complete | EventKind::Instant => {
-                // A whole call carries its return value among its fields.
-                let (results, args): (Vec<Arg>, Vec<Arg>) =
-                    e.args.into_iter().partition(|a| a.name.as_str() == "ret");
-                th.items.push(Item {
-                    start: Some(ts),
-                    end: Some(ts + e.dur),
-                    name,
-                    args,
-                    results,
-                    links: e.links.into_iter().collect(),
-                    instant: e.kind == EventKind::Instant,
-                })
-            }
-            EventKind::Begin => {
-                th.open.push(th.items.len());
-                th.items.push(Item {
-                    start: Some(ts),
-                    end: None,
-                    name,
-                    args: e.args.into_iter().collect(),
-                    results: Vec::new(),
-                    links: e.links.into_iter().collect(),
-                    instant: false,
-                });
-            }
-            EventKind::End => {
-                let pos = th.open.iter().rposition(|&i| th.items[i].name == name);
-                match pos {
-                    Some(p) => {
-                        // Calls opened after it and never closed lost their exits.
-                        let idx = th.open[p];
-                        th.open.truncate(p);
-                        let it = &mut th.items[idx];
-                        it.end = Some(ts);
-                        it.results.extend(e.args);
-                        for l in e.links {
-                            if !it.links.contains(&l) {
-                                it.links.push(l);
-                            }
-                        }
-                    }
-                    None => th.items.push(Item {
-                        start: None,
-                        end: Some(ts),
-                        name,
-                        args: Vec::new(),
-                        results: e.args.into_iter().collect(),
-                        links: e.links.into_iter().collect(),
-                        instant: false,
-                    }),
-                }
-            }
+/// What the header of the text log says.
+pub struct Header<'a> {
+    pub log: &'a Path,
+    pub schema_hash: u64,
+    pub stats: &'a Stats,
+    pub diag: &'a Diagnostics,
+    /// tid -> (pid, comm)
+    pub comms: &'a HashMap<u32, (u32, String)>,
+}
+
+impl TextWriter {
+    /// `t0`: the first time in the log (times are printed from it); lines spill to a file in
+    /// `dir` past `budget` bytes.
+    pub fn new(t0: u64, dir: &Path, budget: usize) -> TextWriter {
+        TextWriter {
+            threads: BTreeMap::new(),
+            t0,
+            buffered: 0,
+            budget,
+            spill_path: dir.join(format!(".bthost-text-{}.tmp", std::process::id())),
+            spill: None,
+            line: String::with_capacity(256),
         }
     }
 
-    /// The packs whose events the log held.
-    pub fn packs(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.packs.iter().copied()
+    /// Adds the next call in start order.
+    pub fn push(&mut self, c: &Call, strings: &Strings) -> io::Result<()> {
+        let th = self.threads.entry((c.pid, c.tid)).or_default();
+        let start = c.start.unwrap_or(self.t0);
+        while th
+            .stack
+            .last()
+            .is_some_and(|&end| end <= start && c.start.is_some())
+        {
+            th.stack.pop();
+        }
+        let depth = th.stack.len();
+        self.line.clear();
+        line(&mut self.line, c, self.t0, depth, strings);
+        self.line.push('\n');
+        th.buf.extend_from_slice(self.line.as_bytes());
+        self.buffered += self.line.len();
+        if !c.instant {
+            th.stack.push(c.end.unwrap_or(u64::MAX));
+        }
+        if self.buffered >= self.budget {
+            self.spill_all()?;
+        }
+        Ok(())
     }
 
-    /// The calls of each thread, sorted by start, for tests and other writers.
-    pub fn threads(&self) -> impl Iterator<Item = ((u32, u32), &str, Vec<&Item>)> {
-        self.threads
-            .iter()
-            .map(|(k, t)| (*k, t.comm.as_str(), sorted(&t.items)))
+    fn spill_all(&mut self) -> io::Result<()> {
+        if self.spill.is_none() {
+            let f = File::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&self.spill_path)?;
+            self.spill = Some((f, 0));
+        }
+        let (f, len) = self.spill.as_mut().expect("opened above");
+        let mut w = BufWriter::with_capacity(1 << 20, &*f);
+        for th in self.threads.values_mut() {
+            if th.buf.is_empty() {
+                continue;
+            }
+            w.write_all(&th.buf)?;
+            th.chunks.push((*len, th.buf.len()));
+            *len += th.buf.len() as u64;
+            th.buf.clear();
+        }
+        w.flush()?;
+        self.buffered = 0;
+        Ok(())
     }
 
-    pub fn write(
-        &self,
-        w: &mut impl Write,
-        log: &Path,
-        schema_hash: u64,
-        stats: &Stats,
-        diag: &Diagnostics,
-    ) -> io::Result<()> {
-        let t0 = self.first_ts.unwrap_or(0);
+    /// Writes the whole log to `w`.
+    pub fn write(mut self, w: &mut impl Write, h: &Header) -> io::Result<()> {
+        let t0 = self.t0;
         writeln!(
             w,
-            "# bthost text log of {} (schema {schema_hash:016x})",
-            log.display()
+            "# bthost text log of {} (schema {:016x})",
+            h.log.display(),
+            h.schema_hash
         )?;
         writeln!(
             w,
             "# {} records, {} threads; times in seconds since the first record (t0 = {}.{:09} s, CLOCK_MONOTONIC)",
-            stats.records,
+            h.stats.records,
             self.threads.len(),
             t0 / 1_000_000_000,
             t0 % 1_000_000_000
         )?;
-        if stats.lost_events > 0 {
+        if h.stats.lost_events > 0 {
             writeln!(
                 w,
                 "# WARNING: bpftrace lost {} events; some calls may be unmatched",
-                stats.lost_events
+                h.stats.lost_events
             )?;
         }
-        if !diag.is_empty() {
-            for l in diag.to_string().lines() {
+        if !h.diag.is_empty() {
+            for l in h.diag.to_string().lines() {
                 writeln!(w, "# {l}")?;
             }
         }
         let mut last_pid = None;
-        for ((pid, tid), comm, items) in self.threads() {
-            if last_pid != Some(pid) {
+        let mut chunk = Vec::new();
+        for ((pid, tid), th) in &self.threads {
+            if last_pid != Some(*pid) {
                 writeln!(w, "\n== process {pid} ==")?;
-                last_pid = Some(pid);
+                last_pid = Some(*pid);
             }
+            let comm = h.comms.get(tid).map_or("", |c| c.1.as_str());
             writeln!(w, "-- thread {tid} ({comm}) --")?;
-            let mut stack: Vec<u64> = Vec::new();
-            for it in items {
-                let start = it.start.unwrap_or(t0);
-                while stack
-                    .last()
-                    .is_some_and(|&end| end <= start && it.start.is_some())
-                {
-                    stack.pop();
-                }
-                let depth = stack.len();
-                writeln!(w, "{}", line(it, t0, depth))?;
-                if !it.instant {
-                    stack.push(it.end.unwrap_or(u64::MAX));
+            if let Some((f, _)) = self.spill.as_mut() {
+                for &(off, len) in &th.chunks {
+                    f.seek(SeekFrom::Start(off))?;
+                    chunk.resize(len, 0);
+                    f.read_exact(&mut chunk)?;
+                    w.write_all(&chunk)?;
                 }
             }
+            w.write_all(&th.buf)?;
+        }
+        if self.spill.take().is_some() {
+            std::fs::remove_file(&self.spill_path)?;
         }
         Ok(())
     }
 }
 
-fn sorted(items: &[Item]) -> Vec<&Item> {
-    let mut v: Vec<&Item> = items.iter().collect();
-    // By start; at equal starts the longer (outer) call first.
-    v.sort_by_key(|it| {
-        (
-            it.start.unwrap_or(0),
-            std::cmp::Reverse(it.end.unwrap_or(u64::MAX)),
-        )
-    });
-    v
-}
-
-fn secs(ns: u64) -> String {
-    format!("{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000)
-}
-
-fn duration(ns: u64) -> String {
-    match ns {
-        n if n < 10_000 => format!("{n}ns"),
-        n if n < 10_000_000 => format!("{:.1}us", n as f64 / 1e3),
-        n if n < 10_000_000_000 => format!("{:.1}ms", n as f64 / 1e6),
-        n => format!("{:.2}s", n as f64 / 1e9),
+impl Drop for TextWriter {
+    fn drop(&mut self) {
+        if self.spill.is_some() {
+            let _ = std::fs::remove_file(&self.spill_path);
+        }
     }
+}
+
+fn secs(s: &mut String, ns: u64) {
+    let _ = write!(s, "{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000);
+}
+
+fn duration(s: &mut String, ns: u64) {
+    let _ = match ns {
+        n if n < 10_000 => write!(s, "{n}ns"),
+        n if n < 10_000_000 => write!(s, "{:.1}us", n as f64 / 1e3),
+        n if n < 10_000_000_000 => write!(s, "{:.1}ms", n as f64 / 1e6),
+        n => write!(s, "{:.2}s", n as f64 / 1e9),
+    };
 }
 
 /// Formats a value for people.
-pub fn value(v: &Value) -> String {
-    match v {
-        Value::Int(i) => i.to_string(),
-        Value::UInt(u) => u.to_string(),
-        Value::Hex(h) => format!("{h:#x}"),
-        Value::Enum { raw, name } => format!("{name}({raw})"),
-        Value::CodeAddr(a) => format!("code:{a:#x}"),
-        Value::Str(s) => s.to_string(),
-        Value::Bool(b) => b.to_string(),
-        Value::Float(f) => format!("{f}"),
-    }
+pub fn value(s: &mut String, v: V, strings: &Strings) {
+    let _ = match v {
+        V::Int(i) => write!(s, "{i}"),
+        V::UInt(u) => write!(s, "{u}"),
+        V::Hex(h) => write!(s, "{h:#x}"),
+        V::Enum { raw, name } => write!(s, "{}({raw})", strings.get(name)),
+        V::Code(a) => write!(s, "code:{a:#x}"),
+        V::Str(id) => {
+            s.push_str(strings.get(id));
+            Ok(())
+        }
+        V::Bool(b) => write!(s, "{b}"),
+        V::Float(f) => write!(s, "{f}"),
+    };
 }
 
-/// One call's line.
-pub fn line(it: &Item, t0: u64, depth: usize) -> String {
-    let mut s = String::new();
-    let start = match it.start {
-        Some(st) => secs(st.saturating_sub(t0)),
-        None => "(before log)".into(),
-    };
-    let dur = match (it.start, it.end) {
-        _ if it.instant => "instant".to_string(),
-        (Some(a), Some(b)) => format!("+{}", duration(b.saturating_sub(a))),
-        (None, Some(_)) => "?".into(),
-        (_, None) => "UNFINISHED".into(),
-    };
-    let _ = write!(
-        s,
-        "{start:>14} {dur:>10}  {}{}(",
-        "  ".repeat(depth),
-        it.name
-    );
-    for (i, a) in it.args.iter().enumerate() {
-        let _ = write!(
-            s,
-            "{}{}={}",
-            if i > 0 { ", " } else { "" },
-            a.name,
-            value(&a.value)
-        );
+/// Appends one call's line (without newline) to `s`.
+pub fn line(s: &mut String, c: &Call, t0: u64, depth: usize, strings: &Strings) {
+    let mut col = String::new();
+    match c.start {
+        Some(st) => secs(&mut col, st.saturating_sub(t0)),
+        None => col.push_str("(before log)"),
+    }
+    let _ = write!(s, "{col:>14} ");
+    col.clear();
+    match (c.start, c.end) {
+        _ if c.instant => col.push_str("instant"),
+        (Some(a), Some(b)) => {
+            col.push('+');
+            duration(&mut col, b.saturating_sub(a));
+        }
+        (None, Some(_)) => col.push('?'),
+        (_, None) => col.push_str("UNFINISHED"),
+    }
+    let _ = write!(s, "{col:>10}  ");
+    for _ in 0..depth {
+        s.push_str("  ");
+    }
+    s.push_str(strings.get(c.name));
+    s.push('(');
+    for (i, &(name, v)) in c.args.iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push_str(strings.get(name));
+        s.push('=');
+        value(s, v, strings);
     }
     s.push(')');
-    let mut results = it.results.iter();
-    if let Some(r) = results.next() {
-        if r.name.as_str() == "ret" {
-            let _ = write!(s, " = {}", value(&r.value));
+    for (i, &(name, v)) in c.results.iter().enumerate() {
+        let n = strings.get(name);
+        if i == 0 && n == "ret" {
+            s.push_str(" = ");
         } else {
-            let _ = write!(s, " -> {}={}", r.name, value(&r.value));
+            s.push_str(" -> ");
+            s.push_str(n);
+            s.push('=');
         }
+        value(s, v, strings);
     }
-    for r in results {
-        let _ = write!(s, " -> {}={}", r.name, value(&r.value));
-    }
-    if it.end.is_none() && !it.instant {
+    if c.end.is_none() && !c.instant {
         s.push_str("  ... never returned");
     }
-    if !it.links.is_empty() {
+    if !c.links.is_empty() {
         s.push_str("  [");
-        for (i, l) in it.links.iter().enumerate() {
-            let _ = write!(
-                s,
-                "{}{}={:#x}",
-                if i > 0 { " " } else { "" },
-                l.key,
-                l.value
-            );
+        for (i, &(k, v)) in c.links.iter().enumerate() {
+            if i > 0 {
+                s.push(' ');
+            }
+            let _ = write!(s, "{}={v:#x}", strings.get(k));
         }
         s.push(']');
     }
-    s
 }

@@ -8,9 +8,10 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use abi_stable::std_types::{RResult, RSlice, RStr, RVec};
-use bthost_plugin_api::{DecoderBox, DecoderConfig, Event, EventKind, Phase, Record};
+use bthost_plugin_api::{Arg, DecoderBox, DecoderConfig, Event, EventKind, Phase, Record};
 
 use crate::compose::schema::{Schema, SchemaBuilder};
+use crate::log::line::record_numbers;
 use crate::log::{classify, Diagnostics, LineKind, Severity};
 use crate::registry::Registry;
 use generic::RecordPlan;
@@ -55,7 +56,13 @@ pub struct LogDecoder<'r> {
     given: HashMap<String, DecoderBox>,
     pub diag: Diagnostics,
     pub stats: Stats,
+    /// The events of the last line fed; their allocations are reused for the next record.
     out: RVec<Event>,
+    /// Whether `out` holds the last line's events (else they are stale storage).
+    out_valid: bool,
+    /// Reused buffers: a record's numbers, the fields handed to a plugin.
+    nums: Vec<u64>,
+    fields: Vec<Arg>,
 }
 
 impl<'r> LogDecoder<'r> {
@@ -75,6 +82,19 @@ impl<'r> LogDecoder<'r> {
             diag: Diagnostics::new(file.to_path_buf()),
             stats: Stats::default(),
             out: RVec::new(),
+            out_valid: false,
+            nums: Vec::with_capacity(crate::log::line::MAX_NUMS),
+            fields: Vec::new(),
+        }
+    }
+
+    /// The events decoded from the last line fed (or by [`LogDecoder::finish`]); valid until
+    /// the next call.
+    pub fn events(&self) -> &[Event] {
+        if self.out_valid {
+            &self.out
+        } else {
+            &[]
         }
     }
 
@@ -104,14 +124,10 @@ impl<'r> LogDecoder<'r> {
         }
     }
 
-    /// Feeds one line (without its newline; invalid UTF-8 already replaced); decoded events are
-    /// appended to `events`.
-    pub fn feed(
-        &mut self,
-        lineno: u64,
-        line: &str,
-        events: &mut Vec<Event>,
-    ) -> Result<(), FatalError> {
+    /// Feeds one line (without its newline; invalid UTF-8 already replaced); its decoded
+    /// events are then in [`LogDecoder::events`].
+    pub fn feed(&mut self, lineno: u64, line: &str) -> Result<(), FatalError> {
+        self.out_valid = false;
         self.stats.lines = lineno;
         match classify(line) {
             LineKind::Blank => {}
@@ -135,7 +151,7 @@ impl<'r> LogDecoder<'r> {
                 self.stats.threads += 1;
                 self.threads.insert(tid, (pid, comm.to_string()));
             }
-            LineKind::Record { id, nums } => {
+            LineKind::Record { id, rest } => {
                 self.end_header(lineno)?;
                 if self.schema.is_none() {
                     return Err(self.fatal(
@@ -144,7 +160,17 @@ impl<'r> LogDecoder<'r> {
                          (or its first lines are missing)",
                     ));
                 }
-                self.record(lineno, id, &nums, events);
+                let mut nums = std::mem::take(&mut self.nums);
+                match record_numbers(rest, &mut nums) {
+                    Ok(()) => self.record(lineno, id, &nums),
+                    Err(why) => self.diag.add(
+                        "garbage lines",
+                        Severity::Warning,
+                        lineno,
+                        format!("skipped: {why}"),
+                    ),
+                }
+                self.nums = nums;
             }
             LineKind::Attaching(n) => self.stats.attached_probes = Some(n),
             LineKind::Lost(n) => {
@@ -170,7 +196,7 @@ impl<'r> LogDecoder<'r> {
             LineKind::Pending { id, nums, .. } => {
                 self.end_header(lineno)?;
                 if self.schema.is_some() {
-                    self.record(lineno, id, &nums, events);
+                    self.record(lineno, id, &nums);
                 }
             }
             LineKind::MapDump(m) => {
@@ -253,7 +279,7 @@ impl<'r> LogDecoder<'r> {
         Ok(())
     }
 
-    fn record(&mut self, lineno: u64, id: u32, nums: &[u64], events: &mut Vec<Event>) {
+    fn record(&mut self, lineno: u64, id: u32, nums: &[u64]) {
         let Some(plan) = id.checked_sub(1).and_then(|i| self.plans.get(i as usize)) else {
             self.diag.add(
                 "unknown record ids",
@@ -268,8 +294,13 @@ impl<'r> LogDecoder<'r> {
         };
         let tid = nums.first().copied().unwrap_or(0) as u32;
         let pid = self.threads.get(&tid).map_or(0, |t| t.0);
-        let generic = match plan.decode(pid, nums) {
-            Ok(g) => g,
+        // Reuse the first event's allocations: a plugin may have taken it, or added others.
+        self.out.truncate(1);
+        if self.out.is_empty() {
+            self.out.push(generic::empty_event());
+        }
+        let raw_ts = match plan.decode_into(pid, nums, &mut self.out[0]) {
+            Ok(t) => t,
             Err(why) => {
                 self.diag.add(
                     "malformed records",
@@ -280,34 +311,32 @@ impl<'r> LogDecoder<'r> {
                 return;
             }
         };
-        let mut generic = generic;
+        let mut phase = plan.phase;
         // A call's entry read back from an in-flight dump, then its exit record (a dump taken
         // before the call ended): the exit ends the call begun, it is not a second call.
-        match generic.phase {
+        match phase {
             // The same in-flight entry, dumped again.
-            Phase::Entry if !self.begun.insert((tid, generic.raw_ts)) => return,
-            Phase::Call if self.begun.remove(&(tid, generic.raw_ts)) => {
-                generic.phase = Phase::Exit;
-                generic.event.kind = EventKind::End;
-                generic.event.ts += generic.event.dur;
-                generic.event.dur = 0;
+            Phase::Entry if !self.begun.insert((tid, raw_ts)) => return,
+            Phase::Call if self.begun.remove(&(tid, raw_ts)) => {
+                let ev = &mut self.out[0];
+                phase = Phase::Exit;
+                ev.kind = EventKind::End;
+                ev.ts += ev.dur;
+                ev.dur = 0;
             }
             _ => {}
         }
         self.stats.records += 1;
-        self.out.clear();
-        let dur = if generic.phase == Phase::Call {
-            generic.event.dur
+        let dur = if phase == Phase::Call {
+            self.out[0].dur
         } else {
             0
         };
-        let phase = generic.phase;
-        let raw_ts = generic.raw_ts;
-        self.out.push(generic.event);
         // Only a pack with a plugin needs the record: build it (and copy the fields the
         // draft event also holds) for those alone, not on every record of the log.
         if let Some(PackState { decoder: Some(d) }) = self.packs.get_mut(plan.pack) {
-            let fields: Vec<_> = self.out[0].args.iter().cloned().collect();
+            self.fields.clear();
+            self.fields.extend(self.out[0].args.iter().cloned());
             let rec = Record {
                 line: lineno,
                 probe: RStr::from_str(plan.function),
@@ -316,7 +345,7 @@ impl<'r> LogDecoder<'r> {
                 tid,
                 ts: raw_ts,
                 dur,
-                fields: RSlice::from_slice(&fields),
+                fields: RSlice::from_slice(&self.fields),
             };
             if let RResult::RErr(e) = d.on_record(&rec, &mut self.out) {
                 self.diag.add(
@@ -328,11 +357,13 @@ impl<'r> LogDecoder<'r> {
             }
         }
         self.stats.events += self.out.len() as u64;
-        events.extend(self.out.drain(..));
+        self.out_valid = true;
     }
 
     /// The log ended: checks it had a header, and collects what decoders still hold.
-    pub fn finish(&mut self, events: &mut Vec<Event>) -> Result<(), FatalError> {
+    /// Their events are then in [`LogDecoder::events`].
+    pub fn finish(&mut self) -> Result<(), FatalError> {
+        self.out_valid = false;
         let last = self.stats.lines;
         self.end_header(last)?;
         if self.schema.is_none() {
@@ -341,14 +372,19 @@ impl<'r> LogDecoder<'r> {
                 "no #bthost header: this is not a log written by a script from `bthost build`",
             ));
         }
-        for st in self.packs.values_mut() {
-            if let Some(d) = st.decoder.as_mut() {
-                self.out.clear();
+        self.out.clear();
+        // In pack order, so that the same log always gives the same events.
+        let mut names: Vec<&String> = self.packs.keys().collect();
+        names.sort();
+        let names: Vec<String> = names.into_iter().cloned().collect();
+        for name in names {
+            if let Some(d) = self.packs.get_mut(&name).and_then(|st| st.decoder.as_mut()) {
+                let before = self.out.len();
                 d.finish(&mut self.out);
-                self.stats.events += self.out.len() as u64;
-                events.extend(self.out.drain(..));
+                self.stats.events += (self.out.len() - before) as u64;
             }
         }
+        self.out_valid = true;
         Ok(())
     }
 }

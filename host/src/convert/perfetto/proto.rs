@@ -10,7 +10,7 @@ pub struct Msg {
     pub buf: Vec<u8>,
 }
 
-fn varint(buf: &mut Vec<u8>, mut v: u64) {
+pub fn varint(buf: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         buf.push((v as u8) | 0x80);
         v >>= 7;
@@ -19,6 +19,10 @@ fn varint(buf: &mut Vec<u8>, mut v: u64) {
 }
 
 impl Msg {
+    pub fn clear(&mut self) {
+        self.buf.clear();
+    }
+
     fn key(&mut self, field: u32, wire: u8) {
         varint(&mut self.buf, (u64::from(field) << 3) | u64::from(wire));
     }

@@ -1,0 +1,203 @@
+//! The reading pass's end: events to finished calls. A whole call (one record) is finished at
+//! once; a call begun (an in-flight entry, or an old-format entry record) waits, per thread,
+//! for its exit. Finished calls are encoded and handed to the sorter; what the writers need
+//! from the whole log (first and last time, calls per link value, packs) is counted here.
+
+use std::collections::BTreeSet;
+use std::io;
+
+use bthost_plugin_api::{Event, EventKind, Value};
+use rustc_hash::FxHashMap;
+
+use super::call::{Call, Strings, V};
+use super::sort::Sorter;
+use crate::symbolize::Symbolizer;
+
+pub struct Collector {
+    pub strings: Strings,
+    pub sorter: Sorter,
+    /// Calls begun and not yet ended, per (pid, tid), innermost last.
+    open: FxHashMap<(u32, u32), Vec<Call>>,
+    seq: u64,
+    pub t_first: Option<u64>,
+    pub t_last: Option<u64>,
+    /// Non-instant calls per (link key, value): flows need to know a call's successor.
+    pub link_counts: FxHashMap<(u32, u64), u32>,
+    /// The packs whose events were seen.
+    pub packs: BTreeSet<&'static str>,
+    pub symbols: Symbolizer,
+    /// Symbolized code addresses, per (pid, address): a string id, or None.
+    resolved: FxHashMap<(u32, u64), Option<u32>>,
+    /// Code addresses (occurrences) symbolized, and left as addresses.
+    pub symbolized: (u64, u64),
+    ret: u32,
+    call: Call,
+    buf: Vec<u8>,
+}
+
+impl Collector {
+    pub fn new(sorter: Sorter, symbols: Symbolizer) -> Collector {
+        let mut strings = Strings::default();
+        let ret = strings.id("ret");
+        Collector {
+            strings,
+            sorter,
+            open: FxHashMap::default(),
+            seq: 0,
+            t_first: None,
+            t_last: None,
+            link_counts: FxHashMap::default(),
+            packs: BTreeSet::new(),
+            symbols,
+            resolved: FxHashMap::default(),
+            symbolized: (0, 0),
+            ret,
+            call: Call::default(),
+            buf: Vec::with_capacity(256),
+        }
+    }
+
+    pub fn push(&mut self, e: &Event) -> io::Result<()> {
+        self.packs.insert(e.pack.as_str());
+        let name = self.strings.id(e.name.as_str());
+        let mut c = std::mem::take(&mut self.call);
+        c.args.clear();
+        c.results.clear();
+        c.links.clear();
+        c.pid = e.pid;
+        c.tid = e.tid;
+        c.name = name;
+        c.instant = e.kind == EventKind::Instant;
+        match e.kind {
+            EventKind::Complete | EventKind::Instant => {
+                c.start = Some(e.ts);
+                c.end = Some(e.ts + if c.instant { 0 } else { e.dur });
+                // A whole call carries its return value among its fields.
+                for a in e.args.iter() {
+                    let v = self.value(e.pid, &a.value);
+                    let n = self.strings.id(a.name.as_str());
+                    if n == self.ret {
+                        c.results.push((n, v));
+                    } else {
+                        c.args.push((n, v));
+                    }
+                }
+                self.links(e, &mut c);
+                self.finish_call(&mut c)?;
+            }
+            EventKind::Begin => {
+                c.start = Some(e.ts);
+                c.end = None;
+                for a in e.args.iter() {
+                    let v = self.value(e.pid, &a.value);
+                    c.args.push((self.strings.id(a.name.as_str()), v));
+                }
+                self.links(e, &mut c);
+                self.open.entry((e.pid, e.tid)).or_default().push(c.clone());
+            }
+            EventKind::End => {
+                let stack = self.open.entry((e.pid, e.tid)).or_default();
+                match stack.iter().rposition(|o| o.name == name) {
+                    Some(p) => {
+                        // Calls opened after it and never closed lost their exits.
+                        let mut later = stack.split_off(p + 1);
+                        let mut begun = stack.pop().expect("position found");
+                        for mut o in later.drain(..) {
+                            self.finish_call(&mut o)?;
+                        }
+                        begun.end = Some(e.ts);
+                        for a in e.args.iter() {
+                            let v = self.value(e.pid, &a.value);
+                            begun.results.push((self.strings.id(a.name.as_str()), v));
+                        }
+                        for l in e.links.iter() {
+                            let l = (self.strings.id(l.key.as_str()), l.value);
+                            if !begun.links.contains(&l) {
+                                begun.links.push(l);
+                            }
+                        }
+                        self.finish_call(&mut begun)?;
+                    }
+                    None => {
+                        c.start = None;
+                        c.end = Some(e.ts);
+                        for a in e.args.iter() {
+                            let v = self.value(e.pid, &a.value);
+                            c.results.push((self.strings.id(a.name.as_str()), v));
+                        }
+                        self.links(e, &mut c);
+                        self.finish_call(&mut c)?;
+                    }
+                }
+            }
+        }
+        self.call = c;
+        Ok(())
+    }
+
+    /// The log ended: calls still open are finished as unfinished.
+    pub fn finish(&mut self) -> io::Result<()> {
+        let mut keys: Vec<(u32, u32)> = self.open.keys().copied().collect();
+        keys.sort_unstable();
+        for k in keys {
+            for mut c in self.open.remove(&k).unwrap_or_default() {
+                self.finish_call(&mut c)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn links(&mut self, e: &Event, c: &mut Call) {
+        for l in e.links.iter() {
+            c.links.push((self.strings.id(l.key.as_str()), l.value));
+        }
+    }
+
+    fn value(&mut self, pid: u32, v: &Value) -> V {
+        if let Value::CodeAddr(addr) = *v {
+            // `function+0xoff (0xaddr)` when the process's map and the file's symbols say.
+            let sym = match self.resolved.get(&(pid, addr)) {
+                Some(s) => *s,
+                None => {
+                    let s = self
+                        .symbols
+                        .resolve(pid, addr)
+                        .map(|sym| self.strings.id(&format!("{sym} ({addr:#x})")));
+                    self.resolved.insert((pid, addr), s);
+                    s
+                }
+            };
+            return match sym {
+                Some(id) => {
+                    self.symbolized.0 += 1;
+                    V::Str(id)
+                }
+                None => {
+                    self.symbolized.1 += 1;
+                    V::Code(addr)
+                }
+            };
+        }
+        V::from_value(v, &mut self.strings)
+    }
+
+    fn finish_call(&mut self, c: &mut Call) -> io::Result<()> {
+        // Arrival order, fixed when the call is finished: the sort's last tie-break.
+        self.seq += 1;
+        c.seq = self.seq;
+        for t in [c.start, c.end].into_iter().flatten() {
+            self.t_first = Some(self.t_first.map_or(t, |f| f.min(t)));
+            self.t_last = Some(self.t_last.map_or(t, |l| l.max(t)));
+        }
+        if !c.instant {
+            for (i, &(k, v)) in c.links.iter().enumerate() {
+                if !c.links[..i].iter().any(|l| l.0 == k) {
+                    *self.link_counts.entry((k, v)).or_insert(0) += 1;
+                }
+            }
+        }
+        self.buf.clear();
+        c.encode(&mut self.buf);
+        self.sorter.push(&self.buf)
+    }
+}

@@ -1,0 +1,165 @@
+//! Where each call goes and when: tracks (a process track per process, a thread track per
+//! thread, child tracks for overlapping calls) and the slice events in timestamp order. Fed
+//! the calls in start order; holds only the calls still open, so it streams.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use super::proto::Msg;
+use crate::convert::call::Call;
+use crate::hash::fnv1a64;
+
+/// One thing to write, in order.
+pub enum TrackEv {
+    /// A TrackDescriptor message (its bytes), before the track's first use.
+    Descriptor(Vec<u8>),
+    /// The current call's slice begins.
+    Begin { ts: u64, track: u64 },
+    /// The innermost open slice of `track` ends.
+    End { ts: u64, track: u64 },
+    /// The current call is an instant.
+    Instant { ts: u64, track: u64 },
+}
+
+struct Lane {
+    uuid: u64,
+    /// Ends of the open calls on this lane, innermost last.
+    ends: Vec<u64>,
+}
+
+pub struct Layout {
+    /// tid -> (pid, comm), from the log's thread lines.
+    comms: HashMap<u32, (u32, String)>,
+    processes: FxHashSet<u32>,
+    threads: FxHashMap<(u32, u32), Vec<Lane>>,
+    /// Open slices by end: (end, later-begun first, track).
+    open: BinaryHeap<Reverse<(u64, Reverse<u64>, u64)>>,
+    begun: u64,
+    t_first: u64,
+    t_last: u64,
+    pub tracks: u64,
+}
+
+fn uuid(parts: &[u64]) -> u64 {
+    let b: Vec<u8> = parts.iter().flat_map(|p| p.to_le_bytes()).collect();
+    fnv1a64(&b) | 1
+}
+
+impl Layout {
+    /// `t_first`/`t_last`: where calls whose entry predates the log start, and where calls
+    /// still open at its end are drawn to.
+    pub fn new(comms: HashMap<u32, (u32, String)>, t_first: u64, t_last: u64) -> Layout {
+        Layout {
+            comms,
+            processes: FxHashSet::default(),
+            threads: FxHashMap::default(),
+            open: BinaryHeap::new(),
+            begun: 0,
+            t_first,
+            t_last,
+            tracks: 0,
+        }
+    }
+
+    fn comm(&self, tid: u32) -> &str {
+        self.comms.get(&tid).map_or("", |c| c.1.as_str())
+    }
+
+    /// The events that come with `c` (the next call in start order).
+    pub fn place(&mut self, c: &Call, out: &mut Vec<TrackEv>) {
+        let s = c.start.unwrap_or(self.t_first);
+        let e = c.end.unwrap_or(self.t_last).max(s);
+        // Slices that ended by now, in end order; at equal ends the later-begun (inner) first,
+        // and all before a slice that begins at that same time.
+        while let Some(&Reverse((end, _, track))) = self.open.peek() {
+            if end > s {
+                break;
+            }
+            self.open.pop();
+            out.push(TrackEv::End { ts: end, track });
+        }
+        let p_uuid = uuid(&[1, u64::from(c.pid)]);
+        let t_uuid = uuid(&[2, u64::from(c.pid), u64::from(c.tid)]);
+        if self.processes.insert(c.pid) {
+            let mut pd = Msg::default();
+            pd.uint(1, u64::from(c.pid));
+            let comm = self.comm(c.tid);
+            if !comm.is_empty() {
+                pd.string(6, comm);
+            }
+            let mut td = Msg::default();
+            td.uint(1, p_uuid).msg(3, &pd);
+            out.push(TrackEv::Descriptor(td.buf));
+            self.tracks += 1;
+        }
+        if !self.threads.contains_key(&(c.pid, c.tid)) {
+            let mut th = Msg::default();
+            th.uint(1, u64::from(c.pid)).uint(2, u64::from(c.tid));
+            let comm = self.comm(c.tid);
+            if !comm.is_empty() {
+                th.string(5, comm);
+            }
+            let mut td = Msg::default();
+            td.uint(1, t_uuid).uint(5, p_uuid).msg(4, &th);
+            out.push(TrackEv::Descriptor(td.buf));
+            self.tracks += 1;
+            self.threads.insert(
+                (c.pid, c.tid),
+                vec![Lane {
+                    uuid: t_uuid,
+                    ends: Vec::new(),
+                }],
+            );
+        }
+        if c.instant {
+            out.push(TrackEv::Instant {
+                ts: s,
+                track: t_uuid,
+            });
+            return;
+        }
+        // Lane 0 is the thread's track; a call that overlaps a lane's open call without
+        // nesting in it goes to the next lane (a child track): one LIFO stack per track.
+        let lanes = self.threads.get_mut(&(c.pid, c.tid)).expect("added above");
+        let mut track = None;
+        for lane in lanes.iter_mut() {
+            while lane.ends.last().is_some_and(|&end| end <= s) {
+                lane.ends.pop();
+            }
+            if lane.ends.last().is_none_or(|&end| end >= e) {
+                lane.ends.push(e);
+                track = Some(lane.uuid);
+                break;
+            }
+        }
+        let track = match track {
+            Some(t) => t,
+            None => {
+                let n = lanes.len() as u64;
+                let lane_uuid = uuid(&[3, u64::from(c.pid), u64::from(c.tid), n]);
+                lanes.push(Lane {
+                    uuid: lane_uuid,
+                    ends: vec![e],
+                });
+                let name = format!("{} {} (overlapping calls {n})", self.comm(c.tid), c.tid);
+                let mut td = Msg::default();
+                td.uint(1, lane_uuid).uint(5, t_uuid).string(2, &name);
+                out.push(TrackEv::Descriptor(td.buf));
+                self.tracks += 1;
+                lane_uuid
+            }
+        };
+        out.push(TrackEv::Begin { ts: s, track });
+        self.open.push(Reverse((e, Reverse(self.begun), track)));
+        self.begun += 1;
+    }
+
+    /// The ends of the slices still open, after the last call.
+    pub fn finish(&mut self, out: &mut Vec<TrackEv>) {
+        while let Some(Reverse((end, _, track))) = self.open.pop() {
+            out.push(TrackEv::End { ts: end, track });
+        }
+    }
+}
