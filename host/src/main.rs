@@ -137,6 +137,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let summary = convert::convert(&reg, &opts)?;
             eprint!("{}", summary.diag);
+            if verbose {
+                eprintln!(
+                    "bthost: read and decoded in {:.2} s ({} sorted runs spilled), wrote in {:.2} s",
+                    summary.phases.0, summary.spilled_runs, summary.phases.1
+                );
+            }
             let (resolved, unresolved) = summary.symbols;
             if resolved + unresolved > 0 {
                 eprintln!(

@@ -6,8 +6,9 @@
 use std::collections::BTreeSet;
 use std::io;
 
+use abi_stable::std_types::RStr;
 use bthost_plugin_api::{Event, EventKind, Value};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::call::{Call, Strings, V};
 use super::sort::Sorter;
@@ -23,13 +24,16 @@ pub struct Collector {
     pub t_last: Option<u64>,
     /// Non-instant calls per (link key, value): flows need to know a call's successor.
     pub link_counts: FxHashMap<(u32, u64), u32>,
-    /// The packs whose events were seen.
-    pub packs: BTreeSet<&'static str>,
+    /// The packs whose events were seen (string ids).
+    packs: FxHashSet<u32>,
     pub symbols: Symbolizer,
     /// Symbolized code addresses, per (pid, address): a string id, or None.
     resolved: FxHashMap<(u32, u64), Option<u32>>,
     /// Code addresses (occurrences) symbolized, and left as addresses.
     pub symbolized: (u64, u64),
+    /// Names the decoder hands out are interned `&'static str`s: their ids by address, which
+    /// spares hashing and comparing their text on every record.
+    static_ids: FxHashMap<(usize, usize), u32>,
     ret: u32,
     call: Call,
     buf: Vec<u8>,
@@ -47,19 +51,26 @@ impl Collector {
             t_first: None,
             t_last: None,
             link_counts: FxHashMap::default(),
-            packs: BTreeSet::new(),
+            packs: FxHashSet::default(),
             symbols,
             resolved: FxHashMap::default(),
             symbolized: (0, 0),
+            static_ids: FxHashMap::default(),
             ret,
             call: Call::default(),
             buf: Vec::with_capacity(256),
         }
     }
 
+    /// The packs whose events were seen.
+    pub fn packs(&self) -> BTreeSet<&str> {
+        self.packs.iter().map(|&p| self.strings.get(p)).collect()
+    }
+
     pub fn push(&mut self, e: &Event) -> io::Result<()> {
-        self.packs.insert(e.pack.as_str());
-        let name = self.strings.id(e.name.as_str());
+        let pack = self.name_id(e.pack);
+        self.packs.insert(pack);
+        let name = self.name_id(e.name);
         let mut c = std::mem::take(&mut self.call);
         c.args.clear();
         c.results.clear();
@@ -75,7 +86,7 @@ impl Collector {
                 // A whole call carries its return value among its fields.
                 for a in e.args.iter() {
                     let v = self.value(e.pid, &a.value);
-                    let n = self.strings.id(a.name.as_str());
+                    let n = self.name_id(a.name);
                     if n == self.ret {
                         c.results.push((n, v));
                     } else {
@@ -90,7 +101,7 @@ impl Collector {
                 c.end = None;
                 for a in e.args.iter() {
                     let v = self.value(e.pid, &a.value);
-                    c.args.push((self.strings.id(a.name.as_str()), v));
+                    c.args.push((self.name_id(a.name), v));
                 }
                 self.links(e, &mut c);
                 self.open.entry((e.pid, e.tid)).or_default().push(c.clone());
@@ -108,10 +119,10 @@ impl Collector {
                         begun.end = Some(e.ts);
                         for a in e.args.iter() {
                             let v = self.value(e.pid, &a.value);
-                            begun.results.push((self.strings.id(a.name.as_str()), v));
+                            begun.results.push((self.name_id(a.name), v));
                         }
                         for l in e.links.iter() {
-                            let l = (self.strings.id(l.key.as_str()), l.value);
+                            let l = (self.name_id(l.key), l.value);
                             if !begun.links.contains(&l) {
                                 begun.links.push(l);
                             }
@@ -123,7 +134,7 @@ impl Collector {
                         c.end = Some(e.ts);
                         for a in e.args.iter() {
                             let v = self.value(e.pid, &a.value);
-                            c.results.push((self.strings.id(a.name.as_str()), v));
+                            c.results.push((self.name_id(a.name), v));
                         }
                         self.links(e, &mut c);
                         self.finish_call(&mut c)?;
@@ -147,9 +158,19 @@ impl Collector {
         Ok(())
     }
 
+    fn name_id(&mut self, s: RStr<'static>) -> u32 {
+        let key = (s.as_ptr() as usize, s.len());
+        if let Some(&id) = self.static_ids.get(&key) {
+            return id;
+        }
+        let id = self.strings.id(s.as_str());
+        self.static_ids.insert(key, id);
+        id
+    }
+
     fn links(&mut self, e: &Event, c: &mut Call) {
         for l in e.links.iter() {
-            c.links.push((self.strings.id(l.key.as_str()), l.value));
+            c.links.push((self.name_id(l.key), l.value));
         }
     }
 
@@ -176,6 +197,12 @@ impl Collector {
                     self.symbolized.1 += 1;
                     V::Code(addr)
                 }
+            };
+        }
+        if let Value::Enum { raw, name } = *v {
+            return V::Enum {
+                raw,
+                name: self.name_id(name),
             };
         }
         V::from_value(v, &mut self.strings)

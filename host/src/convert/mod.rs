@@ -54,6 +54,10 @@ pub struct Summary {
     pub schema_hash: u64,
     /// Code addresses resolved to symbols, and those left as addresses.
     pub symbols: (u64, u64),
+    /// Seconds spent reading and decoding (with the sorter's spills), then writing.
+    pub phases: (f64, f64),
+    /// Sorted runs spilled to disk (0: the calls fitted in memory).
+    pub spilled_runs: usize,
 }
 
 /// Reads `log` and decodes every line, calling `sink` with each batch of events.
@@ -171,6 +175,7 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
     for (pid, path) in &opts.maps {
         symbols.add_maps(*pid, path).map_err(anyhow::Error::msg)?;
     }
+    let t_read = std::time::Instant::now();
     let sorter = Sorter::new(&opts.out_dir, SORT_BUDGET);
     let mut calls = Collector::new(sorter, symbols);
     let mut comms = std::collections::HashMap::new();
@@ -193,12 +198,14 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         .with_context(|| format!("sorting calls in {}", opts.out_dir.display()))?;
     let t_first = calls.t_first.unwrap_or(0);
     let t_last = calls.t_last.unwrap_or(0);
+    let read_secs = t_read.elapsed().as_secs_f64();
+    let t_write = std::time::Instant::now();
 
     // Perfetto: one trace per link key (as the original tool wrote one per key), or one
     // with every key's flows. A new pack's keys need nothing here: they come from the packs.
     let keys = match &opts.links {
         Some(k) => k.clone(),
-        None => declared_links(registry, &calls.packs),
+        None => declared_links(registry, &calls.packs()),
     };
     let key_ids: Vec<u32> = keys.iter().map(|k| calls.strings.id(k)).collect();
     let files: Vec<(PathBuf, Vec<u32>)> = if opts.combined || keys.is_empty() {
@@ -225,6 +232,7 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         symbolized,
         ..
     } = calls;
+    let spilled_runs = sorter.runs();
     let mut call = Call::default();
     sorter
         .drain(|b| {
@@ -259,14 +267,13 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         outputs,
         schema_hash: hash,
         symbols: symbolized,
+        phases: (read_secs, t_write.elapsed().as_secs_f64()),
+        spilled_runs,
     })
 }
 
 /// The link keys the log's packs declare: in their manifests and by their plugins.
-fn declared_links(
-    registry: &Registry,
-    packs: &std::collections::BTreeSet<&'static str>,
-) -> Vec<String> {
+fn declared_links(registry: &Registry, packs: &std::collections::BTreeSet<&str>) -> Vec<String> {
     let mut keys = std::collections::BTreeSet::new();
     for pack in packs {
         if let Some(e) = registry.entries.get(*pack) {

@@ -45,7 +45,6 @@ impl Sorter {
     }
 
     /// How many runs went to disk (0: everything stayed in memory).
-    #[cfg(test)]
     pub fn runs(&self) -> usize {
         self.runs.len()
     }

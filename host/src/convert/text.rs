@@ -207,6 +207,14 @@ pub fn value(s: &mut String, v: V, strings: &Strings) {
     };
 }
 
+/// Appends `text` right-aligned in `width` columns.
+fn pad_left(s: &mut String, text: &str, width: usize) {
+    for _ in text.len()..width {
+        s.push(' ');
+    }
+    s.push_str(text);
+}
+
 /// Appends one call's line (without newline) to `s`.
 pub fn line(s: &mut String, c: &Call, t0: u64, depth: usize, strings: &Strings) {
     let mut col = String::new();
@@ -214,7 +222,8 @@ pub fn line(s: &mut String, c: &Call, t0: u64, depth: usize, strings: &Strings) 
         Some(st) => secs(&mut col, st.saturating_sub(t0)),
         None => col.push_str("(before log)"),
     }
-    let _ = write!(s, "{col:>14} ");
+    pad_left(s, &col, 14);
+    s.push(' ');
     col.clear();
     match (c.start, c.end) {
         _ if c.instant => col.push_str("instant"),
@@ -225,7 +234,8 @@ pub fn line(s: &mut String, c: &Call, t0: u64, depth: usize, strings: &Strings) 
         (None, Some(_)) => col.push('?'),
         (_, None) => col.push_str("UNFINISHED"),
     }
-    let _ = write!(s, "{col:>10}  ");
+    pad_left(s, &col, 10);
+    s.push_str("  ");
     for _ in 0..depth {
         s.push_str("  ");
     }

@@ -44,6 +44,13 @@ pub enum LineKind<'a> {
 /// Classifies one line (without its newline).
 pub fn classify(line: &str) -> LineKind<'_> {
     let t = line.trim_end_matches('\r');
+    // Records are nearly every line: recognise them first. Nothing else that bpftrace or the
+    // script prints starts with a hex word and a space.
+    if t.as_bytes().first().is_some_and(u8::is_ascii_hexdigit) {
+        if let rec @ LineKind::Record { .. } = record(t) {
+            return rec;
+        }
+    }
     if t.trim().is_empty() {
         return LineKind::Blank;
     }
@@ -162,15 +169,45 @@ pub fn record_numbers(rest: &str, nums: &mut Vec<u64>) -> Result<(), String> {
     if rest.is_empty() {
         return Ok(());
     }
-    for w in rest.split(' ') {
-        if nums.len() == MAX_NUMS {
-            return Err("record has too many fields".into());
+    // One pass over the bytes: this is the converter's innermost loop.
+    let b = rest.as_bytes();
+    let (mut n, mut digits) = (0u64, 0usize);
+    for (i, &c) in b.iter().enumerate() {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            b' ' => {
+                if digits == 0 {
+                    return Err("empty record field (two spaces)".into());
+                }
+                if nums.len() == MAX_NUMS {
+                    return Err("record has too many fields".into());
+                }
+                nums.push(n);
+                (n, digits) = (0, 0);
+                continue;
+            }
+            _ => {
+                let word = rest[..i].rsplit(' ').next().unwrap_or("").len();
+                let from = i - word;
+                let w = rest[from..].split(' ').next().unwrap_or("");
+                return Err(format!("record field {:?} is not hex", short(w)));
+            }
+        };
+        digits += 1;
+        if digits > 16 {
+            return Err("record field has more than 16 hex digits".into());
         }
-        match parse_hex(w.as_bytes()) {
-            Some(n) => nums.push(n),
-            None => return Err(format!("record field {:?} is not hex", short(w))),
-        }
+        n = (n << 4) | u64::from(d);
     }
+    if digits == 0 {
+        return Err("empty record field (a trailing space)".into());
+    }
+    if nums.len() == MAX_NUMS {
+        return Err("record has too many fields".into());
+    }
+    nums.push(n);
     Ok(())
 }
 

@@ -5,11 +5,10 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 use super::proto::Msg;
 use crate::convert::call::Call;
-use crate::hash::fnv1a64;
 
 /// One thing to write, in order.
 pub enum TrackEv {
@@ -32,7 +31,8 @@ struct Lane {
 pub struct Layout {
     /// tid -> (pid, comm), from the log's thread lines.
     comms: HashMap<u32, (u32, String)>,
-    processes: FxHashSet<u32>,
+    /// pid -> process track uuid.
+    processes: FxHashMap<u32, u64>,
     threads: FxHashMap<(u32, u32), Vec<Lane>>,
     /// Open slices by end: (end, later-begun first, track).
     open: BinaryHeap<Reverse<(u64, Reverse<u64>, u64)>>,
@@ -42,18 +42,13 @@ pub struct Layout {
     pub tracks: u64,
 }
 
-fn uuid(parts: &[u64]) -> u64 {
-    let b: Vec<u8> = parts.iter().flat_map(|p| p.to_le_bytes()).collect();
-    fnv1a64(&b) | 1
-}
-
 impl Layout {
     /// `t_first`/`t_last`: where calls whose entry predates the log start, and where calls
     /// still open at its end are drawn to.
     pub fn new(comms: HashMap<u32, (u32, String)>, t_first: u64, t_last: u64) -> Layout {
         Layout {
             comms,
-            processes: FxHashSet::default(),
+            processes: FxHashMap::default(),
             threads: FxHashMap::default(),
             open: BinaryHeap::new(),
             begun: 0,
@@ -80,39 +75,50 @@ impl Layout {
             self.open.pop();
             out.push(TrackEv::End { ts: end, track });
         }
-        let p_uuid = uuid(&[1, u64::from(c.pid)]);
-        let t_uuid = uuid(&[2, u64::from(c.pid), u64::from(c.tid)]);
-        if self.processes.insert(c.pid) {
-            let mut pd = Msg::default();
-            pd.uint(1, u64::from(c.pid));
-            let comm = self.comm(c.tid);
-            if !comm.is_empty() {
-                pd.string(6, comm);
+        // Track uuids are handed out in order, from 1: small numbers, short varints in every
+        // event, and the same trace for the same log.
+        let p_uuid = match self.processes.get(&c.pid) {
+            Some(&u) => u,
+            None => {
+                self.tracks += 1;
+                let p_uuid = self.tracks;
+                self.processes.insert(c.pid, p_uuid);
+                let mut pd = Msg::default();
+                pd.uint(1, u64::from(c.pid));
+                let comm = self.comm(c.tid);
+                if !comm.is_empty() {
+                    pd.string(6, comm);
+                }
+                let mut td = Msg::default();
+                td.uint(1, p_uuid).msg(3, &pd);
+                out.push(TrackEv::Descriptor(td.buf));
+                p_uuid
             }
-            let mut td = Msg::default();
-            td.uint(1, p_uuid).msg(3, &pd);
-            out.push(TrackEv::Descriptor(td.buf));
-            self.tracks += 1;
-        }
-        if !self.threads.contains_key(&(c.pid, c.tid)) {
-            let mut th = Msg::default();
-            th.uint(1, u64::from(c.pid)).uint(2, u64::from(c.tid));
-            let comm = self.comm(c.tid);
-            if !comm.is_empty() {
-                th.string(5, comm);
+        };
+        let t_uuid = match self.threads.get(&(c.pid, c.tid)) {
+            Some(lanes) => lanes[0].uuid,
+            None => {
+                self.tracks += 1;
+                let t_uuid = self.tracks;
+                let mut th = Msg::default();
+                th.uint(1, u64::from(c.pid)).uint(2, u64::from(c.tid));
+                let comm = self.comm(c.tid);
+                if !comm.is_empty() {
+                    th.string(5, comm);
+                }
+                let mut td = Msg::default();
+                td.uint(1, t_uuid).uint(5, p_uuid).msg(4, &th);
+                out.push(TrackEv::Descriptor(td.buf));
+                self.threads.insert(
+                    (c.pid, c.tid),
+                    vec![Lane {
+                        uuid: t_uuid,
+                        ends: Vec::new(),
+                    }],
+                );
+                t_uuid
             }
-            let mut td = Msg::default();
-            td.uint(1, t_uuid).uint(5, p_uuid).msg(4, &th);
-            out.push(TrackEv::Descriptor(td.buf));
-            self.tracks += 1;
-            self.threads.insert(
-                (c.pid, c.tid),
-                vec![Lane {
-                    uuid: t_uuid,
-                    ends: Vec::new(),
-                }],
-            );
-        }
+        };
         if c.instant {
             out.push(TrackEv::Instant {
                 ts: s,
@@ -138,7 +144,8 @@ impl Layout {
             Some(t) => t,
             None => {
                 let n = lanes.len() as u64;
-                let lane_uuid = uuid(&[3, u64::from(c.pid), u64::from(c.tid), n]);
+                self.tracks += 1;
+                let lane_uuid = self.tracks;
                 lanes.push(Lane {
                     uuid: lane_uuid,
                     ends: vec![e],
@@ -147,7 +154,6 @@ impl Layout {
                 let mut td = Msg::default();
                 td.uint(1, lane_uuid).uint(5, t_uuid).string(2, &name);
                 out.push(TrackEv::Descriptor(td.buf));
-                self.tracks += 1;
                 lane_uuid
             }
         };

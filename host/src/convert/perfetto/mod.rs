@@ -88,6 +88,8 @@ pub struct TraceSet {
     pre: Msg,
     flow_bytes: Msg,
     head: Vec<u8>,
+    te_head: Vec<u8>,
+    annotation: Msg,
     text: String,
 }
 
@@ -130,6 +132,8 @@ impl TraceSet {
             pre: Msg::default(),
             flow_bytes: Msg::default(),
             head: Vec::new(),
+            te_head: Vec::new(),
+            annotation: Msg::default(),
             text: String::new(),
         })
     }
@@ -235,20 +239,24 @@ impl TraceSet {
             // The packet: [timestamp] [track_event: common fields + this file's flows] [post].
             self.head.clear();
             let te_len = self.te.buf.len() + self.flow_bytes.buf.len();
-            let mut te_head = Vec::new();
+            self.te_head.clear();
             if has_te {
-                varint(&mut te_head, u64::from(P_TRACK_EVENT << 3 | 2));
-                varint(&mut te_head, te_len as u64);
+                varint(&mut self.te_head, u64::from(P_TRACK_EVENT << 3 | 2));
+                varint(&mut self.te_head, te_len as u64);
             }
             let len = self.pre.buf.len()
-                + if has_te { te_head.len() + te_len } else { 0 }
+                + if has_te {
+                    self.te_head.len() + te_len
+                } else {
+                    0
+                }
                 + self.post.buf.len();
             self.head.push(0x0a); // Trace.packet, length-delimited
             varint(&mut self.head, len as u64);
             f.w.write_all(&self.head)?;
             f.w.write_all(&self.pre.buf)?;
             if has_te {
-                f.w.write_all(&te_head)?;
+                f.w.write_all(&self.te_head)?;
                 f.w.write_all(&self.te.buf)?;
                 f.w.write_all(&self.flow_bytes.buf)?;
             }
@@ -287,7 +295,8 @@ impl TraceSet {
             next
         });
         // DebugAnnotation: name_iid, then one value field.
-        let mut da = Msg::default();
+        let da = &mut self.annotation;
+        da.clear();
         da.uint(1, iid);
         match v {
             V::Int(x) => da.int(4, x),
@@ -302,6 +311,6 @@ impl TraceSet {
             V::Bool(b) => da.uint(2, u64::from(b)),
             V::Float(f) => da.double(5, f),
         };
-        self.te.msg(TE_DEBUG, &da);
+        self.te.msg(TE_DEBUG, da);
     }
 }
