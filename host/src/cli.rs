@@ -52,6 +52,25 @@ pub enum Cmd {
         #[arg(long, hide = true)]
         exit_after_begin: bool,
     },
+    /// Trace: build the script for the installed bpftrace, run it system-wide and write the
+    /// log, with each traced process's memory map beside it (LOG.maps/) for symbolization.
+    /// With a command: start it once the probes are attached, stop when it exits; else stop
+    /// at Ctrl-C.
+    Record {
+        /// Packs to use, comma-separated (e.g. hip,rccl).
+        #[arg(long, value_delimiter = ',', required = true)]
+        packs: Vec<String>,
+        #[arg(long = "bpftrace-bin", default_value = "bpftrace")]
+        bpftrace_bin: PathBuf,
+        #[command(flatten)]
+        lib: LibArgs,
+        /// The log to write; the script goes beside it (LOG.bt, LOG.schema).
+        #[arg(short, long, default_value = "bthost.log")]
+        output: PathBuf,
+        /// The workload to run while tracing (after `--`).
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
     /// List the packs found: version, probes, bpftrace ranges, plugin, library.
     Packs {
         #[command(flatten)]
@@ -83,7 +102,8 @@ pub enum Cmd {
         #[arg(long)]
         combined: bool,
         /// A traced process's memory map, for symbolizing code addresses: PID=FILE (a copy of
-        /// /proc/PID/maps taken while it ran; repeatable).
+        /// /proc/PID/maps taken while it ran; repeatable). Default: the maps `bthost record`
+        /// kept in LOG.maps/.
         #[arg(long = "maps", value_name = "PID=FILE")]
         maps: Vec<String>,
     },

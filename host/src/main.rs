@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use bthost::commands::{build, doctor, packs};
+use bthost::commands::{build, doctor, packs, record};
 use bthost::compose::schema::SchemaBuilder;
 use bthost::convert::{self, ConvertOptions};
 use bthost::library::{self, LibOverrides};
@@ -79,6 +79,42 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Record {
+            packs,
+            bpftrace_bin,
+            lib,
+            output,
+            command,
+        } => {
+            let reg = Registry::discover(&paths, false);
+            eprint!("{}", packs::skipped_report(&reg, verbose));
+            let opts = record::RecordOptions {
+                build: build::BuildOptions {
+                    packs,
+                    bpftrace: build::BpftraceChoice::Detect(bpftrace_bin.clone()),
+                    libs: libs(&lib)?,
+                    exit_after_begin: false,
+                },
+                bpftrace_bin,
+                log: output.clone(),
+                command,
+            };
+            let r = record::record(&reg, &opts)?;
+            eprintln!(
+                "bthost: wrote {} ({} lines; script {}), memory maps of {} processes in {}\n\
+                 bthost: next: bthost convert {}",
+                output.display(),
+                r.lines,
+                r.script.display(),
+                r.processes,
+                r.maps_dir.display(),
+                output.display()
+            );
+            Ok(match r.command_status.and_then(|s| s.code()) {
+                Some(c) if c != 0 => ExitCode::from(c.clamp(1, 255) as u8),
+                _ => ExitCode::SUCCESS,
+            })
+        }
         Cmd::Packs { lib } => {
             let reg = Registry::discover(&paths, true);
             print!("{}", packs::report(&reg, &libs(&lib)?, verbose));
@@ -124,16 +160,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 p.push(".d");
                 PathBuf::from(p)
             });
+            let maps = if maps.is_empty() {
+                record::recorded_maps(&log)
+            } else {
+                maps.iter()
+                    .map(|m| bthost::symbolize::parse_maps_arg(m).map_err(anyhow::Error::msg))
+                    .collect::<Result<_>>()?
+            };
             let opts = ConvertOptions {
                 log,
                 out_dir,
                 expect_schema,
                 links: link,
                 combined,
-                maps: maps
-                    .iter()
-                    .map(|m| bthost::symbolize::parse_maps_arg(m).map_err(anyhow::Error::msg))
-                    .collect::<Result<_>>()?,
+                maps,
             };
             let summary = convert::convert(&reg, &opts)?;
             eprint!("{}", summary.diag);

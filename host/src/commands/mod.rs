@@ -3,3 +3,4 @@
 pub mod build;
 pub mod doctor;
 pub mod packs;
+pub mod record;
