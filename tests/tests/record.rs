@@ -77,7 +77,7 @@ fn record_traces_a_command_and_keeps_its_memory_map() {
         let txt = std::fs::read_to_string(out.join("log.txt")).unwrap();
         let want = "function=bthost_demo_kernel+0x0 at ";
         assert!(
-            txt.contains(&want) && txt.contains(&format!("(0x{})", kernel.trim())),
+            txt.contains(want) && txt.contains(&format!("(0x{})", kernel.trim())),
             "wanted {want:?} in {txt}"
         );
     }
