@@ -106,5 +106,10 @@ pub enum Cmd {
         /// kept in LOG.maps/.
         #[arg(long = "maps", value_name = "PID=FILE")]
         maps: Vec<String>,
+        /// Memory for sorting calls and grouping the text log by thread; past it they spill
+        /// to temporary files in DIR, so any log converts in this much.
+        #[arg(long, value_name = "MiB", default_value_t = bthost::convert::DEFAULT_MEMORY_MB as u64,
+              value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+        memory: u64,
     },
 }

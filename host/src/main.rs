@@ -148,6 +148,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             link,
             combined,
             maps,
+            memory,
         } => {
             let reg = Registry::discover(&paths, true);
             eprint!("{}", packs::skipped_report(&reg, verbose));
@@ -174,6 +175,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 links: link,
                 combined,
                 maps,
+                memory: (memory as usize) << 20,
             };
             let summary = convert::convert(&reg, &opts)?;
             eprint!("{}", summary.diag);

@@ -27,10 +27,10 @@ use collect::Collector;
 use reader::{Line, LineReader};
 use sort::Sorter;
 
-/// Calls held in memory before the sorter spills a run to disk; text buffered before the
-/// text writer spills. Together they bound the converter's memory.
-const SORT_BUDGET: usize = 64 << 20;
-const TEXT_BUDGET: usize = 32 << 20;
+/// The default memory budget (MiB) for calls held before the sorter spills a run to disk and
+/// text buffered before the text writer spills: two thirds and one third. Together they bound
+/// the converter's memory whatever the log's size.
+pub const DEFAULT_MEMORY_MB: usize = 96;
 
 #[derive(Clone, Debug)]
 pub struct ConvertOptions {
@@ -44,6 +44,8 @@ pub struct ConvertOptions {
     pub combined: bool,
     /// Memory maps of traced processes (pid, copy of /proc/PID/maps), for symbolization.
     pub maps: Vec<(u32, PathBuf)>,
+    /// Bytes of sorting and text buffers before they spill to disk (see [`DEFAULT_MEMORY_MB`]).
+    pub memory: usize,
 }
 
 /// What a conversion found.
@@ -176,7 +178,7 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         symbols.add_maps(*pid, path).map_err(anyhow::Error::msg)?;
     }
     let t_read = std::time::Instant::now();
-    let sorter = Sorter::new(&opts.out_dir, SORT_BUDGET);
+    let sorter = Sorter::new(&opts.out_dir, opts.memory / 3 * 2);
     let mut calls = Collector::new(sorter, symbols);
     let mut comms = std::collections::HashMap::new();
     let (stats, diag, hash) = for_each_event(
@@ -225,7 +227,7 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         &mut calls.strings,
     )
     .with_context(|| format!("creating traces in {}", opts.out_dir.display()))?;
-    let mut text = text::TextWriter::new(t_first, &opts.out_dir, TEXT_BUDGET);
+    let mut text = text::TextWriter::new(t_first, &opts.out_dir, opts.memory / 3);
     let Collector {
         strings,
         sorter,
