@@ -39,7 +39,7 @@ pub fn generate_log(log: &Path, bytes: u64) {
         &Options::default(),
     )
     .unwrap();
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&log).unwrap());
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(log).unwrap());
     w.write_all(b"Attaching 120 probes...\n").unwrap();
     w.write_all(built.schema.to_text().as_bytes()).unwrap();
     let threads: Vec<(u32, u32)> = (0..64).map(|i| (10_000 + i / 8, 20_000 + i)).collect();
