@@ -6,13 +6,9 @@
 //! `cargo bench -p bthost-tests --bench convert_throughput` (BTHOST_BENCH_LOG_MB, default 1024).
 //! Prints MB/s and the converter's peak RSS (getrusage of the child).
 
-use std::io::Write;
 use std::process::Command;
 use std::time::Instant;
 
-use bthost::compose::{compose, Options, PackInput};
-use bthost::library::symbols::Functions;
-use bthost::pack::manifest;
 use bthost_tests::*;
 
 #[repr(C)]
