@@ -192,6 +192,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     if unresolved > 0 { " (give the processes' maps with --maps PID=FILE)" } else { "" }
                 );
             }
+            if summary.in_flight > 0 {
+                eprintln!(
+                    "bthost: {} calls were in flight when the log ended (never returned): listed at the top of log.txt",
+                    summary.in_flight
+                );
+            }
             eprintln!(
                 "bthost: {} records, {} events, {} threads{} -> {}",
                 summary.stats.records,

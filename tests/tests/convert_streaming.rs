@@ -72,10 +72,22 @@ fn spilling_to_disk_changes_nothing_in_the_outputs() {
     // The text log: per thread, calls in start order; inner calls indented under theirs;
     // the two calls in flight drawn as never returned.
     let txt = std::fs::read_to_string(spilled.join("log.txt")).unwrap();
+    let never = |l: &&str| l.contains("... never returned");
     assert_eq!(
-        txt.matches("... never returned").count(),
+        txt.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(never)
+            .count(),
         2,
-        "in-flight calls"
+        "in-flight calls in their threads"
+    );
+    assert!(txt.contains("# IN FLIGHT when the log ended: 2 calls never returned"));
+    assert_eq!(
+        txt.lines()
+            .filter(|l| l.starts_with("#   pid "))
+            .filter(never)
+            .count(),
+        2
     );
     let mut indented = 0;
     for section in txt.split("-- thread ").skip(1) {

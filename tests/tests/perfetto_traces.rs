@@ -48,6 +48,21 @@ fn traces_per_link_key_pass_the_official_schema() {
         out_dir.to_str().unwrap(),
     ]);
 
+    // The text log starts with where each thread was stuck.
+    let txt = std::fs::read_to_string(out_dir.join("log.txt")).unwrap();
+    let in_flight: Vec<&str> = txt
+        .lines()
+        .skip_while(|l| !l.starts_with("# IN FLIGHT when the log ended: 1 calls"))
+        .take(2)
+        .collect();
+    assert!(
+        in_flight.len() == 2
+            && in_flight[1].contains("pid 25718 tid 25718")
+            && in_flight[1].contains("ncclBroadcast(")
+            && in_flight[1].contains("seq=2"),
+        "{txt}"
+    );
+
     // One trace per key the log's packs declare (hip: device, stream; rccl: comm, ... + coll).
     for key in ["comm", "device", "stream", "coll"] {
         assert!(

@@ -146,16 +146,19 @@ impl Collector {
         Ok(())
     }
 
-    /// The log ended: calls still open are finished as unfinished.
-    pub fn finish(&mut self) -> io::Result<()> {
+    /// The log ended: calls still open are finished as unfinished, and returned (by process
+    /// and thread, outermost first): where the program was when tracing stopped.
+    pub fn finish(&mut self) -> io::Result<Vec<Call>> {
         let mut keys: Vec<(u32, u32)> = self.open.keys().copied().collect();
         keys.sort_unstable();
+        let mut in_flight = Vec::new();
         for k in keys {
             for mut c in self.open.remove(&k).unwrap_or_default() {
                 self.finish_call(&mut c)?;
+                in_flight.push(c);
             }
         }
-        Ok(())
+        Ok(in_flight)
     }
 
     fn name_id(&mut self, s: RStr<'static>) -> u32 {

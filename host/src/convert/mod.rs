@@ -60,6 +60,8 @@ pub struct Summary {
     pub phases: (f64, f64),
     /// Sorted runs spilled to disk (0: the calls fitted in memory).
     pub spilled_runs: usize,
+    /// Calls that never returned before the log ended (listed at the top of log.txt).
+    pub in_flight: usize,
 }
 
 /// Reads `log` and decodes every line, calling `sink` with each batch of events.
@@ -195,7 +197,7 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
                 .with_context(|| format!("sorting calls in {}", opts.out_dir.display()))
         },
     )?;
-    calls
+    let in_flight = calls
         .finish()
         .with_context(|| format!("sorting calls in {}", opts.out_dir.display()))?;
     let t_first = calls.t_first.unwrap_or(0);
@@ -227,7 +229,7 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         &mut calls.strings,
     )
     .with_context(|| format!("creating traces in {}", opts.out_dir.display()))?;
-    let mut text = text::TextWriter::new(t_first, &opts.out_dir, opts.memory / 3);
+    let mut text = text::TextWriter::new(t_first, t_last, &opts.out_dir, opts.memory / 3);
     let Collector {
         strings,
         sorter,
@@ -257,6 +259,8 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         stats: &stats,
         diag: &diag,
         comms: &comms,
+        in_flight: &in_flight,
+        strings: &strings,
     };
     text.write(&mut w, &header)
         .and_then(|()| std::io::Write::flush(&mut w))
@@ -271,6 +275,7 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         symbols: symbolized,
         phases: (read_secs, t_write.elapsed().as_secs_f64()),
         spilled_runs,
+        in_flight: in_flight.len(),
     })
 }
 

@@ -30,6 +30,7 @@ struct ThreadText {
 pub struct TextWriter {
     threads: BTreeMap<(u32, u32), ThreadText>,
     t0: u64,
+    t_last: u64,
     buffered: usize,
     budget: usize,
     spill_path: PathBuf,
@@ -45,15 +46,19 @@ pub struct Header<'a> {
     pub diag: &'a Diagnostics,
     /// tid -> (pid, comm)
     pub comms: &'a HashMap<u32, (u32, String)>,
+    /// The calls that never returned, by thread, outermost first.
+    pub in_flight: &'a [Call],
+    pub strings: &'a Strings,
 }
 
 impl TextWriter {
-    /// `t0`: the first time in the log (times are printed from it); lines spill to a file in
-    /// `dir` past `budget` bytes.
-    pub fn new(t0: u64, dir: &Path, budget: usize) -> TextWriter {
+    /// `t0`, `t_last`: the first and last times in the log (times are printed from `t0`);
+    /// lines spill to a file in `dir` past `budget` bytes.
+    pub fn new(t0: u64, t_last: u64, dir: &Path, budget: usize) -> TextWriter {
         TextWriter {
             threads: BTreeMap::new(),
             t0,
+            t_last,
             buffered: 0,
             budget,
             spill_path: dir.join(format!(".bthost-text-{}.tmp", std::process::id())),
@@ -141,6 +146,36 @@ impl TextWriter {
         if !h.diag.is_empty() {
             for l in h.diag.to_string().lines() {
                 writeln!(w, "# {l}")?;
+            }
+        }
+        // Where every thread was when tracing stopped: what a hang hunt reads first.
+        if !h.in_flight.is_empty() {
+            writeln!(
+                w,
+                "#\n# IN FLIGHT when the log ended: {} calls never returned (per thread, outermost first; open: from their start to the log's last record)",
+                h.in_flight.len()
+            )?;
+            let t_end = self.t_last;
+            let mut s = String::new();
+            for c in h.in_flight {
+                let comm = h.comms.get(&c.tid).map_or("", |x| x.1.as_str());
+                s.clear();
+                line(&mut s, c, t0, 0, h.strings);
+                let open = match c.start {
+                    Some(st) => {
+                        let mut d = String::new();
+                        duration(&mut d, t_end.saturating_sub(st));
+                        d
+                    }
+                    None => "?".into(),
+                };
+                writeln!(
+                    w,
+                    "#   pid {} tid {} ({comm}), open >= {open}: {}",
+                    c.pid,
+                    c.tid,
+                    s.trim_start()
+                )?;
             }
         }
         let mut last_pid = None;
