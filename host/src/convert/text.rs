@@ -120,7 +120,7 @@ impl TextWriter {
     }
 
     /// Writes the whole log to `w`.
-    pub fn write(mut self, w: &mut impl Write, h: &Header) -> io::Result<()> {
+    pub fn write(mut self, w: &mut BufWriter<File>, h: &Header) -> io::Result<()> {
         let t0 = self.t0;
         writeln!(
             w,
@@ -179,7 +179,6 @@ impl TextWriter {
             }
         }
         let mut last_pid = None;
-        let mut chunk = Vec::new();
         for ((pid, tid), th) in &self.threads {
             if last_pid != Some(*pid) {
                 writeln!(w, "\n== process {pid} ==")?;
@@ -188,11 +187,18 @@ impl TextWriter {
             let comm = h.comms.get(tid).map_or("", |c| c.1.as_str());
             writeln!(w, "-- thread {tid} ({comm}) --")?;
             if let Some((f, _)) = self.spill.as_mut() {
+                // File to file: io::copy uses copy_file_range, so the kernel moves the bytes
+                // without a round trip through this process.
+                w.flush()?;
                 for &(off, len) in &th.chunks {
                     f.seek(SeekFrom::Start(off))?;
-                    chunk.resize(len, 0);
-                    f.read_exact(&mut chunk)?;
-                    w.write_all(&chunk)?;
+                    let n = io::copy(&mut (&*f).take(len as u64), w.get_mut())?;
+                    if n != len as u64 {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the text spill file is shorter than written",
+                        ));
+                    }
                 }
             }
             w.write_all(&th.buf)?;
