@@ -13,9 +13,9 @@ use bthost::pack::manifest;
 
 use crate::root;
 
-/// Writes about `bytes` bytes of log to `log`, ending with two calls in flight (as the
-/// script's END prints them).
-pub fn generate_log(log: &Path, bytes: u64) {
+/// The script `bthost build --packs hip,rccl` makes for bpftrace 0.17, with every probe
+/// kept (library paths made up: only the schema and the record format matter here).
+pub fn hip_rccl_built() -> bthost::compose::Built {
     let packs: Vec<_> = ["packs/hip", "packs/rccl"]
         .iter()
         .map(|p| manifest::load(&root().join(p)).unwrap())
@@ -33,12 +33,18 @@ pub fn generate_log(log: &Path, bytes: u64) {
                 .collect(),
         })
         .collect();
-    let built = compose(
+    compose(
         &inputs,
         &semver::Version::new(0, 17, 0),
         &Options::default(),
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// Writes about `bytes` bytes of log to `log`, ending with two calls in flight (as the
+/// script's END prints them).
+pub fn generate_log(log: &Path, bytes: u64) {
+    let built = hip_rccl_built();
     let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(log).unwrap());
     w.write_all(b"Attaching 120 probes...\n").unwrap();
     w.write_all(built.schema.to_text().as_bytes()).unwrap();

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod genlog;
-pub use genlog::generate_log;
+pub use genlog::{generate_log, hip_rccl_built};
 
 /// The workspace root (the folder holding `packs/`).
 pub fn root() -> PathBuf {

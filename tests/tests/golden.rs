@@ -122,7 +122,7 @@ fn outermost_only_pack_script() {
     assert!(
         built
             .script
-            .contains("\t$d = @d_libcnest[$t];\n\t@d_libcnest[$t] = $d + 1;\n\tif ($d == 0) {"),
+            .contains("\t$v = @d_libcnest[$t];\n\tif ($v == 0) { $v = 1; printf(\"T %x %x %s\\n\", pid, $t, comm); }\n\t@d_libcnest[$t] = $v + 1;\n\t$d = $v - 1;\n\tif ($d <= 0) {"),
         "{}",
         built.script
     );

@@ -12,10 +12,6 @@ use crate::bpftrace::Dialect;
 use crate::pack::fragment::Where;
 use crate::pack::{Arg, ProbeMode};
 
-/// Map names. Short, because bpftrace copies map names into every generated helper call.
-fn arg_map(id: u32, slot: usize) -> String {
-    format!("@a{id:x}_{slot}")
-}
 const THREADS_MAP: &str = "@thr";
 
 pub(super) fn render(
@@ -121,7 +117,7 @@ fn capture_map(pack: &str, capture: &str) -> String {
 }
 
 /// A `[[nested]]` probe: on another library's function, active only while the pack's
-/// outermost call is open on the thread (its depth map is non-zero); it writes no record,
+/// outermost call is open on the thread (its depth map, depth + 1, is above 1); it writes no record,
 /// only the capture the pack's exit record reads.
 fn render_nested(s: &mut String, n: &PlannedNested, d: &Dialect, maps: &mut Vec<String>) -> usize {
     let x = n.nested;
@@ -143,7 +139,7 @@ fn render_nested(s: &mut String, n: &PlannedNested, d: &Dialect, maps: &mut Vec<
     let _ = writeln!(s, "\t$t = {};", d.tid);
     let _ = writeln!(
         s,
-        "\tif ({dm}[$t] > 0) {{ {sm}[$t] = {}; }}",
+        "\tif ({dm}[$t] > 1) {{ {sm}[$t] = {}; }}",
         d.arg(x.index)
     );
     let _ = writeln!(s, "}}");
@@ -157,7 +153,7 @@ fn render_nested(s: &mut String, n: &PlannedNested, d: &Dialect, maps: &mut Vec<
     } else {
         set
     };
-    let _ = writeln!(s, "\tif ({dm}[$t] > 0) {{ {set} delete({sm}[$t]); }}");
+    let _ = writeln!(s, "\tif ({dm}[$t] > 1) {{ {set} delete({sm}[$t]); }}");
     let _ = writeln!(s, "}}");
     for m in [sm, cm] {
         if !maps.contains(&m) {
@@ -184,7 +180,8 @@ fn write_guarded(s: &mut String, guard: Option<&[String]>, body: &[String]) {
             for l in pre {
                 let _ = writeln!(s, "\t{l}");
             }
-            let _ = writeln!(s, "\tif ($d == 0) {{");
+            // Depth -1: an exit whose entry was not seen; recorded as the outermost.
+            let _ = writeln!(s, "\tif ($d <= 0) {{");
             for l in body {
                 let _ = writeln!(s, "\t\t{l}");
             }
@@ -216,11 +213,13 @@ fn render_probe(s: &mut String, p: &Planned, d: &Dialect, maps: &mut Vec<String>
     // Entry-side values (registers, stack, fragment variables); output pointers, saved for
     // the exit; captures, read at the exit. In manifest order.
     let mut entry_vals = Vec::new();
-    let mut out_saves = Vec::new(); // (map, value at entry)
+    // Output pointers ride in the entry tuple after the entry values: one map for the call
+    // (the END dump prints them too, as trailing values the reader ignores).
+    let mut out_saves = Vec::new(); // pointer at entry
     let mut capture_resets = Vec::new();
     enum At {
         Entry(usize),
-        Out(String, &'static str),
+        Out(usize, &'static str),
         Capture(String),
     }
     let mut order = Vec::new();
@@ -236,10 +235,9 @@ fn render_probe(s: &mut String, p: &Planned, d: &Dialect, maps: &mut Vec<String>
         for slot in 0..a.ty.slots() {
             let v = entry_value(a, slot, d);
             if a.out {
-                let m = arg_map(id, a.index + slot);
-                out_saves.push((m.clone(), v));
+                out_saves.push(v);
                 order.push(At::Out(
-                    m,
+                    out_saves.len() - 1,
                     a.ty.bpftrace_pointee().expect("checked in manifest"),
                 ));
             } else {
@@ -251,6 +249,10 @@ fn render_probe(s: &mut String, p: &Planned, d: &Dialect, maps: &mut Vec<String>
     // Outermost-only: a per-thread depth count over the pack's probes; only depth 0 records.
     // An exit whose entry was not seen (tracing began inside the call) finds depth 0 and is
     // recorded as the outermost.
+    //
+    // The depth map holds depth + 1 once a thread has been seen (0: never), so the same
+    // lookup says whether the thread's `T` line is due: one map operation fewer per call than
+    // a separate map of threads seen. Each such pack prints its own `T` line for a thread.
     let (entry_guard, exit_guard) = if p.pack.outermost_only {
         let dm = depth_map(&p.pack.name);
         if !maps.contains(&dm) {
@@ -258,12 +260,18 @@ fn render_probe(s: &mut String, p: &Planned, d: &Dialect, maps: &mut Vec<String>
         }
         (
             Some(vec![
-                format!("$d = {dm}[$t];"),
-                format!("{dm}[$t] = $d + 1;"),
+                format!("$v = {dm}[$t];"),
+                format!(
+                    "if ($v == 0) {{ $v = 1; printf(\"T %x %x %s\\n\", {}, $t, comm); }}",
+                    d.pid
+                ),
+                format!("{dm}[$t] = $v + 1;"),
+                "$d = $v - 1;".to_string(),
             ]),
             Some(vec![
-                format!("$d = {dm}[$t];"),
-                format!("if ($d > 0) {{ $d = $d - 1; {dm}[$t] = $d; }}"),
+                format!("$v = {dm}[$t];"),
+                format!("if ($v > 1) {{ $v = $v - 1; {dm}[$t] = $v; }}"),
+                "$d = $v - 1;".to_string(),
             ]),
         )
     } else {
@@ -277,21 +285,21 @@ fn render_probe(s: &mut String, p: &Planned, d: &Dialect, maps: &mut Vec<String>
         body.push(printf(&format!("{id:x} %x %lx"), "$t, nsecs", &entry_vals));
     } else {
         let pm = pending_map(id + 1);
-        if entry_vals.is_empty() {
+        let saved: Vec<&String> = entry_vals.iter().chain(out_saves.iter()).collect();
+        if saved.is_empty() {
             body.push(format!("{pm}[$t] = nsecs;"));
         } else {
-            body.push(format!("{pm}[$t] = (nsecs, {});", entry_vals.join(", ")));
+            let saved: Vec<&str> = saved.iter().map(|v| v.as_str()).collect();
+            body.push(format!("{pm}[$t] = (nsecs, {});", saved.join(", ")));
         }
         maps.push(pm);
-    }
-    for (m, v) in &out_saves {
-        body.push(format!("{m}[$t] = {v};"));
-        maps.push(m.clone());
     }
     body.extend(capture_resets);
     let _ = writeln!(s, "uprobe:{}:{f}\n{{", p.library);
     let _ = writeln!(s, "\t$t = {};", d.tid);
-    thread_intro(s, d);
+    if entry_guard.is_none() {
+        thread_intro(s, d);
+    }
     write_guarded(s, entry_guard.as_deref(), &body);
     let _ = writeln!(s, "}}");
     if mode == ProbeMode::Entry {
@@ -302,7 +310,8 @@ fn render_probe(s: &mut String, p: &Planned, d: &Dialect, maps: &mut Vec<String>
     let pm = pending_map(id + 1);
     let mut body = Vec::new();
     fragment_lines(&mut body, p, Where::Exit, d);
-    let tuple = !entry_vals.is_empty();
+    let tuple = !entry_vals.is_empty() || !out_saves.is_empty();
+    let n_entry = entry_vals.len();
     // An entry not seen (tracing began inside the call) reads as 0: the parser then takes
     // `dur` as the exit time.
     if tuple {
@@ -315,7 +324,7 @@ fn render_probe(s: &mut String, p: &Planned, d: &Dialect, maps: &mut Vec<String>
         .iter()
         .map(|a| match a {
             At::Entry(i) => format!("$e.{}", i + 1),
-            At::Out(m, pointee) => format!("*({pointee}*){m}[$t]"),
+            At::Out(i, pointee) => format!("*({pointee}*)$e.{}", n_entry + i + 1),
             At::Capture(m) => format!("{m}[$t]"),
         })
         .collect();
@@ -327,10 +336,9 @@ fn render_probe(s: &mut String, p: &Planned, d: &Dialect, maps: &mut Vec<String>
         "$t, $s, nsecs - $s",
         &vals,
     ));
-    body.push(format!("delete({pm}[$t]);"));
-    for (m, _) in &out_saves {
-        body.push(format!("delete({m}[$t]);"));
-    }
+    // The entry is not deleted (a map operation fewer per call): it is overwritten by the
+    // thread's next call, and if it is still there at END, the reader knows it for a call that
+    // returned (its exit record, with the same entry time, came first) and drops it.
     let _ = writeln!(s, "uretprobe:{}:{f}\n{{", p.library);
     let _ = writeln!(s, "\t$t = {};", d.tid);
     write_guarded(s, exit_guard.as_deref(), &body);

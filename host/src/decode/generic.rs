@@ -51,6 +51,11 @@ impl RecordPlan {
         }
     }
 
+    /// How many numbers the record's fields take.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
     pub fn phase_name(&self) -> &'static str {
         phase_name(self.phase)
     }

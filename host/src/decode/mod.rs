@@ -52,6 +52,10 @@ pub struct LogDecoder<'r> {
     threads: HashMap<u32, (u32, String)>,
     /// In-flight entries read back from dumps, by (tid, entry time).
     begun: HashSet<(u32, u64)>,
+    /// The entry time of each thread's last returned call, per (tid, call record id): the
+    /// script leaves a returned call's entry in its map, so END prints it with the calls in
+    /// flight; this tells them apart. One per thread and probe: bounded.
+    returned: HashMap<(u32, u32), u64>,
     /// Decoders given by the caller (tests of a plugin's decoder, in process), by pack.
     given: HashMap<String, DecoderBox>,
     pub diag: Diagnostics,
@@ -79,6 +83,7 @@ impl<'r> LogDecoder<'r> {
             threads: HashMap::new(),
             given: HashMap::new(),
             begun: HashSet::new(),
+            returned: HashMap::new(),
             diag: Diagnostics::new(file.to_path_buf()),
             stats: Stats::default(),
             out: RVec::new(),
@@ -148,8 +153,14 @@ impl<'r> LogDecoder<'r> {
             },
             LineKind::Thread { pid, tid, comm } => {
                 self.end_header(lineno)?;
-                self.stats.threads += 1;
-                self.threads.insert(tid, (pid, comm.to_string()));
+                // Each outermost-only pack prints its own `T` line for a thread.
+                let known = self
+                    .threads
+                    .get(&tid)
+                    .is_some_and(|t| t.0 == pid && t.1 == comm);
+                if !known && self.threads.insert(tid, (pid, comm.to_string())).is_none() {
+                    self.stats.threads += 1;
+                }
             }
             LineKind::Record { id, rest } => {
                 self.end_header(lineno)?;
@@ -193,9 +204,9 @@ impl<'r> LogDecoder<'r> {
                 };
                 self.diag.add(cat, sev, lineno, format!("bpftrace: {m}"));
             }
-            LineKind::Pending { id, nums, .. } => {
+            LineKind::Pending { id, mut nums, .. } => {
                 self.end_header(lineno)?;
-                if self.schema.is_some() {
+                if self.schema.is_some() && !self.returned(id, &mut nums) {
                     self.record(lineno, id, &nums);
                 }
             }
@@ -279,6 +290,20 @@ impl<'r> LogDecoder<'r> {
         Ok(())
     }
 
+    /// Whether a dumped entry (`@e<id>[tid]: (ts, ...)`) is that of a call that returned;
+    /// drops the trailing values the script keeps in the entry for the exit (output pointers).
+    fn returned(&self, id: u32, nums: &mut Vec<u64>) -> bool {
+        let (Some(&tid), Some(&ts)) = (nums.first(), nums.get(1)) else {
+            return false;
+        };
+        if let Some(plan) = id.checked_sub(1).and_then(|i| self.plans.get(i as usize)) {
+            nums.truncate(2 + plan.width());
+        }
+        id.checked_sub(1)
+            .and_then(|call| self.returned.get(&(tid as u32, call)))
+            == Some(&ts)
+    }
+
     fn record(&mut self, lineno: u64, id: u32, nums: &[u64]) {
         let Some(plan) = id.checked_sub(1).and_then(|i| self.plans.get(i as usize)) else {
             self.diag.add(
@@ -325,6 +350,9 @@ impl<'r> LogDecoder<'r> {
                 ev.dur = 0;
             }
             _ => {}
+        }
+        if phase == Phase::Call && raw_ts != 0 {
+            self.returned.insert((tid, id), raw_ts);
         }
         self.stats.records += 1;
         let dur = if phase == Phase::Call {

@@ -1,0 +1,67 @@
+//! Calls in flight at the end of a log, as the script's END prints them: the entry map of
+//! each probe still holds the thread's last call, returned or not (the script does not delete
+//! it at exit, to save a map operation per call). The reader must keep the calls that never
+//! returned and drop those whose exit record it has read, and ignore the output pointers the
+//! entry carries after its values.
+
+use bthost::convert::decode_log;
+use bthost::registry::{Registry, SearchPaths};
+use bthost_plugin_api::{EventKind, Phase};
+use bthost_tests::*;
+
+#[test]
+fn returned_calls_in_the_end_dump_are_dropped_and_hung_ones_kept() {
+    let built = hip_rccl_built();
+    let id = |f: &str, ph: Phase| {
+        built
+            .schema
+            .records
+            .iter()
+            .find(|r| r.function == f && r.phase == ph)
+            .unwrap_or_else(|| panic!("{f}"))
+            .id
+    };
+    let get_device = id("hipGetDevice", Phase::Call);
+    let get_device_entry = id("hipGetDevice", Phase::Entry);
+    let sync = id("hipStreamSynchronize", Phase::Call);
+    let sync_entry = id("hipStreamSynchronize", Phase::Entry);
+    assert_eq!((get_device_entry, sync_entry), (get_device + 1, sync + 1));
+    let mut log = String::from("Attaching 9 probes...\n");
+    log.push_str(&built.schema.to_text());
+    log.push_str("T 64 65 worker\n");
+    // hipGetDevice returned (entry at 0x1000); hipStreamSynchronize returned once (entry at
+    // 0x2000), then was called again (entry at 0x3000) and never returned.
+    log.push_str(&format!("{get_device:x} 65 1000 50 2 0\n"));
+    log.push_str(&format!("{sync:x} 65 2000 500 5555aaaa0000 0\n"));
+    log.push_str("#E in-flight calls\n");
+    // The dump, in decimal: the returned hipGetDevice with its output pointer after the time.
+    log.push_str(&format!(
+        "@e{get_device_entry:x}[101]: (4096, 140737488355328)\n"
+    ));
+    log.push_str(&format!("@e{sync_entry:x}[101]: (12288, 93824992235520)\n"));
+    let dir = scratch("in-flight");
+    let path = dir.join("run.log");
+    std::fs::write(&path, log).unwrap();
+
+    let reg = Registry::discover(&SearchPaths::standard(&[]), true);
+    let mut events = Vec::new();
+    let (stats, diag, _) = decode_log(&reg, &path, None, |_, evs| events.append(evs)).unwrap();
+    assert_eq!(diag.count("malformed records"), 0, "{diag}");
+    assert_eq!(stats.threads, 1);
+    let got: Vec<(&str, EventKind, u64)> = events
+        .iter()
+        .map(|e| (e.name.as_str(), e.kind, e.ts))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("hipGetDevice", EventKind::Complete, 0x1000),
+            ("hipStreamSynchronize", EventKind::Complete, 0x2000),
+            ("hipStreamSynchronize", EventKind::Begin, 0x3000),
+        ]
+    );
+    assert_eq!(
+        events[2].arg("stream").and_then(|v| v.as_u64()),
+        Some(0x5555_5555_5000)
+    );
+}
