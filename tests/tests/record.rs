@@ -75,6 +75,11 @@ fn record_traces_a_command_and_keeps_its_memory_map() {
             "{err}"
         );
         let txt = std::fs::read_to_string(out.join("log.txt")).unwrap();
+        // The workload started once the probes were attached: its very first call is there.
+        assert!(
+            txt.contains("hipGetDeviceCount(count=0) = hipErrorNoDevice(100)"),
+            "{txt}"
+        );
         let want = "function=bthost_demo_kernel+0x0 at ";
         assert!(
             txt.contains(want) && txt.contains(&format!("(0x{})", kernel.trim())),

@@ -88,8 +88,45 @@ mod sys {
 
 /// What the reader thread tells the main thread.
 enum Seen {
-    /// bpftrace's BEGIN printed the header: every probe is attached.
-    Header,
+    /// The sentinel probe fired: the probes declared before it are attached.
+    Attached,
+    /// END ran: bpftrace is stopping.
+    End,
+}
+
+/// Called by bthost while it waits for bpftrace to attach: the script's last probe is on
+/// this function. bpftrace runs BEGIN before it attaches the other probes (and attaches them
+/// one by one, in the order the script declares them), so the header alone does not say that
+/// tracing has started; this probe firing does.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn bthost_attached_sentinel(n: u64) -> u64 {
+    std::hint::black_box(n)
+}
+
+/// The line the sentinel probe prints, once.
+const ATTACHED_LINE: &[u8] = b"#A all probes attached";
+
+/// The sentinel probe, on this very executable, or None when its path cannot be written into
+/// a script safely (it is not validated pack text, so only plain path characters pass).
+fn sentinel_probe() -> Option<String> {
+    let exe = std::env::current_exe().ok()?;
+    let path = exe.to_str()?;
+    let plain = path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-+".contains(&b));
+    // A stripped bthost has no symbol to probe, and bpftrace would refuse the whole script.
+    let probeable = crate::library::symbols::functions(&exe)
+        .map(|f| f.probeable("bthost_attached_sentinel"))
+        .unwrap_or(false);
+    if !plain || !probeable {
+        return None;
+    }
+    Some(format!(
+        "\n// bthost record: the last probe; when it fires, the others are attached.\n\
+         uprobe:{path}:bthost_attached_sentinel\n{{\n\tprintf(\"{}\\n\");\n}}\n",
+        String::from_utf8_lossy(ATTACHED_LINE)
+    ))
 }
 
 pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
@@ -103,6 +140,11 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
     let mut script = opts.log.as_os_str().to_owned();
     script.push(".bt");
     let script = PathBuf::from(script);
+    let mut built = built;
+    let sentinel = sentinel_probe();
+    if let Some(probe) = &sentinel {
+        built.script.push_str(probe);
+    }
     build::write(&built, &script)?;
     let maps = maps_dir(&opts.log);
     std::fs::create_dir_all(&maps).with_context(|| format!("cannot create {}", maps.display()))?;
@@ -133,8 +175,10 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
             // Written as it comes (no buffering in bthost): a killed bthost loses nothing
             // that bpftrace printed.
             log.write_all(&line)?;
-            if line.starts_with(b"#bthost ") {
-                let _ = tx.send(Seen::Header);
+            if line.starts_with(ATTACHED_LINE) {
+                let _ = tx.send(Seen::Attached);
+            } else if line.starts_with(b"#E ") {
+                let _ = tx.send(Seen::End);
             } else if let Some(rest) = line.strip_prefix(b"T ") {
                 if let Some(pid) = std::str::from_utf8(rest)
                     .ok()
@@ -148,15 +192,36 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
         Ok((lines, keeper))
     });
 
-    // Wait for the probes to be attached (or for bpftrace to fail).
-    let attached = rx.recv().is_ok();
+    // Wait for the probes to be attached (or for bpftrace to fail): call the sentinel until
+    // its probe fires. Without a sentinel (an unusual path), wait for the header and then as
+    // long as attaching takes bpftrace 0.17 per probe (~40 ms here), generously.
+    let attached = match &sentinel {
+        Some(_) => loop {
+            bthost_attached_sentinel(1);
+            match rx.recv_timeout(std::time::Duration::from_millis(50)) {
+                Ok(Seen::Attached) => break true,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                // Stopped (Ctrl-C) or failed before it had attached everything.
+                Ok(Seen::End) | Err(mpsc::RecvTimeoutError::Disconnected) => break false,
+            }
+        },
+        None => {
+            let header = wait_for_header(&opts.log, &mut bt);
+            if header {
+                std::thread::sleep(std::time::Duration::from_millis(
+                    100 * built.probe_count as u64,
+                ));
+            }
+            header
+        }
+    };
     let mut command_status = None;
     if attached && !opts.command.is_empty() {
         let status = Command::new(&opts.command[0])
             .args(&opts.command[1..])
             .status()
             .with_context(|| format!("cannot run {}", opts.command[0]));
-        sys::interrupt(bt.id());
+        stop(&bt, &rx);
         command_status = Some(status?);
     }
     let bt_status = bt.wait().context("waiting for bpftrace")?;
@@ -179,6 +244,34 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
         processes: keeper.files.len(),
         command_status,
     })
+}
+
+/// Stops bpftrace as Ctrl-C would (SIGINT: its END prints the calls in flight), again every
+/// few seconds until END has run or bpftrace has exited: a SIGINT that reaches bpftrace 0.17
+/// at the wrong moment is lost (seen here once, in the test suite), and a lost one would
+/// leave `record` waiting for ever.
+fn stop(bt: &std::process::Child, rx: &mpsc::Receiver<Seen>) {
+    loop {
+        sys::interrupt(bt.id());
+        match rx.recv_timeout(std::time::Duration::from_secs(3)) {
+            Ok(Seen::End) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            Ok(Seen::Attached) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+    }
+}
+
+/// Whether the log got its header before bpftrace exited.
+fn wait_for_header(log: &Path, bt: &mut std::process::Child) -> bool {
+    loop {
+        let text = std::fs::read(log).unwrap_or_default();
+        if text.windows(8).any(|w| w == b"#bthost ") {
+            return true;
+        }
+        if !matches!(bt.try_wait(), Ok(None)) {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// Copies of /proc/PID/maps, kept as the union of every snapshot: a library loaded late

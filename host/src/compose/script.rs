@@ -23,7 +23,7 @@ pub(super) fn render(
     opts: &Options,
 ) -> (String, usize) {
     let mut s = String::new();
-    let mut maps: Vec<String> = vec![THREADS_MAP.to_string()];
+    let mut maps: Vec<String> = Vec::new();
     let mut probes = 0;
 
     let _ = writeln!(s, "#!/usr/bin/env bpftrace");
@@ -299,6 +299,9 @@ fn render_probe(s: &mut String, p: &Planned, d: &Dialect, maps: &mut Vec<String>
     let _ = writeln!(s, "\t$t = {};", d.tid);
     if entry_guard.is_none() {
         thread_intro(s, d);
+        if !maps.iter().any(|m| m == THREADS_MAP) {
+            maps.insert(0, THREADS_MAP.to_string());
+        }
     }
     write_guarded(s, entry_guard.as_deref(), &body);
     let _ = writeln!(s, "}}");

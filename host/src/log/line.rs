@@ -90,8 +90,9 @@ pub fn classify(line: &str) -> LineKind<'_> {
     {
         return LineKind::BpftraceMessage(t);
     }
-    if t.starts_with("#E") {
-        return LineKind::Blank; // the END marker before the in-flight dump
+    if t.starts_with("#E") || t.starts_with("#A") {
+        // The END marker before the in-flight dump; `bthost record`'s attached marker.
+        return LineKind::Blank;
     }
     if let Some(rest) = t.strip_prefix("@e") {
         if let Some(p) = pending(rest) {
