@@ -5,6 +5,7 @@
 //! events into finished calls (collect.rs), which the sorter puts in start order with bounded
 //! memory (sort.rs); the writers (text.rs, perfetto/) then consume them in that order.
 
+mod bgwrite;
 pub mod call;
 mod collect;
 pub mod perfetto;

@@ -23,11 +23,12 @@ mod proto;
 
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::PathBuf;
 
 use rustc_hash::FxHashMap;
 
+use super::bgwrite::BgWriter;
 use super::call::{Call, Strings, V};
 use flows::{Edges, Flows};
 use layout::{Layout, TrackEv};
@@ -63,7 +64,7 @@ pub struct TraceSummary {
 
 struct TraceFile {
     path: PathBuf,
-    w: BufWriter<File>,
+    w: BgWriter,
     /// The link keys (string ids) whose flows this file draws.
     keys: Vec<u32>,
     summary: TraceSummary,
@@ -108,7 +109,7 @@ impl TraceSet {
             .map(|(path, keys)| {
                 let f = File::create(&path)?;
                 Ok(TraceFile {
-                    w: BufWriter::with_capacity(1 << 20, f),
+                    w: BgWriter::new(f),
                     path,
                     keys,
                     summary: TraceSummary::default(),
@@ -162,7 +163,7 @@ impl TraceSet {
         self.files
             .into_iter()
             .map(|mut f| {
-                f.w.flush()?;
+                f.w.finish()?;
                 f.summary.tracks = tracks;
                 Ok((f.path, f.summary))
             })
