@@ -6,9 +6,10 @@
 
 use std::collections::BinaryHeap;
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
+use super::bgwrite::BgWriter;
 use super::call::{key_of, Key};
 
 pub struct Sorter {
@@ -18,6 +19,8 @@ pub struct Sorter {
     /// (key, offset, length) of each call in `arena`.
     index: Vec<(Key, u32, u32)>,
     runs: Vec<PathBuf>,
+    /// The last run, still being written by its thread while the next one fills.
+    writing: Option<BgWriter>,
 }
 
 impl Sorter {
@@ -29,6 +32,7 @@ impl Sorter {
             arena: Vec::new(),
             index: Vec::new(),
             runs: Vec::new(),
+            writing: None,
         }
     }
 
@@ -56,13 +60,17 @@ impl Sorter {
             std::process::id(),
             self.runs.len()
         ));
-        let mut w = BufWriter::with_capacity(1 << 20, File::create(&path)?);
+        if let Some(prev) = self.writing.take() {
+            prev.finish()?;
+        }
+        let mut w = BgWriter::new(File::create(&path)?);
         self.runs.push(path);
         for &(_, off, len) in &self.index {
             w.write_all(&len.to_le_bytes())?;
             w.write_all(&self.arena[off as usize..(off + len) as usize])?;
         }
         w.flush()?;
+        self.writing = Some(w);
         self.arena.clear();
         self.index.clear();
         Ok(())
@@ -70,6 +78,9 @@ impl Sorter {
 
     /// Calls every encoded call in key order.
     pub fn drain(mut self, mut each: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+        if let Some(prev) = self.writing.take() {
+            prev.finish()?;
+        }
         self.index.sort_unstable_by_key(|e| e.0);
         if self.runs.is_empty() {
             for &(_, off, len) in &self.index {

@@ -13,6 +13,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use super::bgwrite::BgWriter;
 use super::call::{Call, Strings, V};
 use crate::decode::Stats;
 use crate::log::Diagnostics;
@@ -34,7 +35,8 @@ pub struct TextWriter {
     buffered: usize,
     budget: usize,
     spill_path: PathBuf,
-    spill: Option<(File, u64)>,
+    /// The spill file, written by its own thread, and its length so far.
+    spill: Option<(BgWriter, u64)>,
     line: String,
 }
 
@@ -95,16 +97,9 @@ impl TextWriter {
 
     fn spill_all(&mut self) -> io::Result<()> {
         if self.spill.is_none() {
-            let f = File::options()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&self.spill_path)?;
-            self.spill = Some((f, 0));
+            self.spill = Some((BgWriter::new(File::create(&self.spill_path)?), 0));
         }
-        let (f, len) = self.spill.as_mut().expect("opened above");
-        let mut w = BufWriter::with_capacity(1 << 20, &*f);
+        let (w, len) = self.spill.as_mut().expect("opened above");
         for th in self.threads.values_mut() {
             if th.buf.is_empty() {
                 continue;
@@ -178,6 +173,14 @@ impl TextWriter {
                 )?;
             }
         }
+        // The spill file, complete, to read the chunks back from.
+        let mut spilled = match self.spill.take() {
+            Some((w, _)) => {
+                w.finish()?;
+                Some(File::open(&self.spill_path)?)
+            }
+            None => None,
+        };
         let mut last_pid = None;
         for ((pid, tid), th) in &self.threads {
             if last_pid != Some(*pid) {
@@ -186,7 +189,7 @@ impl TextWriter {
             }
             let comm = h.comms.get(tid).map_or("", |c| c.1.as_str());
             writeln!(w, "-- thread {tid} ({comm}) --")?;
-            if let Some((f, _)) = self.spill.as_mut() {
+            if let Some(f) = spilled.as_mut() {
                 // File to file: io::copy uses copy_file_range, so the kernel moves the bytes
                 // without a round trip through this process.
                 w.flush()?;
@@ -203,7 +206,7 @@ impl TextWriter {
             }
             w.write_all(&th.buf)?;
         }
-        if self.spill.take().is_some() {
+        if spilled.take().is_some() {
             std::fs::remove_file(&self.spill_path)?;
         }
         Ok(())
@@ -212,9 +215,8 @@ impl TextWriter {
 
 impl Drop for TextWriter {
     fn drop(&mut self) {
-        if self.spill.is_some() {
-            let _ = std::fs::remove_file(&self.spill_path);
-        }
+        // An error left the spill file behind.
+        let _ = std::fs::remove_file(&self.spill_path);
     }
 }
 
