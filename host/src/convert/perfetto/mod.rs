@@ -70,6 +70,41 @@ struct TraceFile {
     summary: TraceSummary,
 }
 
+/// The encoded parts of one packet that every file shares.
+struct Parts<'a> {
+    /// Fields before the track event (the timestamp).
+    pre: &'a [u8],
+    /// The track event's common fields, if the packet has one.
+    te: Option<&'a [u8]>,
+    /// Fields after it (interned data, descriptor, sequence fields).
+    post: &'a [u8],
+}
+
+impl Parts<'_> {
+    /// The whole `Trace.packet` record, with `flows` appended to the track event.
+    fn assemble(&self, flows: &[u8], out: &mut Vec<u8>) {
+        out.clear();
+        let inner = self.te.map_or(0, |te| te.len() + flows.len());
+        // The track event's key (field 11, length-delimited: one byte) and length.
+        let te_len = self.te.map_or(0, |_| 1 + varint_len(inner as u64) + inner);
+        let len = self.pre.len() + te_len + self.post.len();
+        out.push(0x0a); // Trace.packet, length-delimited
+        varint(out, len as u64);
+        out.extend_from_slice(self.pre);
+        if let Some(te) = self.te {
+            out.push((P_TRACK_EVENT << 3 | 2) as u8);
+            varint(out, inner as u64);
+            out.extend_from_slice(te);
+            out.extend_from_slice(flows);
+        }
+        out.extend_from_slice(self.post);
+    }
+}
+
+fn varint_len(v: u64) -> usize {
+    (64 - v.max(1).leading_zeros() as usize).div_ceil(7)
+}
+
 /// The trace files of one conversion, fed the calls in start order.
 pub struct TraceSet {
     files: Vec<TraceFile>,
@@ -88,8 +123,10 @@ pub struct TraceSet {
     post: Msg,
     pre: Msg,
     flow_bytes: Msg,
-    head: Vec<u8>,
-    te_head: Vec<u8>,
+    /// The packet without flows (shared by the files), or empty until first needed.
+    packet: Vec<u8>,
+    /// A packet with one file's flows.
+    file_packet: Vec<u8>,
     annotation: Msg,
     text: String,
 }
@@ -132,8 +169,8 @@ impl TraceSet {
             post: Msg::default(),
             pre: Msg::default(),
             flow_bytes: Msg::default(),
-            head: Vec::new(),
-            te_head: Vec::new(),
+            packet: Vec::new(),
+            file_packet: Vec::new(),
             annotation: Msg::default(),
             text: String::new(),
         })
@@ -176,6 +213,7 @@ impl TraceSet {
         self.interned.clear();
         self.post.clear();
         self.edges.clear();
+        self.packet.clear();
         let mut has_te = true;
         let mut begin = false;
         match ev {
@@ -238,30 +276,21 @@ impl TraceSet {
                 f.summary.slices += 1;
             }
             // The packet: [timestamp] [track_event: common fields + this file's flows] [post].
-            self.head.clear();
-            let te_len = self.te.buf.len() + self.flow_bytes.buf.len();
-            self.te_head.clear();
-            if has_te {
-                varint(&mut self.te_head, u64::from(P_TRACK_EVENT << 3 | 2));
-                varint(&mut self.te_head, te_len as u64);
-            }
-            let len = self.pre.buf.len()
-                + if has_te {
-                    self.te_head.len() + te_len
-                } else {
-                    0
+            // Without flows it is the same for every file: assembled once, copied whole.
+            let parts = Parts {
+                pre: &self.pre.buf,
+                te: has_te.then_some(self.te.buf.as_slice()),
+                post: &self.post.buf,
+            };
+            if self.flow_bytes.buf.is_empty() {
+                if self.packet.is_empty() {
+                    parts.assemble(&[], &mut self.packet);
                 }
-                + self.post.buf.len();
-            self.head.push(0x0a); // Trace.packet, length-delimited
-            varint(&mut self.head, len as u64);
-            f.w.write_all(&self.head)?;
-            f.w.write_all(&self.pre.buf)?;
-            if has_te {
-                f.w.write_all(&self.te_head)?;
-                f.w.write_all(&self.te.buf)?;
-                f.w.write_all(&self.flow_bytes.buf)?;
+                f.w.write_all(&self.packet)?;
+            } else {
+                parts.assemble(&self.flow_bytes.buf, &mut self.file_packet);
+                f.w.write_all(&self.file_packet)?;
             }
-            f.w.write_all(&self.post.buf)?;
         }
         Ok(())
     }
@@ -313,5 +342,19 @@ impl TraceSet {
             V::Float(f) => da.double(5, f),
         };
         self.te.msg(TE_DEBUG, da);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varint_len_matches_the_encoding() {
+        for v in [0, 1, 127, 128, 16_383, 16_384, 1 << 35, u64::MAX] {
+            let mut b = Vec::new();
+            varint(&mut b, v);
+            assert_eq!(varint_len(v), b.len(), "{v}");
+        }
     }
 }
