@@ -148,7 +148,7 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
     build::write(&built, &script)?;
     let maps = maps_dir(&opts.log);
     std::fs::create_dir_all(&maps).with_context(|| format!("cannot create {}", maps.display()))?;
-    let mut log =
+    let log =
         File::create(&opts.log).with_context(|| format!("cannot create {}", opts.log.display()))?;
 
     sys::survive_sigint();
@@ -164,6 +164,7 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
     let reader = std::thread::spawn(move || -> Result<(u64, MapsKeeper)> {
         let mut keeper = MapsKeeper::new(maps_for_reader);
         let mut r = BufReader::with_capacity(1 << 20, out);
+        let mut log = std::io::BufWriter::with_capacity(1 << 20, log);
         let mut line = Vec::new();
         let mut lines = 0u64;
         loop {
@@ -172,9 +173,13 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
                 break;
             }
             lines += 1;
-            // Written as it comes (no buffering in bthost): a killed bthost loses nothing
-            // that bpftrace printed.
+            // Flushed whenever bpftrace has nothing more in the pipe: under load the log is
+            // written in large blocks, and otherwise as it comes, so a killed bthost loses
+            // nothing that bpftrace printed before a pause.
             log.write_all(&line)?;
+            if r.buffer().is_empty() {
+                log.flush()?;
+            }
             if line.starts_with(ATTACHED_LINE) {
                 let _ = tx.send(Seen::Attached);
             } else if line.starts_with(b"#E ") {
@@ -189,6 +194,7 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
                 }
             }
         }
+        log.flush()?;
         Ok((lines, keeper))
     });
 
