@@ -60,6 +60,7 @@ pub enum Cmd {
         /// Packs to use, comma-separated (e.g. hip,rccl).
         #[arg(long, value_delimiter = ',', required = true)]
         packs: Vec<String>,
+        /// The bpftrace to run; its version picks the packs' variants.
         #[arg(long = "bpftrace-bin", default_value = "bpftrace")]
         bpftrace_bin: PathBuf,
         #[command(flatten)]
@@ -89,7 +90,9 @@ pub enum Cmd {
     /// Decode a log into DIR: the per-thread text log (log.txt) and Perfetto traces, one per
     /// link key (trace_<key>.pftrace).
     Convert {
+        /// The log, as `bthost record` or bpftrace with a `bthost build` script wrote it.
         log: PathBuf,
+        /// Output folder (default: LOG.d).
         #[arg(short, long, value_name = "DIR")]
         output: Option<PathBuf>,
         /// Refuse the log unless it was written by the script whose schema file this is.
@@ -107,7 +110,8 @@ pub enum Cmd {
         #[arg(long = "maps", value_name = "PID=FILE")]
         maps: Vec<String>,
         /// Memory for sorting calls and grouping the text log by thread; past it they spill
-        /// to temporary files in DIR, so any log converts in this much.
+        /// to temporary files in DIR, so a log of any size converts in about this much (plus
+        /// some 30 MiB of I/O buffers).
         #[arg(long, value_name = "MiB", default_value_t = bthost::convert::DEFAULT_MEMORY_MB as u64,
               value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
         memory: u64,
