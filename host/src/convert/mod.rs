@@ -230,7 +230,7 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         &mut calls.strings,
     )
     .with_context(|| format!("creating traces in {}", opts.out_dir.display()))?;
-    let mut text = text::TextWriter::new(t_first, t_last, &opts.out_dir, opts.memory / 3);
+    let text = text::TextWriter::new(t_first, t_last, &opts.out_dir, opts.memory / 3);
     let Collector {
         strings,
         sorter,
@@ -238,13 +238,7 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         ..
     } = calls;
     let spilled_runs = sorter.runs();
-    let mut call = Call::default();
-    sorter
-        .drain(|b| {
-            call.decode(b);
-            text.push(&call, &strings)?;
-            traces.push(&call, &strings)
-        })
+    let text = write_in_order(sorter, text, &mut traces, &strings)
         .with_context(|| format!("writing into {}", opts.out_dir.display()))?;
     let traces = traces
         .finish(&strings)
@@ -277,6 +271,57 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         phases: (read_secs, t_write.elapsed().as_secs_f64()),
         spilled_runs,
         in_flight: in_flight.len(),
+    })
+}
+
+/// Feeds the sorted calls to the writers: the Perfetto traces on this thread, the text log on
+/// another (it gets the encoded calls in batches of about 1 MiB), so that formatting text and
+/// encoding packets run side by side.
+fn write_in_order(
+    sorter: Sorter,
+    mut text: text::TextWriter,
+    traces: &mut perfetto::TraceSet,
+    strings: &call::Strings,
+) -> std::io::Result<text::TextWriter> {
+    const BATCH: usize = 1 << 20;
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let texts = scope.spawn(move || -> std::io::Result<text::TextWriter> {
+            let mut call = Call::default();
+            for batch in rx {
+                let mut i = 0;
+                while i < batch.len() {
+                    let len = u32::from_le_bytes(batch[i..i + 4].try_into().unwrap()) as usize;
+                    call.decode(&batch[i + 4..i + 4 + len]);
+                    text.push(&call, strings)?;
+                    i += 4 + len;
+                }
+            }
+            Ok(text)
+        });
+        let mut call = Call::default();
+        let mut batch = Vec::with_capacity(BATCH);
+        let fed = sorter
+            .drain(|b| {
+                call.decode(b);
+                traces.push(&call, strings)?;
+                batch.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                batch.extend_from_slice(b);
+                if batch.len() >= BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    // A closed channel: the text thread stopped, and says why when joined.
+                    let _ = tx.send(full);
+                }
+                Ok(())
+            })
+            .map(|()| {
+                let _ = tx.send(batch);
+            });
+        drop(tx);
+        let text = texts
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the text writer panicked")));
+        fed.and(text)
     })
 }
 
