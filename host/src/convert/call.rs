@@ -6,6 +6,8 @@
 use bthost_plugin_api::Value;
 use rustc_hash::FxHashMap;
 
+use super::varint::put as varint;
+
 /// Interned strings: names (of calls, arguments, link keys, enum values) and string values.
 #[derive(Default)]
 pub struct Strings {
@@ -164,14 +166,6 @@ impl Call {
 pub fn key_of(b: &[u8]) -> Key {
     let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
     (u64_at(0), u64_at(8), u64_at(16))
-}
-
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
 }
 
 fn zigzag(v: i64) -> u64 {

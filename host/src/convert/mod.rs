@@ -13,6 +13,7 @@ mod progress;
 mod reader;
 mod sort;
 pub mod text;
+mod varint;
 
 use std::path::{Path, PathBuf};
 

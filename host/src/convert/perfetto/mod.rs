@@ -86,7 +86,9 @@ impl Parts<'_> {
         out.clear();
         let inner = self.te.map_or(0, |te| te.len() + flows.len());
         // The track event's key (field 11, length-delimited: one byte) and length.
-        let te_len = self.te.map_or(0, |_| 1 + varint_len(inner as u64) + inner);
+        let te_len = self
+            .te
+            .map_or(0, |_| 1 + crate::convert::varint::len(inner as u64) + inner);
         let len = self.pre.len() + te_len + self.post.len();
         out.push(0x0a); // Trace.packet, length-delimited
         varint(out, len as u64);
@@ -99,10 +101,6 @@ impl Parts<'_> {
         }
         out.extend_from_slice(self.post);
     }
-}
-
-fn varint_len(v: u64) -> usize {
-    (64 - v.max(1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// The trace files of one conversion, fed the calls in start order.
@@ -342,19 +340,5 @@ impl TraceSet {
             V::Float(f) => da.double(5, f),
         };
         self.te.msg(TE_DEBUG, da);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn varint_len_matches_the_encoding() {
-        for v in [0, 1, 127, 128, 16_383, 16_384, 1 << 35, u64::MAX] {
-            let mut b = Vec::new();
-            varint(&mut b, v);
-            assert_eq!(varint_len(v), b.len(), "{v}");
-        }
     }
 }

@@ -10,13 +10,7 @@ pub struct Msg {
     pub buf: Vec<u8>,
 }
 
-pub fn varint(buf: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        buf.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    buf.push(v as u8);
-}
+pub use crate::convert::varint::put as varint;
 
 impl Msg {
     pub fn clear(&mut self) {
