@@ -96,6 +96,17 @@ impl Call {
         )
     }
 
+    /// The call's link values that flows join: the first value of each key (a call with two
+    /// values of one key, e.g. source and destination device, is joined by the first). The
+    /// reading pass counts and the Perfetto writer joins by this same rule.
+    pub fn flow_links(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.links
+            .iter()
+            .enumerate()
+            .filter(|&(i, &(k, _))| !self.links[..i].iter().any(|l| l.0 == k))
+            .map(|(_, &l)| l)
+    }
+
     /// Appends the encoded call to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let (s, e, q) = self.key();

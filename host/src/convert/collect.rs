@@ -220,10 +220,8 @@ impl Collector {
             self.t_last = Some(self.t_last.map_or(t, |l| l.max(t)));
         }
         if !c.instant {
-            for (i, &(k, v)) in c.links.iter().enumerate() {
-                if !c.links[..i].iter().any(|l| l.0 == k) {
-                    *self.link_counts.entry((k, v)).or_insert(0) += 1;
-                }
+            for l in c.flow_links() {
+                *self.link_counts.entry(l).or_insert(0) += 1;
             }
         }
         self.buf.clear();

@@ -62,9 +62,8 @@ impl Flows {
     /// carries, into `out`.
     pub fn edges(&mut self, call: &Call, out: &mut Vec<Edges>) {
         out.clear();
-        for (i, &(k, v)) in call.links.iter().enumerate() {
-            // The first value of a key counts, as when the calls were counted.
-            if call.links[..i].iter().any(|l| l.0 == k) || !self.keys.contains(&k) {
+        for (k, v) in call.flow_links() {
+            if !self.keys.contains(&k) {
                 continue;
             }
             let Some(ch) = self.chains.get_mut(&(k, v)) else {
