@@ -21,7 +21,6 @@ mod flows;
 pub mod layout;
 mod proto;
 
-use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -330,9 +329,10 @@ impl TraceSet {
             V::Int(x) => da.int(4, x),
             V::UInt(x) => da.uint(3, x),
             V::Hex(x) | V::Code(x) => da.uint(7, x),
-            V::Enum { raw, name } => {
+            // As the text log shows it: `hipErrorNoDevice(100)`.
+            V::Enum { .. } => {
                 self.text.clear();
-                let _ = write!(self.text, "{}({raw})", strings.get(name));
+                super::text::value(&mut self.text, v, strings);
                 da.string(6, &self.text)
             }
             V::Str(s) => da.string(6, strings.get(s)),
