@@ -29,8 +29,6 @@ pub struct Collector {
     pub symbols: Symbolizer,
     /// Symbolized code addresses, per (pid, address): a string id, or None.
     resolved: FxHashMap<(u32, u64), Option<u32>>,
-    /// Code addresses (occurrences) symbolized, and left as addresses.
-    pub symbolized: (u64, u64),
     /// Names the decoder hands out are interned `&'static str`s: their ids by address, which
     /// spares hashing and comparing their text on every record.
     static_ids: FxHashMap<(usize, usize), u32>,
@@ -54,7 +52,6 @@ impl Collector {
             packs: FxHashSet::default(),
             symbols,
             resolved: FxHashMap::default(),
-            symbolized: (0, 0),
             static_ids: FxHashMap::default(),
             ret,
             call: Call::default(),
@@ -180,8 +177,16 @@ impl Collector {
     fn value(&mut self, pid: u32, v: &Value) -> V {
         if let Value::CodeAddr(addr) = *v {
             // `function+0xoff (0xaddr)` when the process's map and the file's symbols say.
+            // The symbolizer counts every occurrence; a repeated address is answered here,
+            // without asking it again, and counted the same way.
             let sym = match self.resolved.get(&(pid, addr)) {
-                Some(s) => *s,
+                Some(&s) => {
+                    match s {
+                        Some(_) => self.symbols.resolved += 1,
+                        None => self.symbols.unresolved += 1,
+                    }
+                    s
+                }
                 None => {
                     let s = self
                         .symbols
@@ -191,16 +196,7 @@ impl Collector {
                     s
                 }
             };
-            return match sym {
-                Some(id) => {
-                    self.symbolized.0 += 1;
-                    V::Str(id)
-                }
-                None => {
-                    self.symbolized.1 += 1;
-                    V::Code(addr)
-                }
-            };
+            return sym.map_or(V::Code(addr), V::Str);
         }
         if let Value::Enum { raw, name } = *v {
             return V::Enum {

@@ -235,7 +235,7 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
     let Collector {
         strings,
         sorter,
-        symbolized,
+        symbols,
         ..
     } = calls;
     let spilled_runs = sorter.runs();
@@ -268,7 +268,7 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         diag,
         outputs,
         schema_hash: hash,
-        symbols: symbolized,
+        symbols: (symbols.resolved, symbols.unresolved),
         phases: (read_secs, t_write.elapsed().as_secs_f64()),
         spilled_runs,
         in_flight: in_flight.len(),
