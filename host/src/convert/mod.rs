@@ -87,12 +87,22 @@ pub fn decode_log_with(
     mut sink: impl FnMut(&LogDecoder, &mut Vec<Event>),
 ) -> Result<(Stats, Diagnostics, u64)> {
     let mut batch = Vec::new();
-    for_each_event(registry, log, expect_schema, decoders, |dec, e| {
+    let d = for_each_event(registry, log, expect_schema, decoders, |dec, e| {
         batch.push(e.clone());
         sink(dec, &mut batch);
         batch.clear();
         Ok(())
-    })
+    })?;
+    Ok((d.stats, d.diag, d.schema_hash))
+}
+
+/// What the reading pass knows at its end, besides the events it handed out.
+struct Decoded {
+    stats: Stats,
+    diag: Diagnostics,
+    schema_hash: u64,
+    /// tid -> (pid, comm), from the log's thread lines.
+    threads: std::collections::HashMap<u32, (u32, String)>,
 }
 
 /// The streaming core: every event of the log, by reference (the decoder reuses their
@@ -103,7 +113,7 @@ fn for_each_event(
     expect_schema: Option<u64>,
     decoders: Vec<(String, DecoderBox)>,
     mut each: impl FnMut(&LogDecoder, &Event) -> Result<()>,
-) -> Result<(Stats, Diagnostics, u64)> {
+) -> Result<Decoded> {
     let file =
         std::fs::File::open(log).with_context(|| format!("cannot open {}", log.display()))?;
     let total = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -169,8 +179,12 @@ fn for_each_event(
     for e in dec.events() {
         each(&dec, e)?;
     }
-    let hash = dec.schema().map(|s| s.hash()).unwrap_or(0);
-    Ok((dec.stats.clone(), std::mem::take(&mut dec.diag), hash))
+    Ok(Decoded {
+        stats: dec.stats.clone(),
+        diag: std::mem::take(&mut dec.diag),
+        schema_hash: dec.schema().map(|s| s.hash()).unwrap_or(0),
+        threads: dec.threads().clone(),
+    })
 }
 
 /// Converts a log into `opts.out_dir`: the per-thread text log and the Perfetto traces.
@@ -184,16 +198,17 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
     let t_read = std::time::Instant::now();
     let sorter = Sorter::new(&opts.out_dir, opts.memory / 3 * 2);
     let mut calls = Collector::new(sorter, symbols);
-    let mut comms = std::collections::HashMap::new();
-    let (stats, diag, hash) = for_each_event(
+    let Decoded {
+        stats,
+        diag,
+        schema_hash: hash,
+        threads: comms,
+    } = for_each_event(
         registry,
         &opts.log,
         opts.expect_schema,
         Vec::new(),
-        |dec, e| {
-            if comms.len() != dec.threads().len() {
-                comms.clone_from(dec.threads());
-            }
+        |_, e| {
             calls
                 .push(e)
                 .with_context(|| format!("sorting calls in {}", opts.out_dir.display()))
