@@ -62,12 +62,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 exit_after_begin,
             };
             let built = build::build(&reg, &opts)?;
-            for l in &built.left_out {
-                eprintln!(
-                    "bthost: warning: pack {}: {} {}; its probe is left out",
-                    l.pack, l.function, l.why
-                );
-            }
+            build::warn_left_out(&built);
             let schema = build::write(&built, &output)?;
             eprintln!(
                 "bthost: wrote {} ({} probes, {} bytes, schema {:016x}) and {}",

@@ -78,6 +78,16 @@ pub fn build(reg: &Registry, opts: &BuildOptions) -> Result<Built> {
     Ok(compose::compose(&inputs, &version, &copts)?)
 }
 
+/// Names, on stderr, each probe left out of `built` and why.
+pub fn warn_left_out(built: &Built) {
+    for l in &built.left_out {
+        eprintln!(
+            "bthost: warning: pack {}: {} {}; its probe is left out",
+            l.pack, l.function, l.why
+        );
+    }
+}
+
 /// Where the schema of `script` is written: `bpft.bt` -> `bpft.schema`.
 pub fn schema_path(script: &Path) -> PathBuf {
     script.with_extension("schema")

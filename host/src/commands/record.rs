@@ -15,6 +15,7 @@ use std::sync::mpsc;
 use anyhow::{bail, Context, Result};
 
 use super::build::{self, BuildOptions};
+use crate::log::{classify, LineKind};
 use crate::registry::Registry;
 
 pub struct RecordOptions {
@@ -131,12 +132,7 @@ fn sentinel_probe() -> Option<String> {
 
 pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
     let built = build::build(reg, &opts.build)?;
-    for l in &built.left_out {
-        eprintln!(
-            "bthost: warning: pack {}: {} {}; its probe is left out",
-            l.pack, l.function, l.why
-        );
-    }
+    build::warn_left_out(&built);
     let mut script = opts.log.as_os_str().to_owned();
     script.push(".bt");
     let script = PathBuf::from(script);
@@ -184,12 +180,10 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
                 let _ = tx.send(Seen::Attached);
             } else if line.starts_with(b"#E ") {
                 let _ = tx.send(Seen::End);
-            } else if let Some(rest) = line.strip_prefix(b"T ") {
-                if let Some(pid) = std::str::from_utf8(rest)
-                    .ok()
-                    .and_then(|s| s.split(' ').next())
-                    .and_then(|p| u32::from_str_radix(p, 16).ok())
-                {
+            } else if line.starts_with(b"T ") {
+                // A thread's first call: the line the converter reads, read the same way.
+                let text = String::from_utf8_lossy(&line);
+                if let LineKind::Thread { pid, .. } = classify(text.trim_end_matches('\n')) {
                     keeper.snapshot(pid);
                 }
             }
