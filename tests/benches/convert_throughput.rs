@@ -11,26 +11,6 @@ use std::time::Instant;
 
 use bthost_tests::*;
 
-#[repr(C)]
-#[derive(Default)]
-struct Rusage {
-    utime: [i64; 2],
-    stime: [i64; 2],
-    maxrss: i64,
-    rest: [i64; 13],
-}
-
-extern "C" {
-    fn getrusage(who: i32, usage: *mut Rusage) -> i32;
-}
-
-fn children_maxrss_kb() -> i64 {
-    let mut r = Rusage::default();
-    // SAFETY: RUSAGE_CHILDREN (-1) fills the struct, which has the kernel's layout.
-    unsafe { getrusage(-1, &mut r) };
-    r.maxrss
-}
-
 fn main() {
     let mb: u64 = std::env::var("BTHOST_BENCH_LOG_MB")
         .ok()
@@ -64,7 +44,7 @@ fn main() {
         bin.is_file(),
         "build bthost in release first: cargo build --release -p bthost"
     );
-    let before = children_maxrss_kb();
+    let before = children_maxrss_kib();
     let t = Instant::now();
     let o = Command::new(&bin)
         .arg("convert")
@@ -75,7 +55,7 @@ fn main() {
         .unwrap();
     let secs = t.elapsed().as_secs_f64();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let rss = children_maxrss_kb().max(before);
+    let rss = children_maxrss_kib().max(before);
     println!(
         "bthost convert: {:.1} s, {:.0} MB/s, peak RSS {} MB (log {:.0} MB)",
         secs,

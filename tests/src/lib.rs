@@ -55,6 +55,15 @@ pub fn bthost(args: &[&str]) -> Output {
 
 /// Runs bthost and asserts success; returns stdout.
 pub fn bthost_ok(args: &[&str]) -> String {
+    String::from_utf8_lossy(&bthost_succeeds(args).stdout).into_owned()
+}
+
+/// Runs bthost and asserts success; returns stderr, where bthost reports (summaries, counts).
+pub fn bthost_ok_stderr(args: &[&str]) -> String {
+    String::from_utf8_lossy(&bthost_succeeds(args).stderr).into_owned()
+}
+
+fn bthost_succeeds(args: &[&str]) -> Output {
     let o = bthost(args);
     assert!(
         o.status.success(),
@@ -62,7 +71,7 @@ pub fn bthost_ok(args: &[&str]) -> String {
         o.status,
         String::from_utf8_lossy(&o.stderr)
     );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    o
 }
 
 /// Whether root-only tests must be skipped on this machine (explicitly asked for).
@@ -368,4 +377,26 @@ pub fn system_wide_lock() -> std::fs::File {
     let f = std::fs::File::create(&path).expect("create the tracing lock");
     f.lock().expect("take the tracing lock");
     f
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct Rusage {
+    utime: [i64; 2],
+    stime: [i64; 2],
+    maxrss: i64,
+    rest: [i64; 13],
+}
+
+extern "C" {
+    fn getrusage(who: i32, usage: *mut Rusage) -> i32;
+}
+
+/// The largest peak RSS (KiB) among the children this process has waited for
+/// (getrusage(RUSAGE_CHILDREN)): a converter's peak memory, run as the only child.
+pub fn children_maxrss_kib() -> i64 {
+    let mut r = Rusage::default();
+    // SAFETY: RUSAGE_CHILDREN (-1) fills the struct, which has the kernel's layout.
+    unsafe { getrusage(-1, &mut r) };
+    r.maxrss
 }

@@ -3,46 +3,23 @@
 //! sorted runs and the text go to disk). Alone in its test binary, so that the peak RSS of
 //! this process's children is the converter's.
 
-use std::process::Command;
-
 use bthost_tests::*;
-
-#[repr(C)]
-#[derive(Default)]
-struct Rusage {
-    utime: [i64; 2],
-    stime: [i64; 2],
-    maxrss: i64,
-    rest: [i64; 13],
-}
-
-extern "C" {
-    fn getrusage(who: i32, usage: *mut Rusage) -> i32;
-}
-
-/// The largest peak RSS (KiB) among the children waited for.
-fn children_maxrss_kib() -> i64 {
-    let mut r = Rusage::default();
-    // SAFETY: RUSAGE_CHILDREN (-1) fills the struct, which has the kernel's layout.
-    unsafe { getrusage(-1, &mut r) };
-    r.maxrss
-}
 
 #[test]
 fn peak_memory_follows_the_budget_not_the_log() {
     let dir = scratch("convert-memory");
     let log = dir.join("gen.log");
     generate_log(&log, 16 << 20);
-    let o = Command::new(bthost_bin())
-        .args(["-v", "convert"])
-        .arg(&log)
-        .arg("-o")
-        .arg(dir.join("out"))
-        .args(["--memory", "4"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{err}");
+    let out = dir.join("out");
+    let err = bthost_ok_stderr(&[
+        "-v",
+        "convert",
+        log.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--memory",
+        "4",
+    ]);
     assert!(!err.contains("(0 sorted runs spilled)"), "{err}");
     let rss_mib = children_maxrss_kib() / 1024;
     let text = std::fs::metadata(dir.join("out/log.txt")).unwrap().len() >> 20;

@@ -8,18 +8,17 @@ use std::process::Command;
 
 use bthost_tests::*;
 
+/// `bthost -v convert LOG -o OUT EXTRA...`; its stderr.
 fn convert(log: &std::path::Path, out: &std::path::Path, extra: &[&str]) -> String {
-    let o = Command::new(bthost_bin())
-        .args(["-v", "convert"])
-        .arg(log)
-        .arg("-o")
-        .arg(out)
-        .args(extra)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(o.status.success(), "{err}");
-    err
+    let mut args = vec![
+        "-v",
+        "convert",
+        log.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    bthost_ok_stderr(&args)
 }
 
 fn spilled_runs(stderr: &str) -> u64 {

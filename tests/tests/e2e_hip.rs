@@ -179,19 +179,14 @@ fn traces_the_real_hip_runtime(bin: &std::path::Path, version: &semver::Version)
     // Offline symbolization: with the process's memory map, the kernel's address is a name.
     let sym_dir = dir.join("sym");
     let maps_arg = format!("{workload_pid}={}", maps.display());
-    let o = std::process::Command::new(bthost_bin())
-        .args([
-            "convert",
-            log.to_str().unwrap(),
-            "-o",
-            sym_dir.to_str().unwrap(),
-            "--maps",
-            &maps_arg,
-        ])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{err}");
+    let err = bthost_ok_stderr(&[
+        "convert",
+        log.to_str().unwrap(),
+        "-o",
+        sym_dir.to_str().unwrap(),
+        "--maps",
+        &maps_arg,
+    ]);
     assert!(
         err.contains("code addresses: 1 symbolized, 0 left as addresses"),
         "{err}"

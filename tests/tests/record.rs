@@ -61,15 +61,12 @@ fn record_traces_a_command_and_keeps_its_memory_map() {
         assert!(maps_text.contains("libamdhip64"), "{maps_text}");
 
         let out = dir.join("out");
-        let c = Command::new(bthost_bin())
-            .arg("convert")
-            .arg(&log)
-            .arg("-o")
-            .arg(&out)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&c.stderr);
-        assert!(c.status.success(), "{err}");
+        let err = bthost_ok_stderr(&[
+            "convert",
+            log.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
         assert!(
             err.contains("code addresses: 1 symbolized, 0 left as addresses"),
             "{err}"
