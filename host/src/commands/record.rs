@@ -89,6 +89,8 @@ mod sys {
 
 /// What the reader thread tells the main thread.
 enum Seen {
+    /// BEGIN printed the header (bpftrace then attaches the other probes).
+    Header,
     /// The sentinel probe fired: the probes declared before it are attached.
     Attached,
     /// END ran: bpftrace is stopping.
@@ -176,7 +178,9 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
             if r.buffer().is_empty() {
                 log.flush()?;
             }
-            if line.starts_with(ATTACHED_LINE) {
+            if line.starts_with(b"#bthost ") {
+                let _ = tx.send(Seen::Header);
+            } else if line.starts_with(ATTACHED_LINE) {
                 let _ = tx.send(Seen::Attached);
             } else if line.starts_with(b"#E ") {
                 let _ = tx.send(Seen::End);
@@ -200,13 +204,19 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
             bthost_attached_sentinel(1);
             match rx.recv_timeout(std::time::Duration::from_millis(50)) {
                 Ok(Seen::Attached) => break true,
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Ok(Seen::Header) | Err(mpsc::RecvTimeoutError::Timeout) => {}
                 // Stopped (Ctrl-C) or failed before it had attached everything.
                 Ok(Seen::End) | Err(mpsc::RecvTimeoutError::Disconnected) => break false,
             }
         },
         None => {
-            let header = wait_for_header(&opts.log, &mut bt);
+            let header = loop {
+                match rx.recv() {
+                    Ok(Seen::Header) => break true,
+                    Ok(Seen::Attached) => {}
+                    Ok(Seen::End) | Err(_) => break false,
+                }
+            };
             if header {
                 std::thread::sleep(std::time::Duration::from_millis(
                     100 * built.probe_count as u64,
@@ -255,22 +265,8 @@ fn stop(bt: &std::process::Child, rx: &mpsc::Receiver<Seen>) {
         sys::interrupt(bt.id());
         match rx.recv_timeout(std::time::Duration::from_secs(3)) {
             Ok(Seen::End) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
-            Ok(Seen::Attached) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Ok(Seen::Header | Seen::Attached) | Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
-    }
-}
-
-/// Whether the log got its header before bpftrace exited.
-fn wait_for_header(log: &Path, bt: &mut std::process::Child) -> bool {
-    loop {
-        let text = std::fs::read(log).unwrap_or_default();
-        if text.windows(8).any(|w| w == b"#bthost ") {
-            return true;
-        }
-        if !matches!(bt.try_wait(), Ok(None)) {
-            return false;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 
