@@ -91,11 +91,16 @@ fn entry_value(a: &Arg, slot: usize, d: &Dialect) -> String {
     }
 }
 
+/// The `T <pid> <tid> <comm>` line that names a thread, printed at its first call.
+fn thread_line(d: &Dialect) -> String {
+    format!("printf(\"T %x %x %s\\n\", {}, $t, comm);", d.pid)
+}
+
 fn thread_intro(s: &mut String, d: &Dialect) {
     let _ = writeln!(
         s,
-        "\tif ({THREADS_MAP}[$t] == 0) {{ {THREADS_MAP}[$t] = 1; printf(\"T %x %x %s\\n\", {}, $t, comm); }}",
-        d.pid
+        "\tif ({THREADS_MAP}[$t] == 0) {{ {THREADS_MAP}[$t] = 1; {} }}",
+        thread_line(d)
     );
 }
 
@@ -261,10 +266,7 @@ fn render_probe(s: &mut String, p: &Planned, d: &Dialect, maps: &mut Vec<String>
         (
             Some(vec![
                 format!("$v = {dm}[$t];"),
-                format!(
-                    "if ($v == 0) {{ $v = 1; printf(\"T %x %x %s\\n\", {}, $t, comm); }}",
-                    d.pid
-                ),
+                format!("if ($v == 0) {{ $v = 1; {} }}", thread_line(d)),
                 format!("{dm}[$t] = $v + 1;"),
                 "$d = $v - 1;".to_string(),
             ]),
