@@ -161,9 +161,9 @@ fn main() {
     );
     let _ = writeln!(
         table,
-        "| bpftrace | case | base | floor | pack | cost ratio | log bytes/call | lost |"
+        "| bpftrace | case | base | floor | pack | floor cost | pack cost | cost ratio | log bytes/call | lost |"
     );
-    let _ = writeln!(table, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(table, "|---|---|---|---|---|---|---|---|---|---|");
     for (bt, version) in available_bpftraces() {
         for case in CASES {
             let (lib, bin, packs): (PathBuf, &PathBuf, &[&str]) = if case.real {

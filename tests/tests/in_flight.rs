@@ -65,3 +65,63 @@ fn returned_calls_in_the_end_dump_are_dropped_and_hung_ones_kept() {
         Some(0x5555_5555_5000)
     );
 }
+
+/// A thread's last returned call may still wait in the script's held map (compose::pairing:
+/// records leave in pairs) when the trace stops: END prints it before the in-flight entries,
+/// padded with zeros, and it reads back as the call it is; its entry, still in the entry map,
+/// is then known as returned and dropped.
+#[test]
+fn a_held_record_in_the_end_dump_is_the_call_it_holds() {
+    let built = hip_rccl_built();
+    let id = |f: &str, ph: Phase| {
+        built
+            .schema
+            .records
+            .iter()
+            .find(|r| r.function == f && r.phase == ph)
+            .unwrap_or_else(|| panic!("{f}"))
+            .id
+    };
+    let get_device = id("hipGetDevice", Phase::Call);
+    let sync_entry = id("hipStreamSynchronize", Phase::Entry);
+    // The script holds records up to its widest holdable width, padded with zeros.
+    assert!(
+        built
+            .script
+            .contains(&format!("@b[$t] = ((uint64)0x{get_device:x}, (uint64)4, ")),
+        "hipGetDevice's record is not held as expected"
+    );
+    let mut log = String::from("Attaching 9 probes...\n");
+    log.push_str(&built.schema.to_text());
+    log.push_str("T 64 65 worker\n");
+    // Nothing but the dump: hipGetDevice returned (entry 0x1000, 80 ns, device 2, result 0)
+    // and its record waited for a pair; then hipStreamSynchronize began (0x3000) and hung.
+    log.push_str("#E in-flight calls\n");
+    log.push_str(&format!(
+        "@b[101]: ({}, 4, 4096, 80, 2, 0, 0, 0, 0, 0)\n",
+        get_device
+    ));
+    log.push_str(&format!("@e{sync_entry:x}[101]: (12288, 93824992235520)\n"));
+    let dir = scratch("held-record");
+    let path = dir.join("run.log");
+    std::fs::write(&path, log).unwrap();
+
+    let reg = Registry::discover(&SearchPaths::standard(&[]), true);
+    let mut events = Vec::new();
+    let (stats, diag, _) = decode_log(&reg, &path, None, |_, evs| events.append(evs)).unwrap();
+    assert_eq!(diag.count("malformed records"), 0, "{diag}");
+    assert_eq!(diag.count("bpftrace map dumps"), 0, "{diag}");
+    assert_eq!(stats.records, 2);
+    let got: Vec<(&str, EventKind, u64, u64)> = events
+        .iter()
+        .map(|e| (e.name.as_str(), e.kind, e.ts, e.dur))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("hipGetDevice", EventKind::Complete, 0x1000, 80),
+            ("hipStreamSynchronize", EventKind::Begin, 0x3000, 0),
+        ]
+    );
+    assert_eq!(events[0].arg("deviceId").and_then(|v| v.as_i64()), Some(2));
+}

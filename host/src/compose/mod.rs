@@ -1,5 +1,6 @@
 //! Composing ONE bpftrace script, and its schema, from the chosen packs.
 
+mod pairing;
 pub mod schema;
 mod script;
 

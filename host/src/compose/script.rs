@@ -13,6 +13,9 @@ use crate::pack::fragment::Where;
 use crate::pack::{Arg, ProbeMode};
 
 const THREADS_MAP: &str = "@thr";
+const HELD_MAP: &str = super::pairing::HELD_MAP;
+
+use super::pairing::Pairing;
 
 pub(super) fn render(
     schema: &Schema,
@@ -63,16 +66,29 @@ pub(super) fn render(
     }
     let _ = writeln!(s, "}}");
 
+    // First pass: the record widths there are, which every exit's pairing code must know.
+    let mut pairs = Pairing::new(d.max_held_width);
     for p in planned {
-        probes += render_probe(&mut s, p, d, &mut maps);
+        render_probe(&mut String::new(), p, d, &mut Vec::new(), &mut pairs);
+    }
+    pairs.learned = true;
+    for p in planned {
+        probes += render_probe(&mut s, p, d, &mut maps, &mut pairs);
     }
     for n in nested {
         probes += render_nested(&mut s, n, d, &mut maps);
     }
+    if !pairs.widths.is_empty() {
+        maps.insert(0, HELD_MAP.to_string());
+    }
 
     let _ = writeln!(s, "\nEND\n{{");
-    // Calls still in flight: their entries, read back as calls begun and never ended.
+    // Calls still in flight: their entries, read back as calls begun and never ended; first
+    // each thread's held record (a call that returned, before those still open).
     let _ = writeln!(s, "\tprintf(\"#E in-flight calls\\n\");");
+    if !pairs.widths.is_empty() {
+        let _ = writeln!(s, "\tprint({HELD_MAP});");
+    }
     for m in maps.iter().filter(|m| m.starts_with("@e")) {
         let _ = writeln!(s, "\tprint({m});");
     }
@@ -209,7 +225,13 @@ pub fn pending_map(pending_id: u32) -> String {
 /// here), so a call's entry time and values wait in a per-thread map until its exit. A call
 /// that never returns (a hang) is not lost: END prints the maps, and each entry still there
 /// reads back as a call begun and never ended.
-fn render_probe(s: &mut String, p: &Planned, d: &Dialect, maps: &mut Vec<String>) -> usize {
+fn render_probe(
+    s: &mut String,
+    p: &Planned,
+    d: &Dialect,
+    maps: &mut Vec<String>,
+    pairs: &mut Pairing,
+) -> usize {
     let f = &p.probe.function;
     let id = p.first_id;
     let mode = p.probe.mode;
@@ -280,11 +302,16 @@ fn render_probe(s: &mut String, p: &Planned, d: &Dialect, maps: &mut Vec<String>
         (None, None)
     };
 
+    // A call that creates a handle (an output argument with a link key) is written at once.
+    let at_once = p.probe.args.iter().any(|a| a.out && a.link.is_some());
+
     // Entry probe.
     let mut body = Vec::new();
     fragment_lines(&mut body, p, Where::Entry, d);
     if mode == ProbeMode::Entry {
-        body.push(printf(&format!("{id:x} %x %lx"), "$t, nsecs", &entry_vals));
+        let mut fields = vec!["nsecs".to_string()];
+        fields.extend(entry_vals.iter().cloned());
+        body.extend(pairs.emit(id, &fields, at_once));
     } else {
         let pm = pending_map(id + 1);
         let saved: Vec<&String> = entry_vals.iter().chain(out_saves.iter()).collect();
@@ -336,11 +363,9 @@ fn render_probe(s: &mut String, p: &Planned, d: &Dialect, maps: &mut Vec<String>
     if p.probe.ret.is_some() {
         vals.push("retval".to_string());
     }
-    body.push(printf(
-        &format!("{id:x} %x %lx %lx"),
-        "$t, $s, nsecs - $s",
-        &vals,
-    ));
+    let mut fields = vec!["$s".to_string(), "nsecs - $s".to_string()];
+    fields.extend(vals);
+    body.extend(pairs.emit(id, &fields, at_once));
     // The entry is not deleted (a map operation fewer per call): it is overwritten by the
     // thread's next call, and if it is still there at END, the reader knows it for a call that
     // returned (its exit record, with the same entry time, came first) and drops it.
@@ -349,18 +374,4 @@ fn render_probe(s: &mut String, p: &Planned, d: &Dialect, maps: &mut Vec<String>
     write_guarded(s, exit_guard.as_deref(), &body);
     let _ = writeln!(s, "}}");
     2
-}
-
-/// A record's printf: `head` is the format's fixed start, `head_args` its arguments, and each
-/// value adds ` %lx`.
-fn printf(head: &str, head_args: &str, vals: &[String]) -> String {
-    let mut l = format!(
-        "printf(\"{head}{}\\n\", {head_args}",
-        " %lx".repeat(vals.len())
-    );
-    for v in vals {
-        let _ = write!(l, ", {v}");
-    }
-    l.push_str(");");
-    l
 }

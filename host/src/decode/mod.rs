@@ -210,6 +210,14 @@ impl<'r> LogDecoder<'r> {
                     self.record(lineno, id, &nums);
                 }
             }
+            LineKind::Held { id, nums } => {
+                // A returned call's record the thread was holding (compose::pairing): it
+                // precedes the thread's in-flight entries in the dump, as in the thread's life.
+                self.end_header(lineno)?;
+                if self.schema.is_some() {
+                    self.record(lineno, id, &nums);
+                }
+            }
             LineKind::MapDump(m) => {
                 self.diag.add(
                     "bpftrace map dumps",

@@ -35,6 +35,13 @@ pub enum LineKind<'a> {
         tid: u32,
         nums: Vec<u64>,
     },
+    /// A thread's record still waiting for its pair when the trace stopped, from the END
+    /// dump of the held map (crate::compose::pairing): `@b[<tid>]: (<id>, <n>, <values>...)`,
+    /// in decimal. `nums` is the record's numbers (`tid`, then the `n` values).
+    Held {
+        id: u32,
+        nums: Vec<u64>,
+    },
     /// Another map that bpftrace printed (`@name[...]: value`).
     MapDump(&'a str),
     /// Anything else, with the reason it is not a record.
@@ -99,6 +106,11 @@ pub fn classify(line: &str) -> LineKind<'_> {
             return p;
         }
     }
+    if let Some(rest) = t.strip_prefix("@b") {
+        if let Some(h) = held(rest) {
+            return h;
+        }
+    }
     if t.starts_with('@') {
         return LineKind::MapDump(t);
     }
@@ -123,6 +135,22 @@ fn thread(rest: &str) -> Option<LineKind<'_>> {
     let tid = u32::from_str_radix(it.next()?, 16).ok()?;
     let comm = it.next().unwrap_or("");
     Some(LineKind::Thread { pid, tid, comm })
+}
+
+/// Parses `[<tid>]: (<id>, <n>, <v1>, ..., <padding>...)` into the record it holds.
+fn held(rest: &str) -> Option<LineKind<'static>> {
+    let LineKind::Pending { tid, nums, .. } = pending(&format!("0{rest}"))? else {
+        return None;
+    };
+    // nums: tid, id, n, values (n of them, then zeros up to the widest record).
+    let (&id, &n) = (nums.get(1)?, nums.get(2)?);
+    let n = usize::try_from(n).ok()?;
+    let values = nums.get(3..3 + n)?;
+    let id = u32::try_from(id).ok().filter(|&id| id != 0)?;
+    let mut out = Vec::with_capacity(1 + n);
+    out.push(u64::from(tid));
+    out.extend_from_slice(values);
+    Some(LineKind::Held { id, nums: out })
 }
 
 /// Parses `<id hex>[<tid>]: <ts>` or `<id hex>[<tid>]: (<ts>, <v>, ...)` (decimal values,
@@ -289,6 +317,32 @@ mod tests {
             }
         );
         assert!(matches!(classify("@e2[7]: (1, x)"), LineKind::MapDump(_)));
+    }
+
+    #[test]
+    fn held_records() {
+        // id 0x27, 3 values, padded to 5.
+        match classify("@b[26656]: (39, 3, 2713074388058, 1200, 93968880276992, 0, 0)") {
+            LineKind::Held { id, nums } => {
+                assert_eq!(id, 0x27);
+                assert_eq!(nums, vec![26656, 2713074388058, 1200, 93968880276992]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A negative value (a return code) as bpftrace prints it.
+        match classify("@b[7]: (5, 2, 100, -1)") {
+            LineKind::Held { nums, .. } => assert_eq!(nums, vec![7, 100, u64::MAX]),
+            other => panic!("{other:?}"),
+        }
+        // Width past the tuple, id 0, not numbers: not a held record.
+        for bad in [
+            "@b[7]: (5, 4, 1, 2)",
+            "@b[7]: (0, 1, 1)",
+            "@b[7]: (5, 1, x)",
+            "@bx[7]: 1",
+        ] {
+            assert!(matches!(classify(bad), LineKind::MapDump(_)), "{bad}");
+        }
         assert_eq!(classify("#E in-flight calls"), LineKind::Blank);
         assert!(matches!(classify("3 72c cc9e7"), LineKind::Record { .. }));
         assert!(matches!(classify("hello world"), LineKind::Garbage(_)));

@@ -1,0 +1,200 @@
+//! Records leave the probes two at a time, per thread.
+//!
+//! Each bpftrace `printf` is one perf (0.17) or ring-buffer (0.23) output, and the output, not
+//! the map operations, is what a traced call pays most for: measured here on a stand-in
+//! `hipStreamSynchronize` (probe floor ~10 us), one printf adds ~9 us on bpftrace 0.17 and
+//! ~6 us on 0.23, while the depth and entry map operations add ~1 us. So a thread's record
+//! waits in `@b[tid]` (as a fixed-width tuple `(id, n, values..., 0...)`) until the thread's
+//! next record, and one printf writes both lines. The log's lines are unchanged: a record is
+//! still one line, and a thread's records keep their order.
+//!
+//! The waiting record's width is known only at run time, so the pairing printf is chosen by
+//! a branch on it, one per record width the script has (not padded: the log's bytes per call
+//! stay the same). A record still waiting when the trace stops is printed by END
+//! (`@b[<tid>]: (<id>, <n>, <values>...)`, in decimal), before the in-flight entries, and read
+//! back as the record it is (crate::log::line, LineKind::Held).
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+/// The per-thread map of the record waiting for its pair.
+pub const HELD_MAP: &str = "@b";
+
+/// Learns the script's record widths (first pass), then writes each record's emitting code.
+pub(super) struct Pairing {
+    /// The widths (numbers after the tid) of the records the script writes.
+    pub widths: BTreeSet<usize>,
+    /// Set once `widths` is complete: only then does `emit` write code.
+    pub learned: bool,
+    /// The widest record that may wait for a pair (crate::bpftrace::Dialect::max_held_width):
+    /// the waiting tuple, the pair's printf and the probe's own values share BPF's 512-byte
+    /// stack. Wider records are written at once, after the record that waits if any.
+    pub max_held: usize,
+}
+
+impl Pairing {
+    pub fn new(max_held: usize) -> Pairing {
+        Pairing {
+            widths: BTreeSet::new(),
+            learned: false,
+            max_held,
+        }
+    }
+
+    /// The width of the waiting tuple's values: the widest record that can wait.
+    fn held_width(&self) -> usize {
+        self.widths
+            .range(..=self.max_held)
+            .next_back()
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The statements that write record `id` (`<id> <tid> <fields...>`) of the thread `$t`.
+    ///
+    /// `at_once`: the record must not wait for the thread's next call, because what it says
+    /// matters to other threads' records (it creates a handle another thread may use: a
+    /// communicator, a stream, a queue; a plugin learns the handle's rank, device... from it).
+    pub fn emit(&mut self, id: u32, fields: &[String], at_once: bool) -> Vec<String> {
+        self.widths.insert(fields.len());
+        if !self.learned {
+            return Vec::new();
+        }
+        let max = self.held_width();
+        let cur_fmt = format!("{id:x} %x{}", " %lx".repeat(fields.len()));
+        let mut cur_args = String::from("$t");
+        for f in fields {
+            let _ = write!(cur_args, ", {f}");
+        }
+        let wide = at_once || fields.len() > max;
+        let mut out = vec![format!("$held = {HELD_MAP}[$t];")];
+        if wide {
+            // Written at once, or too wide to wait or to share a printf's stack with a
+            // waiting record: the waiting one (if any) is written first, then this one.
+            out.push("if ($held.0 != 0) {".to_string());
+        } else {
+            let mut held = vec![
+                format!("(uint64)0x{id:x}"),
+                format!("(uint64){}", fields.len()),
+            ];
+            held.extend(fields.iter().map(|f| format!("(uint64)({f})")));
+            held.resize(2 + max, "(uint64)0".to_string());
+            out.push(format!(
+                "if ($held.0 == 0) {{ {HELD_MAP}[$t] = ({}); }}",
+                held.join(", ")
+            ));
+            out.push("else {".to_string());
+        }
+        // With a wide record, each branch writes the waiting record alone.
+        let (cur_fmt, cur_args) = if wide {
+            (String::new(), String::new())
+        } else {
+            (format!("\\n{cur_fmt}"), format!(", {cur_args}"))
+        };
+        let held_widths: Vec<usize> = self.widths.range(..=max).copied().collect();
+        let n = held_widths.len();
+        for (i, &w) in held_widths.iter().enumerate() {
+            let mut args = String::from("$held.0, $t");
+            for k in 0..w {
+                let _ = write!(args, ", $held.{}", k + 2);
+            }
+            let test = match (i, i + 1 == n) {
+                (_, true) if n == 1 => String::new(),
+                (0, _) => format!("if ($held.1 == {w}) "),
+                (_, true) => "else ".to_string(),
+                _ => format!("else if ($held.1 == {w}) "),
+            };
+            out.push(format!(
+                "\t{test}{{ printf(\"%x %x{}{cur_fmt}\\n\", {args}{cur_args}); }}",
+                " %lx".repeat(w)
+            ));
+        }
+        out.push(format!("\tdelete({HELD_MAP}[$t]);"));
+        out.push("}".to_string());
+        if wide {
+            let fmt = format!("{id:x} %x{}", " %lx".repeat(fields.len()));
+            let mut args = String::from("$t");
+            for f in fields {
+                let _ = write!(args, ", {f}");
+            }
+            out.push(format!("printf(\"{fmt}\\n\", {args});"));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn learned(widths: &[usize]) -> Pairing {
+        Pairing {
+            widths: widths.iter().copied().collect(),
+            learned: true,
+            max_held: 8,
+        }
+    }
+
+    #[test]
+    fn first_pass_writes_nothing_and_learns_the_width() {
+        let mut p = Pairing::new(8);
+        assert!(p
+            .emit(5, &["$s".into(), "nsecs - $s".into()], false)
+            .is_empty());
+        assert_eq!(p.widths.iter().copied().collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[test]
+    fn holds_padded_and_pairs_by_the_held_width() {
+        let mut p = learned(&[1, 3]);
+        let code = p.emit(0x27, &["nsecs".into()], false).join("\n");
+        // Held: id, width, the value, padded to the widest record.
+        assert!(
+            code.contains(
+                "@b[$t] = ((uint64)0x27, (uint64)1, (uint64)(nsecs), (uint64)0, (uint64)0);"
+            ),
+            "{code}"
+        );
+        // One printf per held width; the current record's format follows the held one's.
+        assert!(code.contains(
+            "if ($held.1 == 1) { printf(\"%x %x %lx\\n27 %x %lx\\n\", $held.0, $t, $held.2, $t, nsecs); }"
+        ), "{code}");
+        assert!(code.contains(
+            "else { printf(\"%x %x %lx %lx %lx\\n27 %x %lx\\n\", $held.0, $t, $held.2, $held.3, $held.4, $t, nsecs); }"
+        ), "{code}");
+        assert!(code.contains("delete(@b[$t]);"));
+    }
+
+    #[test]
+    fn at_once_and_wide_records_flush_the_waiting_one_then_write() {
+        for (width, at_once) in [(9, false), (1, true)] {
+            let mut p = learned(&[1, 2, width]);
+            let fields: Vec<String> = (0..width).map(|i| format!("$v{i}")).collect();
+            let code = p.emit(9, &fields, at_once).join("\n");
+            assert!(!code.contains("@b[$t] = ("), "{code}");
+            // The waiting record alone, then this one.
+            assert!(
+                code.contains(
+                    "if ($held.1 == 1) { printf(\"%x %x %lx\\n\", $held.0, $t, $held.2); }"
+                ),
+                "{code}"
+            );
+            assert!(
+                code.ends_with(&format!(
+                    "printf(\"9 %x{}\\n\", $t, {});",
+                    " %lx".repeat(width),
+                    fields.join(", ")
+                )),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_width_needs_no_branch() {
+        let mut p = learned(&[1]);
+        let code = p.emit(3, &["nsecs".into()], false).join("\n");
+        assert!(code.contains("\t{ printf("), "{code}");
+        assert!(!code.contains("$held.1 =="), "{code}");
+    }
+}
