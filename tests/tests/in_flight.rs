@@ -84,11 +84,12 @@ fn a_held_record_in_the_end_dump_is_the_call_it_holds() {
     };
     let get_device = id("hipGetDevice", Phase::Call);
     let sync_entry = id("hipStreamSynchronize", Phase::Entry);
-    // The script holds records up to its widest holdable width, padded with zeros.
+    // The script holds `(id << 8 | width, values...)`, padded with zeros.
     assert!(
-        built
-            .script
-            .contains(&format!("@b[$t] = ((uint64)0x{get_device:x}, (uint64)4, ")),
+        built.script.contains(&format!(
+            "@b[$t] = ((uint64)0x{:x}, ",
+            (get_device << 8) | 4
+        )),
         "hipGetDevice's record is not held as expected"
     );
     let mut log = String::from("Attaching 9 probes...\n");
@@ -98,8 +99,8 @@ fn a_held_record_in_the_end_dump_is_the_call_it_holds() {
     // and its record waited for a pair; then hipStreamSynchronize began (0x3000) and hung.
     log.push_str("#E in-flight calls\n");
     log.push_str(&format!(
-        "@b[101]: ({}, 4, 4096, 80, 2, 0, 0, 0, 0, 0)\n",
-        get_device
+        "@b[101]: ({}, 4096, 80, 2, 0, 0, 0, 0, 0, 0, 0)\n",
+        (get_device << 8) | 4
     ));
     log.push_str(&format!("@e{sync_entry:x}[101]: (12288, 93824992235520)\n"));
     let dir = scratch("held-record");

@@ -24,7 +24,7 @@ pub struct Dialect {
     /// The widest record (numbers after the tid) that may wait for its pair
     /// (crate::compose::pairing). The waiting tuple and the pair's printf must fit BPF's
     /// 512-byte stack: bpftrace 0.17 keeps both on it and fails to load the widest probes past
-    /// 8 (measured), 0.23 loads every probe of the packs paired (widest: 14). Versions between
+    /// 10 (measured), 0.23 loads every probe of the packs paired (widest: 14). Versions between
     /// were not measured and keep 0.17's bound.
     pub max_held_width: usize,
 }
@@ -57,7 +57,7 @@ impl Dialect {
             pid,
             sarg: *v < Version::new(0, 21, 0),
             note,
-            max_held_width: if *v < Version::new(0, 23, 0) { 8 } else { 16 },
+            max_held_width: if *v < Version::new(0, 23, 0) { 10 } else { 16 },
         }
     }
 

@@ -4,14 +4,15 @@
 //! the map operations, is what a traced call pays most for: measured here on a stand-in
 //! `hipStreamSynchronize` (probe floor ~10 us), one printf adds ~9 us on bpftrace 0.17 and
 //! ~6 us on 0.23, while the depth and entry map operations add ~1 us. So a thread's record
-//! waits in `@b[tid]` (as a fixed-width tuple `(id, n, values..., 0...)`) until the thread's
+//! waits in `@b[tid]` (as a fixed-width tuple `(id << 8 | n, values..., 0...)`) until the thread's
 //! next record, and one printf writes both lines. The log's lines are unchanged: a record is
-//! still one line, and a thread's records keep their order.
+//! still one line, and a thread's records keep their order. The tuple's first number is
+//! `id << 8 | n` (record id, width): one number fewer on the stack (see `max_held`).
 //!
 //! The waiting record's width is known only at run time, so the pairing printf is chosen by
 //! a branch on it, one per record width the script has (not padded: the log's bytes per call
 //! stay the same). A record still waiting when the trace stops is printed by END
-//! (`@b[<tid>]: (<id>, <n>, <values>...)`, in decimal), before the in-flight entries, and read
+//! (`@b[<tid>]: (<id << 8 | n>, <values>...)`, in decimal), before the in-flight entries, and read
 //! back as the record it is (crate::log::line, LineKind::Held).
 
 use std::collections::BTreeSet;
@@ -73,12 +74,12 @@ impl Pairing {
             // waiting record: the waiting one (if any) is written first, then this one.
             out.push("if ($held.0 != 0) {".to_string());
         } else {
-            let mut held = vec![
-                format!("(uint64)0x{id:x}"),
-                format!("(uint64){}", fields.len()),
-            ];
+            let mut held = vec![format!(
+                "(uint64)0x{:x}",
+                (u64::from(id) << 8) | fields.len() as u64
+            )];
             held.extend(fields.iter().map(|f| format!("(uint64)({f})")));
-            held.resize(2 + max, "(uint64)0".to_string());
+            held.resize(1 + max, "(uint64)0".to_string());
             out.push(format!(
                 "if ($held.0 == 0) {{ {HELD_MAP}[$t] = ({}); }}",
                 held.join(", ")
@@ -94,15 +95,15 @@ impl Pairing {
         let held_widths: Vec<usize> = self.widths.range(..=max).copied().collect();
         let n = held_widths.len();
         for (i, &w) in held_widths.iter().enumerate() {
-            let mut args = String::from("$held.0, $t");
+            let mut args = String::from("$held.0 >> 8, $t");
             for k in 0..w {
-                let _ = write!(args, ", $held.{}", k + 2);
+                let _ = write!(args, ", $held.{}", k + 1);
             }
             let test = match (i, i + 1 == n) {
                 (_, true) if n == 1 => String::new(),
-                (0, _) => format!("if ($held.1 == {w}) "),
+                (0, _) => format!("if (($held.0 & 0xff) == {w}) "),
                 (_, true) => "else ".to_string(),
-                _ => format!("else if ($held.1 == {w}) "),
+                _ => format!("else if (($held.0 & 0xff) == {w}) "),
             };
             out.push(format!(
                 "\t{test}{{ printf(\"%x %x{}{cur_fmt}\\n\", {args}{cur_args}); }}",
@@ -150,17 +151,15 @@ mod tests {
         let code = p.emit(0x27, &["nsecs".into()], false).join("\n");
         // Held: id, width, the value, padded to the widest record.
         assert!(
-            code.contains(
-                "@b[$t] = ((uint64)0x27, (uint64)1, (uint64)(nsecs), (uint64)0, (uint64)0);"
-            ),
+            code.contains("@b[$t] = ((uint64)0x2701, (uint64)(nsecs), (uint64)0, (uint64)0);"),
             "{code}"
         );
         // One printf per held width; the current record's format follows the held one's.
         assert!(code.contains(
-            "if ($held.1 == 1) { printf(\"%x %x %lx\\n27 %x %lx\\n\", $held.0, $t, $held.2, $t, nsecs); }"
+            "if (($held.0 & 0xff) == 1) { printf(\"%x %x %lx\\n27 %x %lx\\n\", $held.0 >> 8, $t, $held.1, $t, nsecs); }"
         ), "{code}");
         assert!(code.contains(
-            "else { printf(\"%x %x %lx %lx %lx\\n27 %x %lx\\n\", $held.0, $t, $held.2, $held.3, $held.4, $t, nsecs); }"
+            "else { printf(\"%x %x %lx %lx %lx\\n27 %x %lx\\n\", $held.0 >> 8, $t, $held.1, $held.2, $held.3, $t, nsecs); }"
         ), "{code}");
         assert!(code.contains("delete(@b[$t]);"));
     }
@@ -175,7 +174,7 @@ mod tests {
             // The waiting record alone, then this one.
             assert!(
                 code.contains(
-                    "if ($held.1 == 1) { printf(\"%x %x %lx\\n\", $held.0, $t, $held.2); }"
+                    "if (($held.0 & 0xff) == 1) { printf(\"%x %x %lx\\n\", $held.0 >> 8, $t, $held.1); }"
                 ),
                 "{code}"
             );
@@ -195,6 +194,6 @@ mod tests {
         let mut p = learned(&[1]);
         let code = p.emit(3, &["nsecs".into()], false).join("\n");
         assert!(code.contains("\t{ printf("), "{code}");
-        assert!(!code.contains("$held.1 =="), "{code}");
+        assert!(!code.contains("0xff) =="), "{code}");
     }
 }

@@ -36,8 +36,8 @@ pub enum LineKind<'a> {
         nums: Vec<u64>,
     },
     /// A thread's record still waiting for its pair when the trace stopped, from the END
-    /// dump of the held map (crate::compose::pairing): `@b[<tid>]: (<id>, <n>, <values>...)`,
-    /// in decimal. `nums` is the record's numbers (`tid`, then the `n` values).
+    /// dump of the held map (crate::compose::pairing): `@b[<tid>]: (<id << 8 | n>, <values>...)`,
+    /// in decimal, padded with zeros. `nums` is the record's numbers (`tid`, then the `n` values).
     Held {
         id: u32,
         nums: Vec<u64>,
@@ -137,16 +137,16 @@ fn thread(rest: &str) -> Option<LineKind<'_>> {
     Some(LineKind::Thread { pid, tid, comm })
 }
 
-/// Parses `[<tid>]: (<id>, <n>, <v1>, ..., <padding>...)` into the record it holds.
+/// Parses `[<tid>]: (<id << 8 | n>, <v1>, ..., <padding>...)` into the record it holds.
 fn held(rest: &str) -> Option<LineKind<'static>> {
     let LineKind::Pending { tid, nums, .. } = pending(&format!("0{rest}"))? else {
         return None;
     };
-    // nums: tid, id, n, values (n of them, then zeros up to the widest record).
-    let (&id, &n) = (nums.get(1)?, nums.get(2)?);
-    let n = usize::try_from(n).ok()?;
-    let values = nums.get(3..3 + n)?;
-    let id = u32::try_from(id).ok().filter(|&id| id != 0)?;
+    // nums: tid, id << 8 | n, values (n of them, then zeros up to the widest record).
+    let head = *nums.get(1)?;
+    let n = (head & 0xff) as usize;
+    let values = nums.get(2..2 + n)?;
+    let id = u32::try_from(head >> 8).ok().filter(|&id| id != 0)?;
     let mut out = Vec::with_capacity(1 + n);
     out.push(u64::from(tid));
     out.extend_from_slice(values);
@@ -321,8 +321,8 @@ mod tests {
 
     #[test]
     fn held_records() {
-        // id 0x27, 3 values, padded to 5.
-        match classify("@b[26656]: (39, 3, 2713074388058, 1200, 93968880276992, 0, 0)") {
+        // id 0x27, 3 values (0x2703), padded to 5.
+        match classify("@b[26656]: (9987, 2713074388058, 1200, 93968880276992, 0, 0)") {
             LineKind::Held { id, nums } => {
                 assert_eq!(id, 0x27);
                 assert_eq!(nums, vec![26656, 2713074388058, 1200, 93968880276992]);
@@ -330,15 +330,15 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // A negative value (a return code) as bpftrace prints it.
-        match classify("@b[7]: (5, 2, 100, -1)") {
+        match classify("@b[7]: (1282, 100, -1)") {
             LineKind::Held { nums, .. } => assert_eq!(nums, vec![7, 100, u64::MAX]),
             other => panic!("{other:?}"),
         }
-        // Width past the tuple, id 0, not numbers: not a held record.
+        // Width past the tuple (0x504), id 0 (0x1), not numbers: not a held record.
         for bad in [
-            "@b[7]: (5, 4, 1, 2)",
-            "@b[7]: (0, 1, 1)",
-            "@b[7]: (5, 1, x)",
+            "@b[7]: (1284, 1, 2)",
+            "@b[7]: (1, 1)",
+            "@b[7]: (1281, x)",
             "@bx[7]: 1",
         ] {
             assert!(matches!(classify(bad), LineKind::MapDump(_)), "{bad}");
