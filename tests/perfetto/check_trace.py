@@ -2,9 +2,11 @@
 """Decodes a bthost Perfetto trace with Perfetto's OFFICIAL generated schema (PyPI package
 `perfetto`, perfetto_trace_pb2) and checks its structure the way viewers rely on it:
 
-- the sequence's first packet clears incremental state; timestamps never go back;
+- the sequence's first packet clears incremental state; timestamps never go back (deltas
+  on an incremental clock resolved as clock_snapshot.proto says: each is a delta from the
+  sequence's previous packet on that clock, the first from the snapshot's time);
 - every track is described before its first event; thread tracks have their process;
-- interned names are defined before use; END events are unnamed;
+- interned names and string values are defined before use; END events are unnamed;
 - slices are balanced, last-in-first-out, per track;
 - every flow id leaves exactly one slice and ends on exactly one later slice.
 
@@ -26,7 +28,9 @@ def main(path):
     with open(path, "rb") as f:
         trace.ParseFromString(f.read())
     errors = []
-    tracks, names, ann_names = {}, {}, {}
+    tracks, names, ann_names, str_values = {}, {}, {}, {}
+    # Incremental clocks (id -> current time) and the sequence's default clock.
+    incremental, default_clock = {}, None
     stacks, slices, flow_src, flow_dst = {}, [], {}, {}
     last_ts = None
     for n, p in enumerate(trace.packet):
@@ -34,7 +38,27 @@ def main(path):
             errors.append(f"packet {n}: sequence id {p.trusted_packet_sequence_id}")
         if n == 0 and not (p.sequence_flags & CLEARED):
             errors.append("first packet does not clear incremental state")
+        if p.HasField("trace_packet_defaults") and p.trace_packet_defaults.HasField("timestamp_clock_id"):
+            default_clock = p.trace_packet_defaults.timestamp_clock_id
+        if p.HasField("clock_snapshot"):
+            for c in p.clock_snapshot.clocks:
+                if c.is_incremental:
+                    incremental[c.clock_id] = c.timestamp
+        if p.HasField("timestamp"):
+            clock = p.timestamp_clock_id if p.HasField("timestamp_clock_id") else default_clock
+            if clock in incremental:
+                incremental[clock] += p.timestamp
+                ts = incremental[clock]
+            elif clock is not None and clock >= 64:
+                errors.append(f"packet {n}: timestamp on clock {clock}, which no snapshot declared")
+                ts = p.timestamp
+            else:
+                ts = p.timestamp
+        else:
+            ts = None
         if p.HasField("interned_data"):
+            for e in p.interned_data.debug_annotation_string_values:
+                str_values[e.iid] = e.str.decode("utf-8", "replace")
             for e in p.interned_data.event_names:
                 names[e.iid] = e.name
             for e in p.interned_data.debug_annotation_names:
@@ -52,9 +76,12 @@ def main(path):
             }
         if not p.HasField("track_event"):
             continue
-        if last_ts is not None and p.timestamp < last_ts:
-            errors.append(f"packet {n}: timestamp {p.timestamp} goes back from {last_ts}")
-        last_ts = p.timestamp
+        if ts is None:
+            errors.append(f"packet {n}: a track event without a timestamp")
+            continue
+        if last_ts is not None and ts < last_ts:
+            errors.append(f"packet {n}: timestamp {ts} goes back from {last_ts}")
+        last_ts = ts
         e = p.track_event
         if e.track_uuid not in tracks:
             errors.append(f"packet {n}: event on undescribed track {e.track_uuid}")
@@ -66,7 +93,7 @@ def main(path):
                 errors.append(f"packet {n}: END with no open slice on track {e.track_uuid}")
             else:
                 s = stack.pop()
-                s["dur"] = p.timestamp - s["ts"]
+                s["dur"] = ts - s["ts"]
             continue
         if e.name_iid not in names:
             errors.append(f"packet {n}: name iid {e.name_iid} not interned before use")
@@ -75,12 +102,18 @@ def main(path):
             if a.name_iid not in ann_names:
                 errors.append(f"packet {n}: annotation name iid {a.name_iid} not interned")
             which = a.WhichOneof("value")
-            args[ann_names.get(a.name_iid, "?")] = getattr(a, which) if which else None
+            if which == "string_value_iid":
+                if a.string_value_iid not in str_values:
+                    errors.append(f"packet {n}: string value iid {a.string_value_iid} not interned")
+                value = str_values.get(a.string_value_iid)
+            else:
+                value = getattr(a, which) if which else None
+            args[ann_names.get(a.name_iid, "?")] = value
         s = {
             "track": e.track_uuid,
             "tid": tracks.get(e.track_uuid, {}).get("tid"),
             "name": names.get(e.name_iid),
-            "ts": p.timestamp,
+            "ts": ts,
             "dur": 0,
             "args": args,
             "instant": e.type == INSTANT,

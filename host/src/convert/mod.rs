@@ -239,6 +239,7 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
     };
     let layout = perfetto::layout::Layout::new(comms.clone(), t_first, t_last);
     let mut traces = perfetto::TraceSet::new(
+        t_first,
         files,
         &key_ids,
         &calls.link_counts,

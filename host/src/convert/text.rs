@@ -307,14 +307,31 @@ pub fn line(s: &mut String, c: &Call, t0: u64, depth: usize, strings: &Strings) 
     if c.end.is_none() && !c.instant {
         s.push_str("  ... never returned");
     }
-    if !c.links.is_empty() {
-        s.push_str("  [");
-        for (i, &(k, v)) in c.links.iter().enumerate() {
-            if i > 0 {
-                s.push(' ');
-            }
-            let _ = write!(s, "{}={v:#x}", strings.get(k));
+    // The link keys whose values the line does not show already (an argument of the key's
+    // name with the same value, e.g. `stream=0x5eed`, is not repeated): the key a plugin
+    // derived (`coll`, `device`) is what the reader cannot see otherwise.
+    let mut open = false;
+    for &(k, v) in &c.links {
+        if shown(c, k, v) {
+            continue;
         }
+        s.push_str(if open { " " } else { "  [" });
+        open = true;
+        let _ = write!(s, "{}={v:#x}", strings.get(k));
+    }
+    if open {
         s.push(']');
     }
+}
+
+/// Whether the call shows `key=value` among its arguments or results.
+fn shown(c: &Call, key: u32, value: u64) -> bool {
+    c.args.iter().chain(c.results.iter()).any(|&(n, v)| {
+        n == key
+            && match v {
+                V::Hex(x) | V::UInt(x) | V::Code(x) => x == value,
+                V::Int(x) => x as u64 == value,
+                _ => false,
+            }
+    })
 }
