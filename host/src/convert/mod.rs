@@ -8,6 +8,7 @@
 mod bgwrite;
 pub mod call;
 mod collect;
+mod numfmt;
 pub mod perfetto;
 mod progress;
 mod reader;

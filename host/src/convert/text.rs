@@ -15,13 +15,14 @@ use std::path::{Path, PathBuf};
 
 use super::bgwrite::BgWriter;
 use super::call::{Call, Strings, V};
+use super::numfmt::{push_hex, push_i64, push_nine, push_u64};
 use crate::decode::Stats;
 use crate::log::Diagnostics;
 
 #[derive(Default)]
 struct ThreadText {
     /// Lines not yet spilled.
-    buf: Vec<u8>,
+    buf: String,
     /// (offset, length) of this thread's chunks in the spill file, in order.
     chunks: Vec<(u64, usize)>,
     /// Ends of the calls enclosing the next one, for indentation.
@@ -37,7 +38,6 @@ pub struct TextWriter {
     spill_path: PathBuf,
     /// The spill file, written by its own thread, and its length so far.
     spill: Option<(BgWriter, u64)>,
-    line: String,
 }
 
 /// What the header of the text log says.
@@ -65,7 +65,6 @@ impl TextWriter {
             budget,
             spill_path: dir.join(format!(".bthost-text-{}.tmp", std::process::id())),
             spill: None,
-            line: String::with_capacity(256),
         }
     }
 
@@ -81,11 +80,11 @@ impl TextWriter {
             th.stack.pop();
         }
         let depth = th.stack.len();
-        self.line.clear();
-        line(&mut self.line, c, self.t0, depth, strings);
-        self.line.push('\n');
-        th.buf.extend_from_slice(self.line.as_bytes());
-        self.buffered += self.line.len();
+        // The budget counts the buffers' capacity, not their length: what the process holds.
+        let before = th.buf.capacity();
+        line(&mut th.buf, c, self.t0, depth, strings);
+        th.buf.push('\n');
+        self.buffered += th.buf.capacity() - before;
         if !c.instant {
             th.stack.push(c.end.unwrap_or(u64::MAX));
         }
@@ -104,10 +103,11 @@ impl TextWriter {
             if th.buf.is_empty() {
                 continue;
             }
-            w.write_all(&th.buf)?;
+            w.write_all(th.buf.as_bytes())?;
             th.chunks.push((*len, th.buf.len()));
             *len += th.buf.len() as u64;
-            th.buf.clear();
+            // Freed, not cleared: a thread's buffer grows again only as its share needs.
+            th.buf = String::new();
         }
         w.flush()?;
         self.buffered = 0;
@@ -204,7 +204,7 @@ impl TextWriter {
                     }
                 }
             }
-            w.write_all(&th.buf)?;
+            w.write_all(th.buf.as_bytes())?;
         }
         if spilled.take().is_some() {
             std::fs::remove_file(&self.spill_path)?;
@@ -221,12 +221,18 @@ impl Drop for TextWriter {
 }
 
 fn secs(s: &mut String, ns: u64) {
-    let _ = write!(s, "{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000);
+    push_u64(s, ns / 1_000_000_000);
+    s.push('.');
+    push_nine(s, ns % 1_000_000_000);
 }
 
 fn duration(s: &mut String, ns: u64) {
     let _ = match ns {
-        n if n < 10_000 => write!(s, "{n}ns"),
+        n if n < 10_000 => {
+            push_u64(s, n);
+            s.push_str("ns");
+            Ok(())
+        }
         n if n < 10_000_000 => write!(s, "{:.1}us", n as f64 / 1e3),
         n if n < 10_000_000_000 => write!(s, "{:.1}ms", n as f64 / 1e6),
         n => write!(s, "{:.2}s", n as f64 / 1e9),
@@ -236,11 +242,30 @@ fn duration(s: &mut String, ns: u64) {
 /// Formats a value for people.
 pub fn value(s: &mut String, v: V, strings: &Strings) {
     let _ = match v {
-        V::Int(i) => write!(s, "{i}"),
-        V::UInt(u) => write!(s, "{u}"),
-        V::Hex(h) => write!(s, "{h:#x}"),
-        V::Enum { raw, name } => write!(s, "{}({raw})", strings.get(name)),
-        V::Code(a) => write!(s, "code:{a:#x}"),
+        V::Int(i) => {
+            push_i64(s, i);
+            Ok(())
+        }
+        V::UInt(u) => {
+            push_u64(s, u);
+            Ok(())
+        }
+        V::Hex(h) => {
+            push_hex(s, h);
+            Ok(())
+        }
+        V::Enum { raw, name } => {
+            s.push_str(strings.get(name));
+            s.push('(');
+            push_i64(s, raw);
+            s.push(')');
+            Ok(())
+        }
+        V::Code(a) => {
+            s.push_str("code:");
+            push_hex(s, a);
+            Ok(())
+        }
         V::Str(id) => {
             s.push_str(strings.get(id));
             Ok(())
@@ -317,7 +342,9 @@ pub fn line(s: &mut String, c: &Call, t0: u64, depth: usize, strings: &Strings) 
         }
         s.push_str(if open { " " } else { "  [" });
         open = true;
-        let _ = write!(s, "{}={v:#x}", strings.get(k));
+        s.push_str(strings.get(k));
+        s.push('=');
+        push_hex(s, v);
     }
     if open {
         s.push(']');
