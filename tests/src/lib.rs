@@ -298,6 +298,14 @@ impl Drop for Tracing {
                 .arg("-INT")
                 .arg(self.0.id().to_string())
                 .status();
+            // A test is failing: give END a few seconds, then make sure it is gone.
+            for _ in 0..50 {
+                if !matches!(self.0.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            let _ = self.0.kill();
             let _ = self.0.wait();
         }
     }
@@ -333,13 +341,29 @@ fn start_bpftrace(bin: &Path, script: &Path, log: &Path) -> Tracing {
     }
 }
 
-/// Stops bpftrace with SIGINT (a user's Ctrl-C) and checks it ended cleanly.
+/// Stops bpftrace with SIGINT (a user's Ctrl-C) and checks it ended cleanly. The signal is
+/// sent again every 3 s until bpftrace exits: bpftrace 0.17 has been seen to miss one (the
+/// test, or the benchmark, then waited forever), as `bthost record` also found.
 fn stop_bpftrace(bt: &mut Tracing, log: &Path) {
-    let _ = Command::new("kill")
-        .arg("-INT")
-        .arg(bt.0.id().to_string())
-        .status();
-    let status = bt.0.wait().unwrap();
+    let mut waited = 0;
+    let status = loop {
+        if waited % 30 == 0 {
+            let _ = Command::new("kill")
+                .arg("-INT")
+                .arg(bt.0.id().to_string())
+                .status();
+        }
+        if let Some(status) = bt.0.try_wait().unwrap() {
+            break status;
+        }
+        waited += 1;
+        // A liveness bound, not a timing assertion: END takes well under a second.
+        assert!(
+            waited < 1200,
+            "bpftrace did not stop within two minutes of SIGINT"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     let err_path = log.with_extension("bpftrace-stderr");
     assert!(
         status.success(),
