@@ -249,16 +249,15 @@ pub fn bpftrace_trace_hang(
             .spawn()
             .expect("start the workload"),
     );
-    let mut polls = 0;
-    while !stuck(&std::fs::read_to_string(&out_path).unwrap_or_default()) {
-        polls += 1;
-        assert!(
-            polls < 1200,
-            "the workload never reached its hang: {}",
-            std::fs::read_to_string(&out_path).unwrap_or_default()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    within_two_minutes(
+        || {
+            format!(
+                "the workload never reached its hang: {}",
+                std::fs::read_to_string(&out_path).unwrap_or_default()
+            )
+        },
+        |_| stuck(&std::fs::read_to_string(&out_path).unwrap_or_default()).then_some(()),
+    );
     std::thread::sleep(std::time::Duration::from_secs(1));
     stop_bpftrace(&mut bt, log);
     w.kill();
@@ -322,48 +321,55 @@ fn start_bpftrace(bin: &Path, script: &Path, log: &Path) -> Tracing {
         .stderr(std::fs::File::create(&err_path).unwrap())
         .spawn()
         .expect("start bpftrace");
-    let mut waited = 0;
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.lines().any(|l| l.starts_with("#bthost ")) {
-            return Tracing(bt);
+    // Attaching takes a second or two.
+    within_two_minutes(
+        || "bpftrace did not attach within two minutes".to_string(),
+        |_| {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if text.lines().any(|l| l.starts_with("#bthost ")) {
+                return Some(());
+            }
+            if let Some(status) = bt.try_wait().unwrap() {
+                panic!(
+                    "bpftrace exited ({status}) before attaching: {}",
+                    std::fs::read_to_string(&err_path).unwrap_or_default()
+                );
+            }
+            None
+        },
+    );
+    Tracing(bt)
+}
+
+/// Calls `ready` (with the number of earlier calls) every 100 ms until it gives a value;
+/// fails with `what()` after two minutes. A liveness bound, not a timing assertion.
+fn within_two_minutes<T>(what: impl Fn() -> String, mut ready: impl FnMut(u32) -> Option<T>) -> T {
+    for polls in 0..1200 {
+        if let Some(v) = ready(polls) {
+            return v;
         }
-        if let Some(status) = bt.try_wait().unwrap() {
-            panic!(
-                "bpftrace exited ({status}) before attaching: {}",
-                std::fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        waited += 1;
-        // A liveness bound, not a timing assertion: attaching takes a second or two.
-        assert!(waited < 1200, "bpftrace did not attach within two minutes");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    panic!("{}", what());
 }
 
 /// Stops bpftrace with SIGINT (a user's Ctrl-C) and checks it ended cleanly. The signal is
 /// sent again every 3 s until bpftrace exits: bpftrace 0.17 has been seen to miss one (the
 /// test, or the benchmark, then waited forever), as `bthost record` also found.
 fn stop_bpftrace(bt: &mut Tracing, log: &Path) {
-    let mut waited = 0;
-    let status = loop {
-        if waited % 30 == 0 {
-            let _ = Command::new("kill")
-                .arg("-INT")
-                .arg(bt.0.id().to_string())
-                .status();
-        }
-        if let Some(status) = bt.0.try_wait().unwrap() {
-            break status;
-        }
-        waited += 1;
-        // A liveness bound, not a timing assertion: END takes well under a second.
-        assert!(
-            waited < 1200,
-            "bpftrace did not stop within two minutes of SIGINT"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    // END takes well under a second.
+    let status = within_two_minutes(
+        || "bpftrace did not stop within two minutes of SIGINT".to_string(),
+        |polls| {
+            if polls % 30 == 0 {
+                let _ = Command::new("kill")
+                    .arg("-INT")
+                    .arg(bt.0.id().to_string())
+                    .status();
+            }
+            bt.0.try_wait().unwrap()
+        },
+    );
     let err_path = log.with_extension("bpftrace-stderr");
     assert!(
         status.success(),

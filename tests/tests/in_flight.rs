@@ -9,26 +9,50 @@ use bthost::registry::{Registry, SearchPaths};
 use bthost_plugin_api::{EventKind, Phase};
 use bthost_tests::*;
 
+/// The id of `function`'s record of phase `phase` in the built script's schema.
+fn record_id(built: &bthost::compose::Built, function: &str, phase: Phase) -> u32 {
+    built
+        .schema
+        .records
+        .iter()
+        .find(|r| r.function == function && r.phase == phase)
+        .unwrap_or_else(|| panic!("{function}"))
+        .id
+}
+
+/// Decodes `body` (records and END dump lines of thread 0x65 of process 0x64) after the
+/// script's header, as the log bpftrace writes; returns the summary and the events.
+fn decode_thread_log(
+    built: &bthost::compose::Built,
+    name: &str,
+    body: &str,
+) -> (
+    bthost::decode::Stats,
+    bthost::log::Diagnostics,
+    Vec<bthost_plugin_api::Event>,
+) {
+    let mut log = String::from("Attaching 9 probes...\n");
+    log.push_str(&built.schema.to_text());
+    log.push_str("T 64 65 worker\n");
+    log.push_str(body);
+    let path = scratch(name).join("run.log");
+    std::fs::write(&path, log).unwrap();
+    let reg = Registry::discover(&SearchPaths::standard(&[]), true);
+    let mut events = Vec::new();
+    let (stats, diag, _) = decode_log(&reg, &path, None, |_, evs| events.append(evs)).unwrap();
+    (stats, diag, events)
+}
+
 #[test]
 fn returned_calls_in_the_end_dump_are_dropped_and_hung_ones_kept() {
     let built = hip_rccl_built();
-    let id = |f: &str, ph: Phase| {
-        built
-            .schema
-            .records
-            .iter()
-            .find(|r| r.function == f && r.phase == ph)
-            .unwrap_or_else(|| panic!("{f}"))
-            .id
-    };
+    let id = |f: &str, ph: Phase| record_id(&built, f, ph);
     let get_device = id("hipGetDevice", Phase::Call);
     let get_device_entry = id("hipGetDevice", Phase::Entry);
     let sync = id("hipStreamSynchronize", Phase::Call);
     let sync_entry = id("hipStreamSynchronize", Phase::Entry);
     assert_eq!((get_device_entry, sync_entry), (get_device + 1, sync + 1));
-    let mut log = String::from("Attaching 9 probes...\n");
-    log.push_str(&built.schema.to_text());
-    log.push_str("T 64 65 worker\n");
+    let mut log = String::new();
     // hipGetDevice returned (entry at 0x1000); hipStreamSynchronize returned once (entry at
     // 0x2000), then was called again (entry at 0x3000) and never returned.
     log.push_str(&format!("{get_device:x} 65 1000 50 2 0\n"));
@@ -39,13 +63,7 @@ fn returned_calls_in_the_end_dump_are_dropped_and_hung_ones_kept() {
         "@e{get_device_entry:x}[101]: (4096, 140737488355328)\n"
     ));
     log.push_str(&format!("@e{sync_entry:x}[101]: (12288, 93824992235520)\n"));
-    let dir = scratch("in-flight");
-    let path = dir.join("run.log");
-    std::fs::write(&path, log).unwrap();
-
-    let reg = Registry::discover(&SearchPaths::standard(&[]), true);
-    let mut events = Vec::new();
-    let (stats, diag, _) = decode_log(&reg, &path, None, |_, evs| events.append(evs)).unwrap();
+    let (stats, diag, events) = decode_thread_log(&built, "in-flight", &log);
     assert_eq!(diag.count("malformed records"), 0, "{diag}");
     assert_eq!(stats.threads, 1);
     let got: Vec<(&str, EventKind, u64)> = events
@@ -73,15 +91,7 @@ fn returned_calls_in_the_end_dump_are_dropped_and_hung_ones_kept() {
 #[test]
 fn a_held_record_in_the_end_dump_is_the_call_it_holds() {
     let built = hip_rccl_built();
-    let id = |f: &str, ph: Phase| {
-        built
-            .schema
-            .records
-            .iter()
-            .find(|r| r.function == f && r.phase == ph)
-            .unwrap_or_else(|| panic!("{f}"))
-            .id
-    };
+    let id = |f: &str, ph: Phase| record_id(&built, f, ph);
     let get_device = id("hipGetDevice", Phase::Call);
     let sync_entry = id("hipStreamSynchronize", Phase::Entry);
     // The script holds `(id << 8 | width, values...)`, padded with zeros.
@@ -92,9 +102,7 @@ fn a_held_record_in_the_end_dump_is_the_call_it_holds() {
         )),
         "hipGetDevice's record is not held as expected"
     );
-    let mut log = String::from("Attaching 9 probes...\n");
-    log.push_str(&built.schema.to_text());
-    log.push_str("T 64 65 worker\n");
+    let mut log = String::new();
     // Nothing but the dump: hipGetDevice returned (entry 0x1000, 80 ns, device 2, result 0)
     // and its record waited for a pair; then hipStreamSynchronize began (0x3000) and hung.
     log.push_str("#E in-flight calls\n");
@@ -103,13 +111,7 @@ fn a_held_record_in_the_end_dump_is_the_call_it_holds() {
         (get_device << 8) | 4
     ));
     log.push_str(&format!("@e{sync_entry:x}[101]: (12288, 93824992235520)\n"));
-    let dir = scratch("held-record");
-    let path = dir.join("run.log");
-    std::fs::write(&path, log).unwrap();
-
-    let reg = Registry::discover(&SearchPaths::standard(&[]), true);
-    let mut events = Vec::new();
-    let (stats, diag, _) = decode_log(&reg, &path, None, |_, evs| events.append(evs)).unwrap();
+    let (stats, diag, events) = decode_thread_log(&built, "held-record", &log);
     assert_eq!(diag.count("malformed records"), 0, "{diag}");
     assert_eq!(diag.count("bpftrace map dumps"), 0, "{diag}");
     assert_eq!(stats.records, 2);

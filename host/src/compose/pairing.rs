@@ -87,7 +87,7 @@ impl Pairing {
             out.push("else {".to_string());
         }
         // With a wide record, each branch writes the waiting record alone.
-        let (cur_fmt, cur_args) = if wide {
+        let (pair_fmt, pair_args) = if wide {
             (String::new(), String::new())
         } else {
             (format!("\\n{cur_fmt}"), format!(", {cur_args}"))
@@ -106,19 +106,14 @@ impl Pairing {
                 _ => format!("else if (($held.0 & 0xff) == {w}) "),
             };
             out.push(format!(
-                "\t{test}{{ printf(\"%x %x{}{cur_fmt}\\n\", {args}{cur_args}); }}",
+                "\t{test}{{ printf(\"%x %x{}{pair_fmt}\\n\", {args}{pair_args}); }}",
                 " %lx".repeat(w)
             ));
         }
         out.push(format!("\tdelete({HELD_MAP}[$t]);"));
         out.push("}".to_string());
         if wide {
-            let fmt = format!("{id:x} %x{}", " %lx".repeat(fields.len()));
-            let mut args = String::from("$t");
-            for f in fields {
-                let _ = write!(args, ", {f}");
-            }
-            out.push(format!("printf(\"{fmt}\\n\", {args});"));
+            out.push(format!("printf(\"{cur_fmt}\\n\", {cur_args});"));
         }
         out
     }

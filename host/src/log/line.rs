@@ -139,18 +139,18 @@ fn thread(rest: &str) -> Option<LineKind<'_>> {
 
 /// Parses `[<tid>]: (<id << 8 | n>, <v1>, ..., <padding>...)` into the record it holds.
 fn held(rest: &str) -> Option<LineKind<'static>> {
-    let LineKind::Pending { tid, nums, .. } = pending(&format!("0{rest}"))? else {
-        return None;
-    };
+    let (_, mut nums) = per_thread_entry(rest.strip_prefix('[')?)?;
     // nums: tid, id << 8 | n, values (n of them, then zeros up to the widest record).
     let head = *nums.get(1)?;
     let n = (head & 0xff) as usize;
-    let values = nums.get(2..2 + n)?;
     let id = u32::try_from(head >> 8).ok().filter(|&id| id != 0)?;
-    let mut out = Vec::with_capacity(1 + n);
-    out.push(u64::from(tid));
-    out.extend_from_slice(values);
-    Some(LineKind::Held { id, nums: out })
+    if nums.len() < 2 + n {
+        return None;
+    }
+    // The record's numbers: the tid, then its values.
+    nums.truncate(2 + n);
+    nums.remove(1);
+    Some(LineKind::Held { id, nums })
 }
 
 /// Parses `<id hex>[<tid>]: <ts>` or `<id hex>[<tid>]: (<ts>, <v>, ...)` (decimal values,
@@ -158,6 +158,13 @@ fn held(rest: &str) -> Option<LineKind<'static>> {
 fn pending(rest: &str) -> Option<LineKind<'static>> {
     let (id, rest) = rest.split_once('[')?;
     let id = u32::from_str_radix(id, 16).ok()?;
+    let (tid, nums) = per_thread_entry(rest)?;
+    Some(LineKind::Pending { id, tid, nums })
+}
+
+/// Parses what follows the `[` of a per-thread map entry, `<tid>]: <v>` or
+/// `<tid>]: (<v>, ...)`, into the tid and the numbers `tid, v, ...`.
+fn per_thread_entry(rest: &str) -> Option<(u32, Vec<u64>)> {
     let (tid, value) = rest.split_once("]: ")?;
     let tid: u32 = tid.parse().ok()?;
     let value = value.trim();
@@ -177,7 +184,7 @@ fn pending(rest: &str) -> Option<LineKind<'static>> {
             return None;
         }
     }
-    Some(LineKind::Pending { id, tid, nums })
+    Some((tid, nums))
 }
 
 fn record(t: &str) -> LineKind<'_> {

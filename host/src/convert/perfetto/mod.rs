@@ -118,6 +118,14 @@ impl Parts<'_> {
     }
 }
 
+/// A string annotation value, by what it is made of.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum StringValue {
+    /// Enum name id and raw value: `hipErrorNoDevice(100)`.
+    Enum(u32, i64),
+    Str(u32),
+}
+
 /// The trace files of one conversion, fed the calls in start order.
 pub struct TraceSet {
     files: Vec<TraceFile>,
@@ -125,9 +133,8 @@ pub struct TraceSet {
     flows: Flows,
     names: FxHashMap<u32, u64>,
     ann_names: FxHashMap<u32, u64>,
-    /// Interned string values: enum values by (name, raw value), strings by id.
-    enum_values: FxHashMap<(u32, i64), u64>,
-    str_values: FxHashMap<u32, u64>,
+    /// Interned string values (as the text log shows them).
+    string_values: FxHashMap<StringValue, u64>,
     /// The incremental clock's time: the last packet's timestamp.
     clock: u64,
     unfinished: u32,
@@ -179,8 +186,7 @@ impl TraceSet {
             flows: Flows::new(keys, counts),
             names: FxHashMap::default(),
             ann_names: FxHashMap::default(),
-            enum_values: FxHashMap::default(),
-            str_values: FxHashMap::default(),
+            string_values: FxHashMap::default(),
             clock: t0,
             unfinished: strings.id("unfinished"),
             before_log: strings.id("entry_before_log"),
@@ -249,10 +255,13 @@ impl TraceSet {
             .msg(P_DEFAULTS, &defaults)
             .uint(P_SEQ_FLAGS, SEQ_INCREMENTAL_STATE_CLEARED)
             .uint(P_SEQ_ID, SEQUENCE);
-        let mut packet = Vec::with_capacity(p.buf.len() + 4);
-        packet.push(0x0a);
-        varint(&mut packet, p.buf.len() as u64);
-        packet.extend_from_slice(&p.buf);
+        let mut packet = Vec::new();
+        Parts {
+            pre: &p.buf,
+            te: None,
+            post: &[],
+        }
+        .assemble(&[], &mut packet);
         for f in &mut self.files {
             f.w.write_all(&packet)?;
         }
@@ -389,20 +398,19 @@ impl TraceSet {
             V::Hex(x) | V::Code(x) => da.uint(7, x),
             // As the text log shows it: `hipErrorNoDevice(100)`; interned (a few distinct
             // values, repeated on most calls).
-            V::Enum { raw, name } => {
-                let next = (self.enum_values.len() + self.str_values.len()) as u64 + 1;
-                let iid = *self.enum_values.entry((name, raw)).or_insert_with(|| {
+            V::Enum { .. } | V::Str(_) => {
+                let key = match v {
+                    V::Enum { raw, name } => StringValue::Enum(name, raw),
+                    V::Str(s) => StringValue::Str(s),
+                    _ => unreachable!("matched above"),
+                };
+                let next = self.string_values.len() as u64 + 1;
+                let iid = *self.string_values.entry(key).or_insert_with(|| {
                     self.text.clear();
                     super::text::value(&mut self.text, v, strings);
-                    intern_string(&mut self.interned, next, &self.text);
-                    next
-                });
-                da.uint(DA_STRING_VALUE_IID, iid)
-            }
-            V::Str(s) => {
-                let next = (self.enum_values.len() + self.str_values.len()) as u64 + 1;
-                let iid = *self.str_values.entry(s).or_insert_with(|| {
-                    intern_string(&mut self.interned, next, strings.get(s));
+                    let mut is = Msg::default();
+                    is.uint(1, next).string(2, &self.text);
+                    self.interned.msg(INTERNED_STRING_VALUES, &is);
                     next
                 });
                 da.uint(DA_STRING_VALUE_IID, iid)
@@ -412,11 +420,4 @@ impl TraceSet {
         };
         self.te.msg(TE_DEBUG, da);
     }
-}
-
-/// Adds `InternedData.debug_annotation_string_values { iid, str }`.
-fn intern_string(interned: &mut Msg, iid: u64, s: &str) {
-    let mut is = Msg::default();
-    is.uint(1, iid).string(2, s);
-    interned.msg(INTERNED_STRING_VALUES, &is);
 }
