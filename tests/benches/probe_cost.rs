@@ -109,7 +109,9 @@ fn traced(
         if let Some(n) = l.strip_prefix("Lost ").and_then(|r| r.split(' ').next()) {
             lost += n.parse::<u64>().unwrap_or(0);
         }
+        // A record line, or a record continuing the line before it (`+<id> ...`).
         let first = l.split(' ').next().unwrap_or("");
+        let first = first.strip_prefix('+').unwrap_or(first);
         if !first.is_empty() && first.chars().all(|c| c.is_ascii_hexdigit()) {
             bytes += l.len() as u64 + 1;
         }

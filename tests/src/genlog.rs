@@ -1,8 +1,9 @@
 //! A generated log in the real record format, for the converter's benchmark and tests: the
 //! hip and rccl packs' schema (as `bthost build` writes it), 64 threads of 8 processes, calls
 //! of every record id with plausible values, written as bpftrace writes them (each thread's
-//! calls one after another, one record per call at its exit, threads interleaved in exit
-//! order; one call in eight wraps two inner calls, whose records come first).
+//! calls one after another, one record per call at its exit, two records per printf as the
+//! script pairs them (the second a continuation line), threads interleaved in exit order; one
+//! call in eight wraps two inner calls, whose records come first).
 
 use std::io::Write;
 use std::path::Path;
@@ -70,16 +71,10 @@ pub fn generate_log(log: &Path, bytes: u64) {
         x
     };
     let mut written = 0u64;
-    let mut line = String::with_capacity(256);
-    let record = |line: &mut String,
-                  r: &bthost::compose::schema::RecordSpec,
-                  tid: u32,
-                  ts: u64,
-                  dur: u64,
-                  x: u64| {
+    // Format 2: `<id> <tid> <exit> <dur> <fields>`, or `+<id> <exit - previous exit> <dur>
+    // <fields>` continuing the thread's waiting record in the same printf.
+    let fields = |line: &mut String, r: &bthost::compose::schema::RecordSpec, x: u64| {
         use std::fmt::Write as _;
-        line.clear();
-        let _ = write!(line, "{:x} {tid:x} {ts:x} {dur:x}", r.id);
         for f in &r.fields {
             for s in 0..f.ty.slots() {
                 let v = match f.ty {
@@ -93,10 +88,37 @@ pub fn generate_log(log: &Path, bytes: u64) {
         }
         line.push('\n');
     };
+    // Each thread's record waiting for its pair: its line, and its exit time.
+    let mut held: Vec<Option<(String, u64)>> = vec![None; threads.len()];
+    let mut record = |w: &mut std::io::BufWriter<std::fs::File>,
+                      t: usize,
+                      r: &bthost::compose::schema::RecordSpec,
+                      start: u64,
+                      dur: u64,
+                      x: u64|
+     -> u64 {
+        use std::fmt::Write as _;
+        let tid = threads[t].1;
+        let exit = start + dur;
+        let mut line = String::with_capacity(128);
+        match held[t].take() {
+            None => {
+                let _ = write!(line, "{:x} {tid:x} {exit:x} {dur:x}", r.id);
+                fields(&mut line, r, x);
+                held[t] = Some((line, exit));
+                0
+            }
+            Some((first, at)) => {
+                let _ = write!(line, "{first}+{:x} {:x} {dur:x}", r.id, exit - at);
+                fields(&mut line, r, x);
+                w.write_all(line.as_bytes()).unwrap();
+                line.len() as u64
+            }
+        }
+    };
     while written < bytes {
         // The thread whose clock is furthest behind makes the next call: exits stay in order.
         let t = (0..threads.len()).min_by_key(|&i| clock[i]).unwrap();
-        let (_, tid) = threads[t];
         let x = rnd();
         let start = clock[t] + 300 + (x >> 40) % 3_000;
         let mut inner_end = start;
@@ -106,20 +128,32 @@ pub fn generate_log(log: &Path, bytes: u64) {
                 let r = calls[(y % calls.len() as u64) as usize];
                 let s = inner_end + 100 + k * 50;
                 let d = 200 + (y >> 20) % 2_000;
-                record(&mut line, r, tid, s, d, y);
-                w.write_all(line.as_bytes()).unwrap();
-                written += line.len() as u64;
+                written += record(&mut w, t, r, s, d, y);
                 inner_end = s + d;
             }
         }
         let r = calls[(x % calls.len() as u64) as usize];
         let dur = (inner_end - start) + 500 + (x >> 20) % 5_000;
-        record(&mut line, r, tid, start, dur, x);
-        w.write_all(line.as_bytes()).unwrap();
-        written += line.len() as u64;
+        written += record(&mut w, t, r, start, dur, x);
         clock[t] = start + dur;
     }
+    // Records still waiting: END prints them as bpftrace prints the held map.
+    let waiting: Vec<(usize, String)> = held
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(t, h)| h.take().map(|(line, _)| (t, line)))
+        .collect();
     w.write_all(b"#E in-flight calls\n").unwrap();
+    for (t, line) in waiting {
+        // `<id> <tid> <values>` (hex) to `@b[<tid>]: (<id << 8 | n>, <values>)` (decimal).
+        let nums: Vec<u64> = line
+            .split_whitespace()
+            .map(|v| u64::from_str_radix(v, 16).unwrap())
+            .collect();
+        let mut tuple = vec![((nums[0] << 8) | (nums.len() as u64 - 2)).to_string()];
+        tuple.extend(nums[2..].iter().map(u64::to_string));
+        writeln!(w, "@b[{}]: ({})", threads[t].1, tuple.join(", ")).unwrap();
+    }
     let entries: Vec<_> = built
         .schema
         .records

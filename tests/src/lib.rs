@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod genlog;
+mod threadlog;
 pub use genlog::{generate_log, hip_rccl_built};
+pub use threadlog::{decode_thread_log, decode_thread_log_in_format, record_id};
 
 /// The workspace root (the folder holding `packs/`).
 pub fn root() -> PathBuf {

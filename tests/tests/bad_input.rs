@@ -299,13 +299,13 @@ fn logs_from_elsewhere_are_refused_with_the_reason() {
     );
 
     let (code, err) = convert(
-        "v2.log",
-        "#bthost 2 0000000000000000 bpftrace=0.17.0 hip@0.1.0\n",
+        "v3.log",
+        "#bthost 3 0000000000000000 bpftrace=0.17.0 hip@0.1.0\n",
         &[],
     );
     assert_eq!(code, 2);
     assert!(
-        err.contains("v2.log:1: log format 2, but this bthost reads format 1"),
+        err.contains("v3.log:1: log format 3, but this bthost reads formats 1 to 2"),
         "{err}"
     );
 }

@@ -4,44 +4,8 @@
 //! returned and drop those whose exit record it has read, and ignore the output pointers the
 //! entry carries after its values.
 
-use bthost::convert::decode_log;
-use bthost::registry::{Registry, SearchPaths};
 use bthost_plugin_api::{EventKind, Phase};
 use bthost_tests::*;
-
-/// The id of `function`'s record of phase `phase` in the built script's schema.
-fn record_id(built: &bthost::compose::Built, function: &str, phase: Phase) -> u32 {
-    built
-        .schema
-        .records
-        .iter()
-        .find(|r| r.function == function && r.phase == phase)
-        .unwrap_or_else(|| panic!("{function}"))
-        .id
-}
-
-/// Decodes `body` (records and END dump lines of thread 0x65 of process 0x64) after the
-/// script's header, as the log bpftrace writes; returns the summary and the events.
-fn decode_thread_log(
-    built: &bthost::compose::Built,
-    name: &str,
-    body: &str,
-) -> (
-    bthost::decode::Stats,
-    bthost::log::Diagnostics,
-    Vec<bthost_plugin_api::Event>,
-) {
-    let mut log = String::from("Attaching 9 probes...\n");
-    log.push_str(&built.schema.to_text());
-    log.push_str("T 64 65 worker\n");
-    log.push_str(body);
-    let path = scratch(name).join("run.log");
-    std::fs::write(&path, log).unwrap();
-    let reg = Registry::discover(&SearchPaths::standard(&[]), true);
-    let mut events = Vec::new();
-    let (stats, diag, _) = decode_log(&reg, &path, None, |_, evs| events.append(evs)).unwrap();
-    (stats, diag, events)
-}
 
 #[test]
 fn returned_calls_in_the_end_dump_are_dropped_and_hung_ones_kept() {
@@ -53,10 +17,12 @@ fn returned_calls_in_the_end_dump_are_dropped_and_hung_ones_kept() {
     let sync_entry = id("hipStreamSynchronize", Phase::Entry);
     assert_eq!((get_device_entry, sync_entry), (get_device + 1, sync + 1));
     let mut log = String::new();
-    // hipGetDevice returned (entry at 0x1000); hipStreamSynchronize returned once (entry at
-    // 0x2000), then was called again (entry at 0x3000) and never returned.
-    log.push_str(&format!("{get_device:x} 65 1000 50 2 0\n"));
-    log.push_str(&format!("{sync:x} 65 2000 500 5555aaaa0000 0\n"));
+    // hipGetDevice returned (entry at 0x1000, exit 0x1050); hipStreamSynchronize returned once
+    // (entry at 0x2000, exit 0x2500), then was called again (entry at 0x3000) and never
+    // returned. The two records are one printf: the second continues the first (its exit
+    // 0x14b0 after the first's).
+    log.push_str(&format!("{get_device:x} 65 1050 50 2 0\n"));
+    log.push_str(&format!("+{sync:x} 14b0 500 5555aaaa0000 0\n"));
     log.push_str("#E in-flight calls\n");
     // The dump, in decimal: the returned hipGetDevice with its output pointer after the time.
     log.push_str(&format!(
@@ -103,11 +69,12 @@ fn a_held_record_in_the_end_dump_is_the_call_it_holds() {
         "hipGetDevice's record is not held as expected"
     );
     let mut log = String::new();
-    // Nothing but the dump: hipGetDevice returned (entry 0x1000, 80 ns, device 2, result 0)
-    // and its record waited for a pair; then hipStreamSynchronize began (0x3000) and hung.
+    // Nothing but the dump: hipGetDevice returned (entry 0x1000, exit 80 ns later: 4176,
+    // device 2, result 0) and its record waited for a pair; then hipStreamSynchronize began
+    // (0x3000) and hung.
     log.push_str("#E in-flight calls\n");
     log.push_str(&format!(
-        "@b[101]: ({}, 4096, 80, 2, 0, 0, 0, 0, 0, 0, 0)\n",
+        "@b[101]: ({}, 4176, 80, 2, 0, 0, 0, 0, 0, 0, 0)\n",
         (get_device << 8) | 4
     ));
     log.push_str(&format!("@e{sync_entry:x}[101]: (12288, 93824992235520)\n"));

@@ -10,8 +10,14 @@
 //! `id << 8 | n` (record id, width): one number fewer on the stack (see `max_held`).
 //!
 //! The waiting record's width is known only at run time, so the pairing printf is chosen by
-//! a branch on it, one per record width the script has (not padded: the log's bytes per call
-//! stay the same). A record still waiting when the trace stops is printed by END
+//! a branch on it, one per record width the script has (not padded).
+//!
+//! Log format 2: a record's first number is the time it was written ([`NOW`]: a call's exit,
+//! an entry's entry), so a thread's records are in time order by it. The pair's second line
+//! is then written short, as a continuation (`+<id> <delta> <fields>...`): its tid is the first
+//! line's, and its time is the first line's plus `delta` (a few hex digits instead of twelve).
+//! Both lines come from one printf, so nothing (a lost event, another thread's output) can
+//! come between them. A record still waiting when the trace stops is printed by END
 //! (`@b[<tid>]: (<id << 8 | n>, <values>...)`, in decimal), before the in-flight entries, and read
 //! back as the record it is (crate::log::line, LineKind::Held).
 
@@ -20,6 +26,10 @@ use std::fmt::Write as _;
 
 /// The per-thread map of the record waiting for its pair.
 pub const HELD_MAP: &str = "@b";
+
+/// The time a record is written, read once per record: a record's first field must be this
+/// (a call's duration is `$now - $s`), as the pair's continuation line is relative to it.
+pub const NOW: &str = "$now";
 
 /// Learns the script's record widths (first pass), then writes each record's emitting code.
 pub(super) struct Pairing {
@@ -52,11 +62,13 @@ impl Pairing {
     }
 
     /// The statements that write record `id` (`<id> <tid> <fields...>`) of the thread `$t`.
+    /// `fields[0]` must be [`NOW`].
     ///
     /// `at_once`: the record must not wait for the thread's next call, because what it says
     /// matters to other threads' records (it creates a handle another thread may use: a
     /// communicator, a stream, a queue; a plugin learns the handle's rank, device... from it).
     pub fn emit(&mut self, id: u32, fields: &[String], at_once: bool) -> Vec<String> {
+        debug_assert_eq!(fields.first().map(String::as_str), Some(NOW));
         self.widths.insert(fields.len());
         if !self.learned {
             return Vec::new();
@@ -68,7 +80,10 @@ impl Pairing {
             let _ = write!(cur_args, ", {f}");
         }
         let wide = at_once || fields.len() > max;
-        let mut out = vec![format!("$held = {HELD_MAP}[$t];")];
+        let mut out = vec![
+            format!("{NOW} = nsecs;"),
+            format!("$held = {HELD_MAP}[$t];"),
+        ];
         if wide {
             // Written at once, or too wide to wait or to share a printf's stack with a
             // waiting record: the waiting one (if any) is written first, then this one.
@@ -86,11 +101,20 @@ impl Pairing {
             ));
             out.push("else {".to_string());
         }
-        // With a wide record, each branch writes the waiting record alone.
+        // With a wide record, each branch writes the waiting record alone. Otherwise the
+        // current record follows as a continuation line: no tid, its time relative to the
+        // waiting record's (`$held.1`, that record's NOW).
         let (pair_fmt, pair_args) = if wide {
             (String::new(), String::new())
         } else {
-            (format!("\\n{cur_fmt}"), format!(", {cur_args}"))
+            let mut args = format!(", {NOW} - $held.1");
+            for f in &fields[1..] {
+                let _ = write!(args, ", {f}");
+            }
+            (
+                format!("\\n+{id:x} %lx{}", " %lx".repeat(fields.len() - 1)),
+                args,
+            )
         };
         let held_widths: Vec<usize> = self.widths.range(..=max).copied().collect();
         let n = held_widths.len();
@@ -135,26 +159,30 @@ mod tests {
     fn first_pass_writes_nothing_and_learns_the_width() {
         let mut p = Pairing::new(8);
         assert!(p
-            .emit(5, &["$s".into(), "nsecs - $s".into()], false)
+            .emit(5, &[NOW.into(), "$now - $s".into()], false)
             .is_empty());
         assert_eq!(p.widths.iter().copied().collect::<Vec<_>>(), vec![2]);
     }
 
     #[test]
     fn holds_padded_and_pairs_by_the_held_width() {
-        let mut p = learned(&[1, 3]);
-        let code = p.emit(0x27, &["nsecs".into()], false).join("\n");
-        // Held: id, width, the value, padded to the widest record.
+        let mut p = learned(&[2, 4]);
+        let code = p.emit(0x27, &[NOW.into(), "$e.1".into()], false).join("\n");
+        assert!(code.starts_with("$now = nsecs;"), "{code}");
+        // Held: id, width, the values, padded to the widest record.
         assert!(
-            code.contains("@b[$t] = ((uint64)0x2701, (uint64)(nsecs), (uint64)0, (uint64)0);"),
+            code.contains(
+                "@b[$t] = ((uint64)0x2702, (uint64)($now), (uint64)($e.1), (uint64)0, (uint64)0);"
+            ),
             "{code}"
         );
-        // One printf per held width; the current record's format follows the held one's.
+        // One printf per held width; the current record follows as a continuation line: no
+        // tid, its time relative to the held record's.
         assert!(code.contains(
-            "if (($held.0 & 0xff) == 1) { printf(\"%x %x %lx\\n27 %x %lx\\n\", $held.0 >> 8, $t, $held.1, $t, nsecs); }"
+            "if (($held.0 & 0xff) == 2) { printf(\"%x %x %lx %lx\\n+27 %lx %lx\\n\", $held.0 >> 8, $t, $held.1, $held.2, $now - $held.1, $e.1); }"
         ), "{code}");
         assert!(code.contains(
-            "else { printf(\"%x %x %lx %lx %lx\\n27 %x %lx\\n\", $held.0 >> 8, $t, $held.1, $held.2, $held.3, $t, nsecs); }"
+            "else { printf(\"%x %x %lx %lx %lx %lx\\n+27 %lx %lx\\n\", $held.0 >> 8, $t, $held.1, $held.2, $held.3, $held.4, $now - $held.1, $e.1); }"
         ), "{code}");
         assert!(code.contains("delete(@b[$t]);"));
     }
@@ -163,7 +191,8 @@ mod tests {
     fn at_once_and_wide_records_flush_the_waiting_one_then_write() {
         for (width, at_once) in [(9, false), (1, true)] {
             let mut p = learned(&[1, 2, width]);
-            let fields: Vec<String> = (0..width).map(|i| format!("$v{i}")).collect();
+            let mut fields: Vec<String> = (0..width).map(|i| format!("$v{i}")).collect();
+            fields[0] = NOW.into();
             let code = p.emit(9, &fields, at_once).join("\n");
             assert!(!code.contains("@b[$t] = ("), "{code}");
             // The waiting record alone, then this one.
@@ -187,7 +216,7 @@ mod tests {
     #[test]
     fn one_width_needs_no_branch() {
         let mut p = learned(&[1]);
-        let code = p.emit(3, &["nsecs".into()], false).join("\n");
+        let code = p.emit(3, &[NOW.into()], false).join("\n");
         assert!(code.contains("\t{ printf("), "{code}");
         assert!(!code.contains("0xff) =="), "{code}");
     }

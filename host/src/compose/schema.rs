@@ -4,11 +4,16 @@
 //!
 //! Text form, one line each:
 //! ```text
-//! #bthost 1 <hash> bpftrace=0.17.0 hip@0.1.0 rccl@0.1.0
+//! #bthost 2 <hash> bpftrace=0.17.0 hip@0.1.0 rccl@0.1.0
 //! #S <id> <pack> <function> <phase> <name>:<type>[:enum=<E>][:link=<K>] ...
 //! ```
 //! Record lines are `<id> <tid> <ts> [<dur>] <field>...`, all in lower-case hex without `0x`
 //! (`dur` only for `call` records); thread lines are `T <pid> <tid> <comm>`.
+//!
+//! Format 2 (this one): `ts` is the time the record was written, a call's exit (its start is
+//! `ts - dur`); a line `+<id> <delta> [<dur>] <field>...` continues the line before it (same
+//! tid, `ts` = that line's `ts` + `delta`; see crate::compose::pairing). Format 1 (read, no
+//! longer written): `ts` is a call's start, and there are no continuation lines.
 
 use std::fmt::Write as _;
 
@@ -18,8 +23,11 @@ use semver::Version;
 use crate::hash::fnv1a64;
 use crate::pack::types::FieldType;
 
-/// Version of the log format (the header's second word).
-pub const FORMAT: u32 = 1;
+/// Version of the log format (the header's second word) that scripts write.
+pub const FORMAT: u32 = 2;
+
+/// The oldest log format this bthost still reads.
+pub const OLDEST_FORMAT: u32 = 1;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FieldSpec {
@@ -143,6 +151,8 @@ impl Schema {
 /// Parsing of the header, kept apart so the log reader can feed it line by line.
 #[derive(Debug, Default)]
 pub struct SchemaBuilder {
+    /// The header's log format (OLDEST_FORMAT..=FORMAT).
+    pub format: u32,
     pub claimed_hash: u64,
     pub bpftrace: Option<Version>,
     pub packs: Vec<(String, Version)>,
@@ -162,9 +172,9 @@ impl SchemaBuilder {
             .next()
             .and_then(|f| f.parse().ok())
             .ok_or("the header has no format number")?;
-        if format != FORMAT {
+        if !(OLDEST_FORMAT..=FORMAT).contains(&format) {
             return Err(format!(
-                "log format {format}, but this bthost reads format {FORMAT}: convert it with the bthost that built its script"
+                "log format {format}, but this bthost reads formats {OLDEST_FORMAT} to {FORMAT}: convert it with the bthost that built its script"
             ));
         }
         let claimed_hash = w
@@ -172,6 +182,7 @@ impl SchemaBuilder {
             .and_then(|h| u64::from_str_radix(h, 16).ok())
             .ok_or("the header has no schema hash")?;
         let mut b = SchemaBuilder {
+            format,
             claimed_hash,
             ..Default::default()
         };
@@ -302,10 +313,15 @@ mod tests {
     }
 
     #[test]
-    fn refuses_other_formats() {
-        assert!(SchemaBuilder::header("#bthost 2 00 bpftrace=0.17.0")
-            .unwrap_err()
-            .contains("format 2"));
+    fn reads_formats_1_and_2_and_refuses_others() {
+        for f in [0, 3] {
+            let e = SchemaBuilder::header(&format!("#bthost {f} 00 bpftrace=0.17.0")).unwrap_err();
+            assert!(e.contains(&format!("format {f},")), "{e}");
+        }
+        for f in [1, 2] {
+            let b = SchemaBuilder::header(&format!("#bthost {f} 00 bpftrace=0.17.0")).unwrap();
+            assert_eq!(b.format, f);
+        }
         assert!(SchemaBuilder::header("hello").is_err());
     }
 }

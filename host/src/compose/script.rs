@@ -15,7 +15,7 @@ use crate::pack::{Arg, ProbeMode};
 const THREADS_MAP: &str = "@thr";
 const HELD_MAP: &str = super::pairing::HELD_MAP;
 
-use super::pairing::Pairing;
+use super::pairing::{Pairing, NOW};
 
 pub(super) fn render(
     schema: &Schema,
@@ -309,7 +309,7 @@ fn render_probe(
     let mut body = Vec::new();
     fragment_lines(&mut body, p, Where::Entry, d);
     if mode == ProbeMode::Entry {
-        let mut fields = vec!["nsecs".to_string()];
+        let mut fields = vec![NOW.to_string()];
         fields.extend(entry_vals.iter().cloned());
         body.extend(pairs.emit(id, &fields, at_once));
     } else {
@@ -344,8 +344,8 @@ fn render_probe(
     fragment_lines(&mut body, p, Where::Exit, d);
     let tuple = !entry_vals.is_empty() || !out_saves.is_empty();
     let n_entry = entry_vals.len();
-    // An entry not seen (tracing began inside the call) reads as 0: the parser then takes
-    // `dur` as the exit time.
+    // An entry not seen (tracing began inside the call) reads as 0: the duration is then the
+    // exit time itself, and the parser reads a start of 0 as "not seen".
     if tuple {
         body.push(format!("$e = {pm}[$t];"));
         body.push("$s = $e.0;".to_string());
@@ -363,7 +363,8 @@ fn render_probe(
     if p.probe.ret.is_some() {
         vals.push("retval".to_string());
     }
-    let mut fields = vec!["$s".to_string(), "nsecs - $s".to_string()];
+    // Format 2: the exit time, then the duration (the reader takes the start from them).
+    let mut fields = vec![NOW.to_string(), format!("{NOW} - $s")];
     fields.extend(vals);
     body.extend(pairs.emit(id, &fields, at_once));
     // The entry is not deleted (a map operation fewer per call): it is overwritten by the

@@ -48,6 +48,11 @@ pub struct LogDecoder<'r> {
     expect_schema: Option<u64>,
     building: Option<SchemaBuilder>,
     schema: Option<Schema>,
+    /// The header's log format (crate::compose::schema::FORMAT), once read.
+    format: u32,
+    /// The tid and time of the last line if it was a record: what a continuation line
+    /// (format 2) that follows it is relative to.
+    prev: Option<(u64, u64)>,
     plans: Vec<RecordPlan>,
     // Fx: looked up on every record (SipHash showed in profiles of the converter).
     packs: FxHashMap<String, PackState>,
@@ -80,6 +85,8 @@ impl<'r> LogDecoder<'r> {
             expect_schema,
             building: None,
             schema: None,
+            format: 0,
+            prev: None,
             plans: Vec::new(),
             packs: FxHashMap::default(),
             threads: HashMap::new(),
@@ -136,6 +143,8 @@ impl<'r> LogDecoder<'r> {
     pub fn feed(&mut self, lineno: u64, line: &str) -> Result<(), FatalError> {
         self.out_valid = false;
         self.stats.lines = lineno;
+        // A continuation line continues the line just before it, if that was a record.
+        let prev = self.prev.take();
         match classify(line) {
             LineKind::Blank => {}
             LineKind::Header(h) => {
@@ -175,7 +184,13 @@ impl<'r> LogDecoder<'r> {
                 }
                 let mut nums = std::mem::take(&mut self.nums);
                 match record_numbers(rest, &mut nums) {
-                    Ok(()) => self.record(lineno, id, &nums),
+                    Ok(()) => {
+                        if let [tid, ts, ..] = nums[..] {
+                            self.prev = Some((tid, ts));
+                        }
+                        self.to_start(id, &mut nums);
+                        self.record(lineno, id, &nums);
+                    }
                     Err(why) => self.diag.add(
                         "garbage lines",
                         Severity::Warning,
@@ -184,6 +199,46 @@ impl<'r> LogDecoder<'r> {
                     ),
                 }
                 self.nums = nums;
+            }
+            LineKind::Continuation { id, rest } => {
+                self.end_header(lineno)?;
+                let why = match (self.schema.is_some() && self.format >= 2, prev) {
+                    (false, _) => Some(
+                        "a continuation line (`+<id> ...`) in a log whose header is not format 2"
+                            .to_string(),
+                    ),
+                    (true, None) => Some(
+                        "a continuation line whose first line is missing or damaged".to_string(),
+                    ),
+                    (true, Some((tid, ts))) => {
+                        let mut nums = std::mem::take(&mut self.nums);
+                        let why = match record_numbers(rest, &mut nums) {
+                            Ok(()) => {
+                                // Back to a whole record: the first line's tid, its time plus
+                                // the delta.
+                                nums.insert(0, tid);
+                                if let Some(t) = nums.get_mut(1) {
+                                    *t = ts.wrapping_add(*t);
+                                    self.prev = Some((tid, *t));
+                                }
+                                self.to_start(id, &mut nums);
+                                self.record(lineno, id, &nums);
+                                None
+                            }
+                            Err(why) => Some(why),
+                        };
+                        self.nums = nums;
+                        why
+                    }
+                };
+                if let Some(why) = why {
+                    self.diag.add(
+                        "garbage lines",
+                        Severity::Warning,
+                        lineno,
+                        format!("skipped: {why}"),
+                    );
+                }
             }
             LineKind::Attaching(n) => self.stats.attached_probes = Some(n),
             LineKind::Lost(n) => {
@@ -212,11 +267,12 @@ impl<'r> LogDecoder<'r> {
                     self.record(lineno, id, &nums);
                 }
             }
-            LineKind::Held { id, nums } => {
+            LineKind::Held { id, mut nums } => {
                 // A returned call's record the thread was holding (compose::pairing): it
                 // precedes the thread's in-flight entries in the dump, as in the thread's life.
                 self.end_header(lineno)?;
                 if self.schema.is_some() {
+                    self.to_start(id, &mut nums);
                     self.record(lineno, id, &nums);
                 }
             }
@@ -245,6 +301,7 @@ impl<'r> LogDecoder<'r> {
         let Some(b) = self.building.take() else {
             return Ok(());
         };
+        self.format = b.format;
         let schema = b.finish().map_err(|e| self.fatal(lineno, e))?;
         if let Some(want) = self.expect_schema {
             let got = schema.hash();
@@ -298,6 +355,22 @@ impl<'r> LogDecoder<'r> {
             .collect();
         self.schema = Some(schema);
         Ok(())
+    }
+
+    /// Format 2 writes a call's exit time where format 1 wrote its start: back to the start
+    /// (`exit - dur`), which every later step expects. An entry not seen (format 2 writes
+    /// `dur` = the exit time) gives 0, "not seen", as format 1 wrote it.
+    fn to_start(&self, id: u32, nums: &mut [u64]) {
+        if self.format < 2 {
+            return;
+        }
+        let call = id
+            .checked_sub(1)
+            .and_then(|i| self.plans.get(i as usize))
+            .is_some_and(|p| p.phase == Phase::Call);
+        if let (true, [_, ts, dur, ..]) = (call, nums) {
+            *ts = ts.saturating_sub(*dur);
+        }
     }
 
     /// Whether a dumped entry (`@e<id>[tid]: (ts, ...)`) is that of a call that returned;

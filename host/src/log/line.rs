@@ -22,6 +22,13 @@ pub enum LineKind<'a> {
         id: u32,
         rest: &'a str,
     },
+    /// `+<id> <delta> <n>...` (log format 2): a record continuing the line before it, in the
+    /// same printf (crate::compose::pairing). Its tid is that line's, its time that line's
+    /// plus `delta`; `rest` starts at `delta`.
+    Continuation {
+        id: u32,
+        rest: &'a str,
+    },
     /// bpftrace said `Attaching N probes...`.
     Attaching(u64),
     /// bpftrace lost events: `Lost N events`.
@@ -57,6 +64,12 @@ pub fn classify(line: &str) -> LineKind<'_> {
         if let rec @ LineKind::Record { .. } = record(t) {
             return rec;
         }
+    }
+    if let Some(c) = t.strip_prefix('+') {
+        return match record(c) {
+            LineKind::Record { id, rest } => LineKind::Continuation { id, rest },
+            _ => LineKind::Garbage(format!("not a continuation record: {:?}", short(t))),
+        };
     }
     if t.trim().is_empty() {
         return LineKind::Blank;
@@ -353,6 +366,19 @@ mod tests {
         assert_eq!(classify("#E in-flight calls"), LineKind::Blank);
         assert!(matches!(classify("3 72c cc9e7"), LineKind::Record { .. }));
         assert!(matches!(classify("hello world"), LineKind::Garbage(_)));
-        assert!(matches!(classify("+3 5"), LineKind::Garbage(_)));
+    }
+
+    #[test]
+    fn continuation_lines() {
+        assert_eq!(
+            classify("+27 3a98 2f3a 5eed 0"),
+            LineKind::Continuation {
+                id: 0x27,
+                rest: "3a98 2f3a 5eed 0"
+            }
+        );
+        for bad in ["+zz 5", "+ 5", "+", "++3 5"] {
+            assert!(matches!(classify(bad), LineKind::Garbage(_)), "{bad}");
+        }
     }
 }
