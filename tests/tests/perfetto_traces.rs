@@ -2,8 +2,9 @@
 //! generated perfetto_trace_pb2), not only by our own reader: tests/perfetto/check_trace.py
 //! decodes each trace and checks the rules viewers rely on (balanced LIFO slices per track,
 //! ordered timestamps, tracks described before use, interning, flows joining two slices).
-//! The log is a real one from real bpftrace: two ranks on the stand-ins, rank 1 skipping a
-//! collective (plugins/rccl/tests/data/hang-2ranks.log), here cut while rank 0 waits.
+//! The logs are real ones from real bpftrace: two ranks on the stand-ins, rank 1 skipping a
+//! collective (plugins/rccl/tests/data/hang-2ranks.log, here cut while rank 0 waits; and
+//! hang-2ranks-format2.log, bpftrace stopped while rank 0 waits).
 
 use std::process::Command;
 
@@ -129,4 +130,51 @@ fn traces_per_link_key_pass_the_official_schema() {
         n(&comm) + n(&check(&out_dir.join("trace_stream.pftrace")))
     );
     assert!(!one.join("trace_device.pftrace").exists());
+}
+
+/// Log format 2's END line says when tracing stopped: a call still open is drawn up to then
+/// (how long the hang had lasted when the user pressed Ctrl-C), not to the last record.
+#[test]
+fn a_hang_is_drawn_to_when_tracing_stopped() {
+    let dir = scratch("perfetto-stopped");
+    let log = root().join("plugins/rccl/tests/data/hang-2ranks-format2.log");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let stopped = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#E "))
+        .and_then(|r| u64::from_str_radix(r.split(' ').next().unwrap(), 16).ok())
+        .expect("the END line with its time");
+    let out_dir = dir.join("out");
+    bthost_ok(&[
+        "convert",
+        log.to_str().unwrap(),
+        "-o",
+        out_dir.to_str().unwrap(),
+    ]);
+    let comm = check(&out_dir.join("trace_comm.pftrace"));
+    let slices = comm["slices"].as_array().unwrap();
+    let stuck: Vec<&Value> = slices
+        .iter()
+        .filter(|s| s["name"] == "ncclBroadcast" && s["tid"] == 24466)
+        .collect();
+    assert_eq!(stuck.len(), 1, "{stuck:?}");
+    assert_eq!(stuck[0]["args"]["unfinished"], Value::Bool(true));
+    let end = |s: &Value| s["ts"].as_u64().unwrap() + s["dur"].as_u64().unwrap();
+    // Seconds after the last record: the ranks sat in the hang until bpftrace was stopped.
+    let last_record = slices
+        .iter()
+        .filter(|s| s["args"]["unfinished"] != Value::Bool(true))
+        .map(end)
+        .max()
+        .unwrap();
+    assert_eq!(end(stuck[0]), stopped);
+    assert!(
+        stopped > last_record + 1_000_000_000,
+        "{stopped} {last_record}"
+    );
+    let txt = std::fs::read_to_string(out_dir.join("log.txt")).unwrap();
+    assert!(
+        txt.contains("open: from their start to when tracing stopped)"),
+        "{txt}"
+    );
 }

@@ -84,8 +84,10 @@ pub(super) fn render(
 
     let _ = writeln!(s, "\nEND\n{{");
     // Calls still in flight: their entries, read back as calls begun and never ended; first
-    // each thread's held record (a call that returned, before those still open).
-    let _ = writeln!(s, "\tprintf(\"#E in-flight calls\\n\");");
+    // each thread's held record (a call that returned, before those still open). The time
+    // tracing stopped (format 2): calls still open are drawn up to it, so a hang shows how
+    // long it had lasted, not just when the last record came.
+    let _ = writeln!(s, "\tprintf(\"#E %lx in-flight calls\\n\", nsecs);");
     if !pairs.widths.is_empty() {
         let _ = writeln!(s, "\tprint({HELD_MAP});");
     }

@@ -219,7 +219,9 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         .finish()
         .with_context(|| format!("sorting calls in {}", opts.out_dir.display()))?;
     let t_first = calls.t_first.unwrap_or(0);
-    let t_last = calls.t_last.unwrap_or(0);
+    // Calls still open are drawn to when tracing stopped, if the log says (format 2), else to
+    // its last record.
+    let t_last = calls.t_last.unwrap_or(0).max(stats.stopped_at.unwrap_or(0));
     let read_secs = t_read.elapsed().as_secs_f64();
     let t_write = std::time::Instant::now();
 

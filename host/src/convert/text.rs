@@ -147,8 +147,13 @@ impl TextWriter {
         if !h.in_flight.is_empty() {
             writeln!(
                 w,
-                "#\n# IN FLIGHT when the log ended: {} calls never returned (per thread, outermost first; open: from their start to the log's last record)",
-                h.in_flight.len()
+                "#\n# IN FLIGHT when the log ended: {} calls never returned (per thread, outermost first; open: from their start to {})",
+                h.in_flight.len(),
+                if h.stats.stopped_at.is_some() {
+                    "when tracing stopped"
+                } else {
+                    "the log's last record"
+                }
             )?;
             let t_end = self.t_last;
             let mut s = String::new();

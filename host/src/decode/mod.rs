@@ -35,6 +35,8 @@ pub struct Stats {
     pub lost_events: u64,
     pub attached_probes: Option<u64>,
     pub threads: u64,
+    /// When tracing stopped: the time on the END line (log format 2), if the log has it.
+    pub stopped_at: Option<u64>,
 }
 
 struct PackState {
@@ -241,6 +243,7 @@ impl<'r> LogDecoder<'r> {
                 }
             }
             LineKind::Attaching(n) => self.stats.attached_probes = Some(n),
+            LineKind::End(time) => self.stats.stopped_at = time.or(self.stats.stopped_at),
             LineKind::Lost(n) => {
                 self.stats.lost_events += n;
                 self.diag.add(

@@ -31,6 +31,9 @@ pub enum LineKind<'a> {
     },
     /// bpftrace said `Attaching N probes...`.
     Attaching(u64),
+    /// The script's END began (format 2: `#E <time> in-flight calls`; format 1 had no time):
+    /// the in-flight dump follows.
+    End(Option<u64>),
     /// bpftrace lost events: `Lost N events`.
     Lost(u64),
     /// bpftrace's error or warning lines (`ERROR: ...`, `WARNING: ...`, failed detaches, ...).
@@ -110,8 +113,13 @@ pub fn classify(line: &str) -> LineKind<'_> {
     {
         return LineKind::BpftraceMessage(t);
     }
-    if t.starts_with("#E") || t.starts_with("#A") {
-        // The END marker before the in-flight dump; `bthost record`'s attached marker.
+    if let Some(rest) = t.strip_prefix("#E") {
+        // The END marker before the in-flight dump.
+        let time = rest.split_ascii_whitespace().next();
+        return LineKind::End(time.and_then(|w| u64::from_str_radix(w, 16).ok()));
+    }
+    if t.starts_with("#A") {
+        // `bthost record`'s attached marker.
         return LineKind::Blank;
     }
     if let Some(rest) = t.strip_prefix("@e") {
@@ -363,7 +371,11 @@ mod tests {
         ] {
             assert!(matches!(classify(bad), LineKind::MapDump(_)), "{bad}");
         }
-        assert_eq!(classify("#E in-flight calls"), LineKind::Blank);
+        assert_eq!(classify("#E in-flight calls"), LineKind::End(None));
+        assert_eq!(
+            classify("#E 178ba2c3d4e5 in-flight calls"),
+            LineKind::End(Some(0x178b_a2c3_d4e5))
+        );
         assert!(matches!(classify("3 72c cc9e7"), LineKind::Record { .. }));
         assert!(matches!(classify("hello world"), LineKind::Garbage(_)));
     }

@@ -1,6 +1,7 @@
-//! The hip decoder on a recorded log: two ranks on the HIP/RCCL stand-ins (tests/standins),
-//! bpftrace 0.17 (see plugins/rccl/tests/recorded.rs for how it was recorded). Each rank calls
-//! hipSetDevice(rank), which succeeds on the stand-in, then works on its device.
+//! The hip decoder on recorded logs: two ranks on the HIP/RCCL stand-ins (tests/standins),
+//! log format 1 from bpftrace 0.17 and format 2 (paired records, continuation lines) from
+//! bpftrace 0.23 (see plugins/rccl/tests/recorded.rs for how they were recorded). Each rank
+//! calls hipSetDevice(rank), which succeeds on the stand-in, then works on its device.
 
 use std::path::Path;
 
@@ -20,31 +21,40 @@ fn every_call_after_set_device_carries_the_device() {
         },
         false,
     );
-    let dec = Decoder_TO::from_value(DeviceTracker::default(), TD_Opaque);
-    let mut events: Vec<Event> = Vec::new();
-    decode_log_with(
-        &reg,
-        &dir.join("tests/data/standin-2ranks.log"),
-        None,
-        vec![("hip".into(), dec)],
-        |_, evs| events.append(evs),
-    )
-    .unwrap();
-    for (pid, device) in [(25718u32, 0u64), (25719, 1)] {
-        let hip: Vec<&Event> = events
-            .iter()
-            .filter(|e| e.pid == pid && e.pack.as_str() == "hip")
-            .collect();
-        let set = hip
-            .iter()
-            .position(|e| e.name.as_str() == "hipSetDevice")
-            .expect("hipSetDevice");
-        // Before it (hipGetDeviceCount) the device is unknown; from it on, known.
-        assert!(hip[..set].iter().all(|e| e.link("device").is_none()));
-        assert!(hip[set..].len() > 5);
-        assert!(
-            hip[set..].iter().all(|e| e.link("device") == Some(device)),
-            "{pid}"
-        );
+    // (log, pids of ranks 0 and 1)
+    for (log, ranks) in [
+        ("standin-2ranks.log", [25718u32, 25719]),
+        ("standin-2ranks-format2.log", [24466, 24467]),
+    ] {
+        let dec = Decoder_TO::from_value(DeviceTracker::default(), TD_Opaque);
+        let mut events: Vec<Event> = Vec::new();
+        decode_log_with(
+            &reg,
+            &dir.join("tests/data").join(log),
+            None,
+            vec![("hip".into(), dec)],
+            |_, evs| events.append(evs),
+        )
+        .unwrap();
+        for (pid, device) in ranks.into_iter().zip([0u64, 1]) {
+            let hip: Vec<&Event> = events
+                .iter()
+                .filter(|e| e.pid == pid && e.pack.as_str() == "hip")
+                .collect();
+            let set = hip
+                .iter()
+                .position(|e| e.name.as_str() == "hipSetDevice")
+                .expect("hipSetDevice");
+            // Before it (hipGetDeviceCount) the device is unknown; from it on, known.
+            assert!(
+                hip[..set].iter().all(|e| e.link("device").is_none()),
+                "{log}"
+            );
+            assert!(hip[set..].len() > 5, "{log}");
+            assert!(
+                hip[set..].iter().all(|e| e.link("device") == Some(device)),
+                "{log}: {pid}"
+            );
+        }
     }
 }
