@@ -177,4 +177,27 @@ fn a_hang_is_drawn_to_when_tracing_stopped() {
         txt.contains("open: from their start to when tracing stopped)"),
         "{txt}"
     );
+    // Under the hung call, what the other rank last did on the same communicator (collective
+    // #1), and that no other thread entered the same collective (#2): the hang in one place.
+    let header: Vec<&str> = txt.lines().take_while(|l| l.starts_with('#')).collect();
+    let at = |prefix: &str| {
+        header
+            .iter()
+            .position(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} in\n{}", header.join("\n")))
+    };
+    let comm = at("#       comm=0xe27627d201dcb580: the other threads' last call on it:");
+    let peer = header[comm + 1];
+    assert!(
+        peer.starts_with("#         pid 24467 tid 24467 (rccl_ranks): ")
+            && peer.contains("ncclAllReduce(")
+            && peer.contains("seq=1,"),
+        "{peer}"
+    );
+    let coll = header[at("#   pid 24466 tid 24466")]
+        .split("coll=")
+        .nth(1)
+        .and_then(|r| r.split(']').next())
+        .expect("the hung call's coll link");
+    at(&format!("#       coll={coll}: no other thread"));
 }

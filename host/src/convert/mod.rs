@@ -9,6 +9,7 @@ mod bgwrite;
 pub mod call;
 mod collect;
 mod numfmt;
+mod peers;
 pub mod perfetto;
 mod progress;
 mod reader;
@@ -250,7 +251,8 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         &mut calls.strings,
     )
     .with_context(|| format!("creating traces in {}", opts.out_dir.display()))?;
-    let text = text::TextWriter::new(t_first, t_last, &opts.out_dir, opts.memory / 3);
+    let mut text = text::TextWriter::new(t_first, t_last, &opts.out_dir, opts.memory / 3);
+    text.watch(&in_flight);
     let Collector {
         strings,
         sorter,

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use super::bgwrite::BgWriter;
 use super::call::{Call, Strings, V};
 use super::numfmt::{push_hex, push_i64, push_nine, push_u64};
+use super::peers::Peers;
 use crate::decode::Stats;
 use crate::log::Diagnostics;
 
@@ -38,6 +39,8 @@ pub struct TextWriter {
     spill_path: PathBuf,
     /// The spill file, written by its own thread, and its length so far.
     spill: Option<(BgWriter, u64)>,
+    /// What the other threads last did on the link values of the calls in flight.
+    peers: Peers,
 }
 
 /// What the header of the text log says.
@@ -65,11 +68,19 @@ impl TextWriter {
             budget,
             spill_path: dir.join(format!(".bthost-text-{}.tmp", std::process::id())),
             spill: None,
+            peers: Peers::default(),
         }
+    }
+
+    /// Watches the link values of the calls in flight, to say in the header what the other
+    /// threads last did on them (see peers.rs). Before the first [`TextWriter::push`].
+    pub fn watch(&mut self, in_flight: &[Call]) {
+        self.peers = Peers::new(in_flight);
     }
 
     /// Adds the next call in start order.
     pub fn push(&mut self, c: &Call, strings: &Strings) -> io::Result<()> {
+        self.peers.see(c);
         let th = self.threads.entry((c.pid, c.tid)).or_default();
         let start = c.start.unwrap_or(self.t0);
         while th
@@ -90,6 +101,41 @@ impl TextWriter {
         }
         if self.buffered >= self.budget {
             self.spill_all()?;
+        }
+        Ok(())
+    }
+
+    /// Under a call in flight, for each of its link values: the other threads' last call on
+    /// it, or that no other thread used it (a collective no other rank entered).
+    fn write_peers(&self, w: &mut BufWriter<File>, c: &Call, h: &Header) -> io::Result<()> {
+        /// Threads listed per link value, at most (a device shared by many threads).
+        const MAX: usize = 16;
+        let mut s = String::new();
+        for (k, v) in c.flow_links() {
+            let others = self.peers.others(k, v, c.tid);
+            s.clear();
+            push_hex(&mut s, v);
+            let key = h.strings.get(k);
+            if others.is_empty() {
+                writeln!(w, "#       {key}={s}: no other thread")?;
+                continue;
+            }
+            writeln!(w, "#       {key}={s}: the other threads' last call on it:")?;
+            for o in others.iter().take(MAX) {
+                let comm = h.comms.get(&o.tid).map_or("", |x| x.1.as_str());
+                s.clear();
+                line(&mut s, o, self.t0, 0, h.strings);
+                writeln!(
+                    w,
+                    "#         pid {} tid {} ({comm}): {}",
+                    o.pid,
+                    o.tid,
+                    s.trim_start()
+                )?;
+            }
+            if others.len() > MAX {
+                writeln!(w, "#         ... {} more threads", others.len() - MAX)?;
+            }
         }
         Ok(())
     }
@@ -176,6 +222,7 @@ impl TextWriter {
                     c.tid,
                     s.trim_start()
                 )?;
+                self.write_peers(w, c, h)?;
             }
         }
         // The spill file, complete, to read the chunks back from.
