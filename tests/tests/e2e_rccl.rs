@@ -18,6 +18,18 @@ fn trace(bin: &Path, version: &semver::Version, name: &str, args: &str) -> (Vec<
 
 type Stuck = fn(&str) -> bool;
 
+fn scratch_name(name: &str, version: &semver::Version) -> String {
+    format!("e2e_rccl-{name}-{version}")
+}
+
+/// The log [`trace_with`] wrote for `name` and `version`.
+fn run_log(name: &str, version: &semver::Version) -> std::path::PathBuf {
+    out_dir()
+        .join("e2e-scratch")
+        .join(scratch_name(name, version))
+        .join("run.log")
+}
+
 fn trace_with(
     bin: &Path,
     version: &semver::Version,
@@ -25,10 +37,10 @@ fn trace_with(
     args: &str,
     hang: Option<Stuck>,
 ) -> (Vec<Event>, String) {
-    let dir = scratch(&format!("e2e_rccl-{name}-{version}"));
+    let dir = scratch(&scratch_name(name, version));
     let standins = build_standins(&dir.join("standins"));
     let script = dir.join("bpft.bt");
-    let log = dir.join("run.log");
+    let log = run_log(name, version);
     let lib = |p: &str, f: &str| format!("{p}={}", standins.join(f).display());
     bthost_ok(&[
         "build",
@@ -289,5 +301,57 @@ fn a_hang_stopped_by_ctrl_c_keeps_the_entries_in_flight() {
             assert_eq!(stuck_call.link("device"), Some(device as u64));
             assert_eq!(stuck_call.arg("rank").and_then(Value::as_i64), Some(rank));
         }
+        // The text log's header, under rank 0's hung collective #2: on its `coll` (the same
+        // collective on every rank), ranks 1 and 3, stuck in it too; rank 2 is not there.
+        // On the communicator, rank 2's last call: collective #1, returned.
+        let out = run_log("inflight", version).with_file_name("out");
+        bthost_ok(&[
+            "convert",
+            run_log("inflight", version).to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        let txt = std::fs::read_to_string(out.join("log.txt")).unwrap();
+        let header: Vec<&str> = txt.lines().take_while(|l| l.starts_with('#')).collect();
+        let under_rank0: Vec<&str> = header
+            .iter()
+            .skip_while(|l| !l.starts_with(&format!("#   pid {} ", ranks[0].1)))
+            .skip(1)
+            .take_while(|l| l.starts_with("#       "))
+            .copied()
+            .collect();
+        let peers_on = |key: &str| -> Vec<&str> {
+            under_rank0
+                .iter()
+                .skip_while(|l| !l.starts_with(&format!("#       {key}=")))
+                .skip(1)
+                .take_while(|l| l.starts_with("#         "))
+                .copied()
+                .collect()
+        };
+        let pid_of = |l: &str| -> u32 {
+            l.trim_start_matches("#         pid ")
+                .split(' ')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0)
+        };
+        let in_coll: Vec<u32> = peers_on("coll").iter().map(|l| pid_of(l)).collect();
+        let mut want = vec![ranks[1].1, ranks[3].1];
+        want.sort_unstable();
+        assert_eq!(in_coll, want, "{version}: {}", header.join("\n"));
+        assert!(peers_on("coll").iter().all(|l| l.contains("UNFINISHED")));
+        let rank2_on_comm: Vec<&str> = peers_on("comm")
+            .into_iter()
+            .filter(|l| pid_of(l) == ranks[2].1)
+            .collect();
+        assert!(
+            rank2_on_comm.len() == 1
+                && rank2_on_comm[0].contains("ncclAllReduce(")
+                && rank2_on_comm[0].contains("seq=1,")
+                && rank2_on_comm[0].contains("= ncclSuccess"),
+            "{version}: {}",
+            header.join("\n")
+        );
     }
 }
