@@ -356,14 +356,16 @@ fn within_two_minutes<T>(what: impl Fn() -> String, mut ready: impl FnMut(u32) -
 }
 
 /// Stops bpftrace with SIGINT (a user's Ctrl-C) and checks it ended cleanly. The signal is
-/// sent again every 3 s until bpftrace exits: bpftrace 0.17 has been seen to miss one (the
-/// test, or the benchmark, then waited forever), as `bthost record` also found.
+/// sent again every 3 s until bpftrace's END has begun (its `#E` line is in the log):
+/// bpftrace 0.17 has been seen to miss one (the test, or the benchmark, then waited forever),
+/// as `bthost record` also found. Not after: a signal that comes while bpftrace detaches its
+/// probes (seconds on a busy machine) kills it.
 fn stop_bpftrace(bt: &mut Tracing, log: &Path) {
-    // END takes well under a second.
+    let ending = || std::fs::read(log).is_ok_and(|b| b.starts_with(b"#E") || memmem(&b, b"\n#E"));
     let status = within_two_minutes(
         || "bpftrace did not stop within two minutes of SIGINT".to_string(),
         |polls| {
-            if polls % 30 == 0 {
+            if polls % 30 == 0 && (polls == 0 || !ending()) {
                 let _ = Command::new("kill")
                     .arg("-INT")
                     .arg(bt.0.id().to_string())
@@ -431,4 +433,9 @@ pub fn children_maxrss_kib() -> i64 {
     // SAFETY: RUSAGE_CHILDREN (-1) fills the struct, which has the kernel's layout.
     unsafe { getrusage(-1, &mut r) };
     r.maxrss
+}
+
+/// Whether `needle` occurs in `hay`.
+fn memmem(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }
