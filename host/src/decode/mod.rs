@@ -204,36 +204,7 @@ impl<'r> LogDecoder<'r> {
             }
             LineKind::Continuation { id, rest } => {
                 self.end_header(lineno)?;
-                let why = match (self.schema.is_some() && self.format >= 2, prev) {
-                    (false, _) => Some(
-                        "a continuation line (`+<id> ...`) in a log whose header is not format 2"
-                            .to_string(),
-                    ),
-                    (true, None) => Some(
-                        "a continuation line whose first line is missing or damaged".to_string(),
-                    ),
-                    (true, Some((tid, ts))) => {
-                        let mut nums = std::mem::take(&mut self.nums);
-                        let why = match record_numbers(rest, &mut nums) {
-                            Ok(()) => {
-                                // Back to a whole record: the first line's tid, its time plus
-                                // the delta.
-                                nums.insert(0, tid);
-                                if let Some(t) = nums.get_mut(1) {
-                                    *t = ts.wrapping_add(*t);
-                                    self.prev = Some((tid, *t));
-                                }
-                                self.to_start(id, &mut nums);
-                                self.record(lineno, id, &nums);
-                                None
-                            }
-                            Err(why) => Some(why),
-                        };
-                        self.nums = nums;
-                        why
-                    }
-                };
-                if let Some(why) = why {
+                if let Err(why) = self.continuation(lineno, id, rest, prev) {
                     self.diag.add(
                         "garbage lines",
                         Severity::Warning,
@@ -358,6 +329,39 @@ impl<'r> LogDecoder<'r> {
             .collect();
         self.schema = Some(schema);
         Ok(())
+    }
+
+    /// A continuation line (`+<id> <delta> ...`, format 2): the record of the line before it
+    /// in the same printf (`prev`: that line's tid and time), back to a whole record.
+    fn continuation(
+        &mut self,
+        lineno: u64,
+        id: u32,
+        rest: &str,
+        prev: Option<(u64, u64)>,
+    ) -> Result<(), String> {
+        if self.schema.is_none() || self.format < 2 {
+            return Err(
+                "a continuation line (`+<id> ...`) in a log whose header is not format 2".into(),
+            );
+        }
+        let Some((tid, ts)) = prev else {
+            return Err("a continuation line whose first line is missing or damaged".into());
+        };
+        let mut nums = std::mem::take(&mut self.nums);
+        let parsed = record_numbers(rest, &mut nums);
+        if parsed.is_ok() {
+            // The first line's tid; its time plus the delta.
+            nums.insert(0, tid);
+            if let Some(t) = nums.get_mut(1) {
+                *t = ts.wrapping_add(*t);
+                self.prev = Some((tid, *t));
+            }
+            self.to_start(id, &mut nums);
+            self.record(lineno, id, &nums);
+        }
+        self.nums = nums;
+        parsed
     }
 
     /// Format 2 writes a call's exit time where format 1 wrote its start: back to the start
