@@ -65,6 +65,18 @@ pub fn bthost_ok_stderr(args: &[&str]) -> String {
     String::from_utf8_lossy(&bthost_succeeds(args).stderr).into_owned()
 }
 
+/// `bthost convert LOG -o OUT EXTRA...`, asserting success; returns stderr (the summary).
+pub fn bthost_convert(log: &Path, out: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "convert",
+        log.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    bthost_ok_stderr(&args)
+}
+
 fn bthost_succeeds(args: &[&str]) -> Output {
     let o = bthost(args);
     assert!(

@@ -11,15 +11,7 @@ fn peak_memory_follows_the_budget_not_the_log() {
     let log = dir.join("gen.log");
     generate_log(&log, 16 << 20);
     let out = dir.join("out");
-    let err = bthost_ok_stderr(&[
-        "-v",
-        "convert",
-        log.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--memory",
-        "4",
-    ]);
+    let err = bthost_convert(&log, &out, &["-v", "--memory", "4"]);
     assert!(!err.contains("(0 sorted runs spilled)"), "{err}");
     let rss_mib = children_maxrss_kib() / 1024;
     let text = std::fs::metadata(dir.join("out/log.txt")).unwrap().len() >> 20;

@@ -8,17 +8,11 @@ use std::process::Command;
 
 use bthost_tests::*;
 
-/// `bthost -v convert LOG -o OUT EXTRA...`; its stderr.
+/// `bthost convert -v LOG -o OUT EXTRA...`; its stderr (with the passes' times and runs).
 fn convert(log: &std::path::Path, out: &std::path::Path, extra: &[&str]) -> String {
-    let mut args = vec![
-        "-v",
-        "convert",
-        log.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ];
+    let mut args = vec!["-v"];
     args.extend_from_slice(extra);
-    bthost_ok_stderr(&args)
+    bthost_convert(log, out, &args)
 }
 
 fn spilled_runs(stderr: &str) -> u64 {

@@ -167,26 +167,16 @@ fn traces_the_real_hip_runtime(bin: &std::path::Path, version: &semver::Version)
 
     // The CLI writes the per-thread text log, and accepts the log with its own schema file.
     let out_dir = dir.join("out");
-    bthost_ok(&[
-        "convert",
-        log.to_str().unwrap(),
-        "-o",
-        out_dir.to_str().unwrap(),
-        "--schema",
-        dir.join("bpft.schema").to_str().unwrap(),
-    ]);
+    bthost_convert(
+        &log,
+        &out_dir,
+        &["--schema", dir.join("bpft.schema").to_str().unwrap()],
+    );
     let txt = std::fs::read_to_string(out_dir.join("log.txt")).unwrap();
     // Offline symbolization: with the process's memory map, the kernel's address is a name.
     let sym_dir = dir.join("sym");
     let maps_arg = format!("{workload_pid}={}", maps.display());
-    let err = bthost_ok_stderr(&[
-        "convert",
-        log.to_str().unwrap(),
-        "-o",
-        sym_dir.to_str().unwrap(),
-        "--maps",
-        &maps_arg,
-    ]);
+    let err = bthost_convert(&log, &sym_dir, &["--maps", &maps_arg]);
     assert!(
         err.contains("code addresses: 1 symbolized, 0 left as addresses"),
         "{err}"

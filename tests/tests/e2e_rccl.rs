@@ -304,13 +304,9 @@ fn a_hang_stopped_by_ctrl_c_keeps_the_entries_in_flight() {
         // The text log's header, under rank 0's hung collective #2: on its `coll` (the same
         // collective on every rank), ranks 1 and 3, stuck in it too; rank 2 is not there.
         // On the communicator, rank 2's last call: collective #1, returned.
-        let out = run_log("inflight", version).with_file_name("out");
-        bthost_ok(&[
-            "convert",
-            run_log("inflight", version).to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ]);
+        let log = run_log("inflight", version);
+        let out = log.with_file_name("out");
+        bthost_convert(&log, &out, &[]);
         let txt = std::fs::read_to_string(out.join("log.txt")).unwrap();
         let header: Vec<&str> = txt.lines().take_while(|l| l.starts_with('#')).collect();
         let under_rank0: Vec<&str> = header

@@ -14,10 +14,16 @@ fn calls(events: &[bthost_plugin_api::Event]) -> Vec<(&str, EventKind, u32, u64,
         .collect()
 }
 
-#[test]
-fn a_continuation_line_takes_the_tid_and_time_of_the_line_before() {
+/// The hip and rccl packs' script, and the id of its hipStreamSynchronize call record.
+fn script_and_sync() -> (bthost::compose::Built, u32) {
     let built = hip_rccl_built();
     let sync = record_id(&built, "hipStreamSynchronize", Phase::Call);
+    (built, sync)
+}
+
+#[test]
+fn a_continuation_line_takes_the_tid_and_time_of_the_line_before() {
+    let (built, sync) = script_and_sync();
     let set = record_id(&built, "hipSetDevice", Phase::Call);
     // Two printfs of thread 0x65, then one of thread 0x66 (its T line first): each a record
     // and its continuation. hipStreamSynchronize: exit 0x2500 after 0x500 ns; hipSetDevice:
@@ -69,8 +75,7 @@ fn a_continuation_line_takes_the_tid_and_time_of_the_line_before() {
 
 #[test]
 fn a_continuation_without_its_first_line_is_skipped_with_its_line_number() {
-    let built = hip_rccl_built();
-    let sync = record_id(&built, "hipStreamSynchronize", Phase::Call);
+    let (built, sync) = script_and_sync();
     // Line numbers: 1 Attaching, then the header (one line per record id), then the T line.
     let first = built.schema.records.len() as u64 + 4;
     // A continuation after bpftrace's own line, after a damaged line, and the valid records
@@ -106,8 +111,7 @@ fn a_continuation_without_its_first_line_is_skipped_with_its_line_number() {
 
 #[test]
 fn format_1_logs_read_as_before() {
-    let built = hip_rccl_built();
-    let sync = record_id(&built, "hipStreamSynchronize", Phase::Call);
+    let (built, sync) = script_and_sync();
     let sync_entry = record_id(&built, "hipStreamSynchronize", Phase::Entry);
     // Format 1: a call's start, not its exit; the held record too. A continuation line has
     // no meaning there.
@@ -149,8 +153,7 @@ fn format_1_logs_read_as_before() {
 
 #[test]
 fn a_call_whose_entry_was_not_seen_ends_at_its_exit() {
-    let built = hip_rccl_built();
-    let sync = record_id(&built, "hipStreamSynchronize", Phase::Call);
+    let (built, sync) = script_and_sync();
     // Tracing began inside the call: the script's entry time is 0, so the duration it writes
     // is the exit time itself; alone and as a continuation.
     let log = format!("{sync:x} 65 2500 2500 5555aaaa0000 0\n+{sync:x} 100 2600 5555aaaa0000 0\n");

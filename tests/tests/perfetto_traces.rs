@@ -28,6 +28,22 @@ fn check(trace: &std::path::Path) -> Value {
     out
 }
 
+/// Where a slice (as check_trace.py gives it) ends.
+fn end(s: &Value) -> u64 {
+    s["ts"].as_u64().unwrap() + s["dur"].as_u64().unwrap()
+}
+
+/// The one slice of `name` on thread `tid`, which must be marked unfinished.
+fn the_unfinished<'a>(slices: &'a [Value], name: &str, tid: u32) -> &'a Value {
+    let found: Vec<&Value> = slices
+        .iter()
+        .filter(|s| s["name"] == name && s["tid"] == tid)
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["args"]["unfinished"], Value::Bool(true));
+    found[0]
+}
+
 #[test]
 fn traces_per_link_key_pass_the_official_schema() {
     let dir = scratch("perfetto");
@@ -42,12 +58,7 @@ fn traces_per_link_key_pass_the_official_schema() {
     let log = dir.join("cut.log");
     std::fs::write(&log, cut).unwrap();
     let out_dir = dir.join("out");
-    bthost_ok(&[
-        "convert",
-        log.to_str().unwrap(),
-        "-o",
-        out_dir.to_str().unwrap(),
-    ]);
+    bthost_convert(&log, &out_dir, &[]);
 
     // The text log starts with where each thread was stuck.
     let txt = std::fs::read_to_string(out_dir.join("log.txt")).unwrap();
@@ -74,16 +85,10 @@ fn traces_per_link_key_pass_the_official_schema() {
     let comm = check(&out_dir.join("trace_comm.pftrace"));
     let slices = comm["slices"].as_array().unwrap();
     // Rank 0 (tid 25718) is still in collective #2 at the end: drawn to the end, unfinished.
-    let stuck: Vec<&Value> = slices
-        .iter()
-        .filter(|s| s["name"] == "ncclBroadcast" && s["tid"] == 25718)
-        .collect();
-    assert_eq!(stuck.len(), 1, "{stuck:?}");
-    assert_eq!(stuck[0]["args"]["unfinished"], Value::Bool(true));
-    assert_eq!(stuck[0]["args"]["seq"], 2);
+    let stuck = the_unfinished(slices, "ncclBroadcast", 25718);
+    assert_eq!(stuck["args"]["seq"], 2);
     // Drawn to the end of the log.
-    let end = |s: &Value| s["ts"].as_u64().unwrap() + s["dur"].as_u64().unwrap();
-    assert_eq!(end(stuck[0]), slices.iter().map(end).max().unwrap());
+    assert_eq!(end(stuck), slices.iter().map(end).max().unwrap());
     // The communicator's calls link across the two ranks' processes.
     let flows = comm["flows"].as_array().unwrap();
     assert!(
@@ -114,15 +119,7 @@ fn traces_per_link_key_pass_the_official_schema() {
 
     // --link picks keys; --combined writes one trace with all their flows.
     let one = dir.join("one");
-    bthost_ok(&[
-        "convert",
-        log.to_str().unwrap(),
-        "-o",
-        one.to_str().unwrap(),
-        "--link",
-        "comm,stream",
-        "--combined",
-    ]);
+    bthost_convert(&log, &one, &["--link", "comm,stream", "--combined"]);
     let both = check(&one.join("trace.pftrace"));
     let n = |v: &Value| v["flows"].as_array().unwrap().len();
     assert_eq!(
@@ -145,21 +142,10 @@ fn a_hang_is_drawn_to_when_tracing_stopped() {
         .and_then(|r| u64::from_str_radix(r.split(' ').next().unwrap(), 16).ok())
         .expect("the END line with its time");
     let out_dir = dir.join("out");
-    bthost_ok(&[
-        "convert",
-        log.to_str().unwrap(),
-        "-o",
-        out_dir.to_str().unwrap(),
-    ]);
+    bthost_convert(&log, &out_dir, &[]);
     let comm = check(&out_dir.join("trace_comm.pftrace"));
     let slices = comm["slices"].as_array().unwrap();
-    let stuck: Vec<&Value> = slices
-        .iter()
-        .filter(|s| s["name"] == "ncclBroadcast" && s["tid"] == 24466)
-        .collect();
-    assert_eq!(stuck.len(), 1, "{stuck:?}");
-    assert_eq!(stuck[0]["args"]["unfinished"], Value::Bool(true));
-    let end = |s: &Value| s["ts"].as_u64().unwrap() + s["dur"].as_u64().unwrap();
+    let stuck = the_unfinished(slices, "ncclBroadcast", 24466);
     // Seconds after the last record: the ranks sat in the hang until bpftrace was stopped.
     let last_record = slices
         .iter()
@@ -167,7 +153,7 @@ fn a_hang_is_drawn_to_when_tracing_stopped() {
         .map(end)
         .max()
         .unwrap();
-    assert_eq!(end(stuck[0]), stopped);
+    assert_eq!(end(stuck), stopped);
     assert!(
         stopped > last_record + 1_000_000_000,
         "{stopped} {last_record}"

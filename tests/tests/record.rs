@@ -61,12 +61,7 @@ fn record_traces_a_command_and_keeps_its_memory_map() {
         assert!(maps_text.contains("libamdhip64"), "{maps_text}");
 
         let out = dir.join("out");
-        let err = bthost_ok_stderr(&[
-            "convert",
-            log.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ]);
+        let err = bthost_convert(&log, &out, &[]);
         assert!(
             err.contains("code addresses: 1 symbolized, 0 left as addresses"),
             "{err}"

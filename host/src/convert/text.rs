@@ -105,33 +105,39 @@ impl TextWriter {
         Ok(())
     }
 
+    /// A call as the header lists it: its thread (`pid P tid T (comm)`), and its line.
+    fn listed(&self, c: &Call, h: &Header) -> (String, String) {
+        let comm = h.comms.get(&c.tid).map_or("", |x| x.1.as_str());
+        let mut s = String::new();
+        line(&mut s, c, self.t0, 0, h.strings);
+        (
+            format!("pid {} tid {} ({comm})", c.pid, c.tid),
+            s.trim_start().to_string(),
+        )
+    }
+
     /// Under a call in flight, for each of its link values: the other threads' last call on
     /// it, or that no other thread used it (a collective no other rank entered).
     fn write_peers(&self, w: &mut BufWriter<File>, c: &Call, h: &Header) -> io::Result<()> {
         /// Threads listed per link value, at most (a device shared by many threads).
         const MAX: usize = 16;
-        let mut s = String::new();
+        let mut value = String::new();
         for (k, v) in c.flow_links() {
             let others = self.peers.others(k, v, c.tid);
-            s.clear();
-            push_hex(&mut s, v);
+            value.clear();
+            push_hex(&mut value, v);
             let key = h.strings.get(k);
             if others.is_empty() {
-                writeln!(w, "#       {key}={s}: no other thread")?;
+                writeln!(w, "#       {key}={value}: no other thread")?;
                 continue;
             }
-            writeln!(w, "#       {key}={s}: the other threads' last call on it:")?;
+            writeln!(
+                w,
+                "#       {key}={value}: the other threads' last call on it:"
+            )?;
             for o in others.iter().take(MAX) {
-                let comm = h.comms.get(&o.tid).map_or("", |x| x.1.as_str());
-                s.clear();
-                line(&mut s, o, self.t0, 0, h.strings);
-                writeln!(
-                    w,
-                    "#         pid {} tid {} ({comm}): {}",
-                    o.pid,
-                    o.tid,
-                    s.trim_start()
-                )?;
+                let (who, line) = self.listed(o, h);
+                writeln!(w, "#         {who}: {line}")?;
             }
             if others.len() > MAX {
                 writeln!(w, "#         ... {} more threads", others.len() - MAX)?;
@@ -202,11 +208,8 @@ impl TextWriter {
                 }
             )?;
             let t_end = self.t_last;
-            let mut s = String::new();
             for c in h.in_flight {
-                let comm = h.comms.get(&c.tid).map_or("", |x| x.1.as_str());
-                s.clear();
-                line(&mut s, c, t0, 0, h.strings);
+                let (who, s) = self.listed(c, h);
                 let open = match c.start {
                     Some(st) => {
                         let mut d = String::new();
@@ -215,13 +218,7 @@ impl TextWriter {
                     }
                     None => "?".into(),
                 };
-                writeln!(
-                    w,
-                    "#   pid {} tid {} ({comm}), open >= {open}: {}",
-                    c.pid,
-                    c.tid,
-                    s.trim_start()
-                )?;
+                writeln!(w, "#   {who}, open >= {open}: {s}")?;
                 self.write_peers(w, c, h)?;
             }
         }

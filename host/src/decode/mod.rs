@@ -186,13 +186,7 @@ impl<'r> LogDecoder<'r> {
                 }
                 let mut nums = std::mem::take(&mut self.nums);
                 match record_numbers(rest, &mut nums) {
-                    Ok(()) => {
-                        if let [tid, ts, ..] = nums[..] {
-                            self.prev = Some((tid, ts));
-                        }
-                        self.to_start(id, &mut nums);
-                        self.record(lineno, id, &nums);
-                    }
+                    Ok(()) => self.written(lineno, id, &mut nums),
                     Err(why) => self.diag.add(
                         "garbage lines",
                         Severity::Warning,
@@ -355,13 +349,21 @@ impl<'r> LogDecoder<'r> {
             nums.insert(0, tid);
             if let Some(t) = nums.get_mut(1) {
                 *t = ts.wrapping_add(*t);
-                self.prev = Some((tid, *t));
             }
-            self.to_start(id, &mut nums);
-            self.record(lineno, id, &nums);
+            self.written(lineno, id, &mut nums);
         }
         self.nums = nums;
         parsed
+    }
+
+    /// A record line as the script wrote it (`tid, time, ...`; a continuation already made
+    /// whole): what a continuation line that follows it is relative to, then decoded.
+    fn written(&mut self, lineno: u64, id: u32, nums: &mut [u64]) {
+        if let [tid, ts, ..] = *nums {
+            self.prev = Some((tid, ts));
+        }
+        self.to_start(id, nums);
+        self.record(lineno, id, nums);
     }
 
     /// Format 2 writes a call's exit time where format 1 wrote its start: back to the start
