@@ -30,6 +30,39 @@ pub struct LibArgs {
     pub libs: Vec<String>,
 }
 
+/// How records leave the kernel (`build` and `record`).
+#[derive(Args, Debug, Clone)]
+pub struct EmitArgs {
+    /// How records leave the kernel: `maps` (stored in BPF maps, drained off the traced
+    /// threads' path: about the bare probe's cost) or `printf` (printed as written: 1.6-2x;
+    /// for a log read live).
+    #[arg(long, value_enum, default_value_t = Records::Maps)]
+    pub records: Records,
+    /// How often stored records are drained (milliseconds).
+    #[arg(long = "drain-ms", value_name = "MS", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=60_000))]
+    pub drain_ms: u32,
+    /// Flight recorder: keep only each thread's last N records in BPF maps, write nothing
+    /// while the job runs, dump them when tracing stops or when asked (`bthost dump`,
+    /// `--on-hang`).
+    #[arg(long = "flight-recorder", value_name = "N", conflicts_with = "records",
+          value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
+    pub flight_recorder: Option<u32>,
+    /// Entries of each BPF map (bpftrace gives every map this size and preallocates it).
+    /// Default: 8192 (maps), N x 64 (flight recorder), 4096 (printf).
+    #[arg(long = "map-keys", value_name = "N", value_parser = clap::value_parser!(u32).range(16..))]
+    pub map_keys: Option<u32>,
+    /// bpftrace's output buffer per CPU, in pages (bpftrace's default: 64).
+    #[arg(long = "perf-rb-pages", value_name = "PAGES", value_parser = clap::value_parser!(u32).range(1..))]
+    pub perf_rb_pages: Option<u32>,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Records {
+    Maps,
+    Printf,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
     /// Compose one bpftrace script (and its schema) from the chosen packs.
@@ -45,6 +78,8 @@ pub enum Cmd {
         bpftrace_bin: PathBuf,
         #[command(flatten)]
         lib: LibArgs,
+        #[command(flatten)]
+        emit: EmitArgs,
         /// Output script; the schema goes beside it (`.schema`).
         #[arg(short, long, default_value = "bpft.bt")]
         output: PathBuf,
@@ -52,10 +87,10 @@ pub enum Cmd {
         #[arg(long, hide = true)]
         exit_after_begin: bool,
     },
-    /// Trace: build the script for the installed bpftrace, run it system-wide and write the
-    /// log, with each traced process's memory map beside it (LOG.maps/) for symbolization.
-    /// With a command: start it once the probes are attached, stop when it exits; else stop
-    /// at Ctrl-C.
+    /// Trace: build the script for the installed bpftrace, run it system-wide (or on --pid)
+    /// and write the log, with each traced process's memory map beside it (LOG.maps/) for
+    /// symbolization. With a command: start it once the probes are attached, stop when it
+    /// exits; else stop at Ctrl-C, SIGTERM or --duration.
     Record {
         /// Packs to use, comma-separated (e.g. hip,rccl).
         #[arg(long, value_delimiter = ',', required = true)]
@@ -65,12 +100,31 @@ pub enum Cmd {
         bpftrace_bin: PathBuf,
         #[command(flatten)]
         lib: LibArgs,
+        #[command(flatten)]
+        emit: EmitArgs,
+        /// Trace only this process and the processes it starts from then on (repeatable).
+        #[arg(long = "pid", value_name = "PID", value_delimiter = ',')]
+        pids: Vec<u32>,
+        /// Stop tracing after this many seconds.
+        #[arg(long, value_name = "SECONDS")]
+        duration: Option<f64>,
+        /// Flight recorder: dump when calls have been in flight this many seconds with no
+        /// record completing meanwhile.
+        #[arg(long = "on-hang", value_name = "SECONDS", requires = "flight_recorder")]
+        on_hang: Option<f64>,
         /// The log to write; the script goes beside it (LOG.bt, LOG.schema).
         #[arg(short, long, default_value = "bthost.log")]
         output: PathBuf,
         /// The workload to run while tracing (after `--`).
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,
+    },
+    /// Ask running flight recorders (`bthost record --flight-recorder`) to dump what they
+    /// hold into their logs now (SIGUSR1 to each).
+    Dump {
+        /// Only the recorder with this process id (default: every `bthost record` here).
+        #[arg(long = "pid", value_name = "PID")]
+        pid: Option<u32>,
     },
     /// List the packs found: version, probes, bpftrace ranges, plugin, library.
     Packs {

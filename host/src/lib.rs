@@ -11,5 +11,7 @@ pub mod ident;
 pub mod library;
 pub mod log;
 pub mod pack;
+pub mod record;
 pub mod registry;
+pub mod safe_out;
 pub mod symbolize;

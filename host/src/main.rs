@@ -8,12 +8,14 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use bthost::commands::{build, doctor, packs, record};
+use bthost::commands::{build, doctor, packs};
+use bthost::compose::emit::Emit;
 use bthost::compose::schema::SchemaBuilder;
 use bthost::convert::{self, ConvertOptions};
 use bthost::library::{self, LibOverrides};
+use bthost::record;
 use bthost::registry::{Registry, SearchPaths};
-use cli::{Cli, Cmd, LibArgs};
+use cli::{Cli, Cmd, EmitArgs, LibArgs, Records};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -26,11 +28,88 @@ fn main() -> ExitCode {
     }
 }
 
+/// What a conversion says of records that did not reach the log.
+fn lost_note(s: &bthost::decode::Stats) -> String {
+    let mut out = String::new();
+    if s.lost_events > 0 {
+        out.push_str(&format!(", {} events LOST by bpftrace", s.lost_events));
+    }
+    if s.lost_records > 0 {
+        out.push_str(&format!(", {} records LOST in the kernel", s.lost_records));
+    }
+    if s.overwritten > 0 {
+        out.push_str(&format!(
+            ", {} older records overwritten by the flight recorder",
+            s.overwritten
+        ));
+    }
+    out
+}
+
+/// What `record` says when the log is complete.
+fn report_recorded(r: &record::Recorded, log: &std::path::Path, verbose: bool) {
+    eprintln!(
+        "bthost: the log is complete: {} ({} lines; script {}), {:.0} ms after the stop ({})",
+        log.display(),
+        r.lines,
+        r.script.display(),
+        r.stop_to_closed.as_secs_f64() * 1e3,
+        r.stopped_by
+    );
+    eprintln!(
+        "bthost: memory maps of {} processes in {}{}",
+        r.processes,
+        r.maps_dir.display(),
+        if r.held > 0 {
+            format!(" ({} held at their exit to copy them)", r.held)
+        } else {
+            String::new()
+        }
+    );
+    if r.dumps > 0 {
+        eprintln!(
+            "bthost: {} flight-recorder dumps before the last one",
+            r.dumps
+        );
+    }
+    if r.lost > 0 {
+        eprintln!(
+            "bthost: warning: {} records were lost in the kernel (a map was full): raise \
+             --map-keys or lower --drain-ms; `convert` names the threads and places",
+            r.lost
+        );
+    }
+    if r.detaching && verbose {
+        eprintln!("bthost: bpftrace is detaching its probes on its own");
+    }
+    eprintln!("bthost: next: bthost convert {}", log.display());
+}
+
 fn libs(l: &LibArgs) -> Result<LibOverrides> {
     l.libs
         .iter()
         .map(|s| library::parse_override(s).map_err(anyhow::Error::msg))
         .collect()
+}
+
+fn emit(e: &EmitArgs) -> Emit {
+    match (e.flight_recorder, e.records) {
+        (Some(n), _) => Emit::Ring { per_thread: n },
+        (None, Records::Maps) => Emit::Drained {
+            period_ms: e.drain_ms,
+        },
+        (None, Records::Printf) => Emit::Printf,
+    }
+}
+
+fn seconds(what: &str, s: Option<f64>) -> Result<Option<std::time::Duration>> {
+    s.map(|v| {
+        std::time::Duration::try_from_secs_f64(v)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .with_context(|| format!("{what} {v}: expected a number of seconds above 0"))
+    })
+    .transpose()
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -42,6 +121,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             bpftrace,
             bpftrace_bin,
             lib,
+            emit: emit_args,
             output,
             exit_after_begin,
         } => {
@@ -59,7 +139,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 packs,
                 bpftrace: choice,
                 libs: libs(&lib)?,
-                exit_after_begin,
+                script: bthost::compose::Options {
+                    exit_after_begin,
+                    emit: emit(&emit_args),
+                    hooks: None,
+                    map_keys: emit_args.map_keys,
+                    perf_rb_pages: emit_args.perf_rb_pages,
+                },
             };
             let built = build::build(&reg, &opts)?;
             build::warn_left_out(&built);
@@ -78,6 +164,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             packs,
             bpftrace_bin,
             lib,
+            emit: emit_args,
+            pids,
+            duration,
+            on_hang,
             output,
             command,
         } => {
@@ -88,27 +178,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     packs,
                     bpftrace: build::BpftraceChoice::Detect(bpftrace_bin.clone()),
                     libs: libs(&lib)?,
-                    exit_after_begin: false,
+                    script: Default::default(),
                 },
                 bpftrace_bin,
                 log: output.clone(),
                 command,
+                emit: emit(&emit_args),
+                pids,
+                duration: seconds("--duration", duration)?,
+                on_hang: seconds("--on-hang", on_hang)?,
+                map_keys: emit_args.map_keys,
+                perf_rb_pages: emit_args.perf_rb_pages,
             };
             let r = record::record(&reg, &opts)?;
-            eprintln!(
-                "bthost: wrote {} ({} lines; script {}), memory maps of {} processes in {}\n\
-                 bthost: next: bthost convert {}",
-                output.display(),
-                r.lines,
-                r.script.display(),
-                r.processes,
-                r.maps_dir.display(),
-                output.display()
-            );
+            report_recorded(&r, &output, verbose);
             Ok(match r.command_status.and_then(|s| s.code()) {
                 Some(c) if c != 0 => ExitCode::from(c.clamp(1, 255) as u8),
                 _ => ExitCode::SUCCESS,
             })
+        }
+        Cmd::Dump { pid } => {
+            let n = record::dump::ask(pid).map_err(anyhow::Error::msg)?;
+            eprintln!("bthost: asked {n} recorder(s) to dump their flight recorder");
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Packs { lib } => {
             let reg = Registry::discover(&paths, true);
@@ -198,11 +290,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 summary.stats.records,
                 summary.stats.events,
                 summary.stats.threads,
-                if summary.stats.lost_events > 0 {
-                    format!(", {} events LOST by bpftrace", summary.stats.lost_events)
-                } else {
-                    String::new()
-                },
+                lost_note(&summary.stats),
                 summary
                     .outputs
                     .iter()

@@ -190,7 +190,7 @@ fn main() {
                     packs: packs.iter().map(|s| s.to_string()).collect(),
                     bpftrace: BpftraceChoice::Version(version.clone()),
                     libs,
-                    exit_after_begin: false,
+                    script: Default::default(),
                 },
             )
             .unwrap();

@@ -1,7 +1,6 @@
 //! Hand-written logs of one thread, after a built script's header: how the tests of the log
 //! format feed the reader the lines bpftrace would write.
 
-use bthost::compose::schema::FORMAT;
 use bthost::convert::decode_log;
 use bthost::registry::{Registry, SearchPaths};
 use bthost_plugin_api::{Event, Phase};
@@ -26,7 +25,7 @@ pub fn decode_thread_log(
     name: &str,
     body: &str,
 ) -> (bthost::decode::Stats, bthost::log::Diagnostics, Vec<Event>) {
-    decode_thread_log_in_format(built, name, body, FORMAT)
+    decode_thread_log_in_format(built, name, body, built.schema.format())
 }
 
 /// [`decode_thread_log`] with a header of log format `format` (the schema's hash does not
@@ -39,7 +38,7 @@ pub fn decode_thread_log_in_format(
 ) -> (bthost::decode::Stats, bthost::log::Diagnostics, Vec<Event>) {
     let mut log = String::from("Attaching 9 probes...\n");
     log.push_str(&built.schema.to_text().replacen(
-        &format!("#bthost {FORMAT} "),
+        &format!("#bthost {} ", built.schema.format()),
         &format!("#bthost {format} "),
         1,
     ));

@@ -274,6 +274,7 @@ fn logs_from_elsewhere_are_refused_with_the_reason() {
 
     let foreign = Schema {
         bpftrace: Version::new(0, 17, 0),
+        storage: Default::default(),
         packs: vec![("nccl".into(), Version::new(0, 1, 0))],
         records: vec![],
     };
@@ -288,6 +289,7 @@ fn logs_from_elsewhere_are_refused_with_the_reason() {
 
     let newer = Schema {
         bpftrace: Version::new(0, 17, 0),
+        storage: Default::default(),
         packs: vec![("hip".into(), Version::new(1, 0, 0))],
         records: vec![],
     };

@@ -110,7 +110,10 @@ fn every_variant_is_accepted_by_a_real_bpftrace() {
                         .filter(|(k, _)| **k == name)
                         .map(|(k, v)| (k.clone(), v.clone()))
                         .collect(),
-                    exit_after_begin: true,
+                    script: bthost::compose::Options {
+                        exit_after_begin: true,
+                        ..Default::default()
+                    },
                 };
                 let built =
                     build(&reg, &opts).unwrap_or_else(|e| panic!("{name} for {bver}: {e:#}"));
@@ -234,7 +237,7 @@ fn the_log_reader_never_panics_on_garbage_lines() {
                 .into_iter()
                 .filter(|(k, _)| *k == name)
                 .collect(),
-            exit_after_begin: false,
+            script: Default::default(),
         };
         let built = build(&reg, &opts).unwrap();
         let n_ids = built.schema.records.len() as u64 + 2;

@@ -184,3 +184,68 @@ fn a_function_missing_from_the_library_is_left_out_and_named() {
         .iter()
         .any(|r| r.function == "hipLaunchKernel"));
 }
+
+/// The other ways records leave the kernel (crate::compose::emit): stored in maps and drained
+/// (a script run by hand drains on a timer), and the flight recorder's ring.
+#[test]
+fn stored_records_scripts() {
+    use bthost::compose::emit::Emit;
+    let demo = pack("tests/fixtures/packs/libcdemo");
+    for (emit, v, name) in [
+        (
+            Emit::Drained { period_ms: 50 },
+            "0.17.0",
+            "libcdemo-maps-bpftrace-0.17.0.bt",
+        ),
+        (
+            Emit::Ring { per_thread: 64 },
+            "0.23.2",
+            "libcdemo-ring-bpftrace-0.23.2.bt",
+        ),
+    ] {
+        let opts = Options {
+            emit,
+            map_keys: Some(8192),
+            ..Default::default()
+        };
+        let built = compose(
+            &[input(&demo, "/lib/x86_64-linux-gnu/libc.so.6")],
+            &Version::parse(v).unwrap(),
+            &opts,
+        )
+        .unwrap();
+        assert!(built.schema.header_line().starts_with("#bthost 3 "));
+        check_golden(name, &built.script);
+    }
+}
+
+/// `bthost record`'s own probes: a pid filter, the hold at exit, its requests (golden).
+#[test]
+fn record_hooks_script() {
+    use bthost::compose::emit::Emit;
+    use bthost::compose::hooks::Hooks;
+    let nest = pack("tests/fixtures/packs/libcnest");
+    let opts = Options {
+        emit: Emit::Drained { period_ms: 50 },
+        hooks: Some(Hooks {
+            exe: "/usr/bin/bthost".into(),
+            token: 4242,
+            pids: vec![100, 200],
+            libc: Some("/lib/x86_64-linux-gnu/libc.so.6".into()),
+        }),
+        ..Default::default()
+    };
+    let built = compose(
+        &[input(&nest, "/lib/x86_64-linux-gnu/libc.so.6")],
+        &Version::new(0, 17, 0),
+        &opts,
+    )
+    .unwrap();
+    // Driven by record, not by a timer; the attach sentinel is the last probe.
+    assert!(!built.script.contains("interval:"), "{}", built.script);
+    assert!(built
+        .script
+        .trim_end()
+        .ends_with("printf(\"#A all probes attached\\n\");\n}"));
+    check_golden("libcnest-record-bpftrace-0.17.0.bt", &built.script);
+}

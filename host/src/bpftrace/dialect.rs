@@ -27,6 +27,9 @@ pub struct Dialect {
     /// 10 (measured), 0.23 loads every probe of the packs paired (widest: 14). Versions between
     /// were not measured and keep 0.17's bound.
     pub max_held_width: usize,
+    /// Whether scripts may set bpftrace's options in a `config = { ... }` block (0.20 and
+    /// later); older versions read them from `BPFTRACE_*` environment variables.
+    pub config_block: bool,
 }
 
 impl Dialect {
@@ -58,6 +61,7 @@ impl Dialect {
             sarg: *v < Version::new(0, 21, 0),
             note,
             max_held_width: if *v < Version::new(0, 23, 0) { 10 } else { 16 },
+            config_block: *v >= Version::new(0, 20, 0),
         }
     }
 

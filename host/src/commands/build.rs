@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use std::io::Write;
+
 use anyhow::{bail, Context, Result};
 use semver::Version;
 
@@ -9,6 +11,7 @@ use crate::bpftrace;
 use crate::compose::{self, Built, PackInput};
 use crate::library::{self, LdCache, LibOverrides};
 use crate::registry::Registry;
+use crate::safe_out::OutDir;
 
 /// Which bpftrace to generate for.
 #[derive(Clone, Debug)]
@@ -32,7 +35,8 @@ pub struct BuildOptions {
     pub packs: Vec<String>,
     pub bpftrace: BpftraceChoice,
     pub libs: LibOverrides,
-    pub exit_after_begin: bool,
+    /// How the script is written: records' strategy, record's hooks, bpftrace settings.
+    pub script: compose::Options,
 }
 
 /// Builds the script. The libraries' symbols decide which probes are kept.
@@ -72,10 +76,7 @@ pub fn build(reg: &Registry, opts: &BuildOptions) -> Result<Built> {
             nested,
         });
     }
-    let copts = compose::Options {
-        exit_after_begin: opts.exit_after_begin,
-    };
-    Ok(compose::compose(&inputs, &version, &copts)?)
+    Ok(compose::compose(&inputs, &version, &opts.script)?)
 }
 
 /// Names, on stderr, each probe left out of `built` and why.
@@ -93,12 +94,24 @@ pub fn schema_path(script: &Path) -> PathBuf {
     script.with_extension("schema")
 }
 
-/// Writes the script and its schema beside it.
+/// Writes the script and its schema beside it (crate::safe_out: never through a link).
 pub fn write(built: &Built, script: &Path) -> Result<PathBuf> {
-    std::fs::write(script, &built.script)
-        .with_context(|| format!("cannot write {}", script.display()))?;
-    let schema = schema_path(script);
-    std::fs::write(&schema, built.schema.to_text())
-        .with_context(|| format!("cannot write {}", schema.display()))?;
-    Ok(schema)
+    let (dir, name) = OutDir::for_file(script)?;
+    let name = name
+        .to_str()
+        .context("the script's file name is not UTF-8")?;
+    write_in(built, &dir, name)?;
+    Ok(schema_path(script))
+}
+
+/// Writes the script as `name` in `dir`, and its schema beside it.
+pub fn write_in(built: &Built, dir: &OutDir, name: &str) -> Result<()> {
+    let schema = schema_path(Path::new(name));
+    let schema = schema.to_str().expect("from a str");
+    for (n, text) in [(name, &built.script), (schema, &built.schema.to_text())] {
+        dir.create_file(n)?
+            .write_all(text.as_bytes())
+            .with_context(|| format!("cannot write {}", dir.path().join(n).display()))?;
+    }
+    Ok(())
 }

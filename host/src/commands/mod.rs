@@ -3,4 +3,3 @@
 pub mod build;
 pub mod doctor;
 pub mod packs;
-pub mod record;

@@ -1,6 +1,7 @@
 //! Composing ONE bpftrace script, and its schema, from the chosen packs.
 
-mod pairing;
+pub mod emit;
+pub mod hooks;
 pub mod schema;
 mod script;
 
@@ -28,6 +29,15 @@ pub struct PackInput<'a> {
 pub struct Options {
     /// Exit right after BEGIN: attach every probe, print the header, stop (used by checks).
     pub exit_after_begin: bool,
+    /// How records leave the kernel.
+    pub emit: emit::Emit,
+    /// `bthost record`'s own probes (its scripts only).
+    pub hooks: Option<hooks::Hooks>,
+    /// bpftrace's map size (entries per map; bpftrace gives every map this size and
+    /// preallocates it), written as a `config` block where bpftrace has one (0.20 and later).
+    pub map_keys: Option<u32>,
+    /// bpftrace's output buffer, in pages per CPU (a `config` block, as `map_keys`).
+    pub perf_rb_pages: Option<u32>,
 }
 
 /// The result of a build.
@@ -170,6 +180,11 @@ pub fn compose(
     }
     let schema = Schema {
         bpftrace: bpftrace.clone(),
+        storage: match opts.emit {
+            emit::Emit::Printf => schema::Storage::Printed,
+            emit::Emit::Drained { .. } => schema::Storage::Maps,
+            emit::Emit::Ring { per_thread } => schema::Storage::Ring { per_thread },
+        },
         packs: sorted
             .iter()
             .map(|i| (i.pack.name.clone(), i.pack.version.clone()))

@@ -12,8 +12,12 @@
 //!
 //! Format 2 (this one): `ts` is the time the record was written, a call's exit (its start is
 //! `ts - dur`); a line `+<id> <delta> [<dur>] <field>...` continues the line before it (same
-//! tid, `ts` = that line's `ts` + `delta`; see crate::compose::pairing). Format 1 (read, no
-//! longer written): `ts` is a call's start, and there are no continuation lines.
+//! tid, `ts` = that line's `ts` + `delta`; see crate::compose::emit::pairing). Format 1 (read,
+//! no longer written): `ts` is a call's start, and there are no continuation lines.
+//!
+//! Format 3: the records are stored in BPF maps and printed as bpftrace prints map entries
+//! (crate::compose::emit::{drained, ring}); the header says how (`emit=maps`,
+//! `emit=ring:<N>`). Each record is numbered per thread, so that a lost one is found.
 
 use std::fmt::Write as _;
 
@@ -23,8 +27,9 @@ use semver::Version;
 use crate::hash::fnv1a64;
 use crate::pack::types::FieldType;
 
-/// Version of the log format (the header's second word) that scripts write.
-pub const FORMAT: u32 = 2;
+/// The newest log format (the header's second word): scripts write 2 (printed records) or
+/// 3 (records stored in maps), see [`Schema::format`].
+pub const FORMAT: u32 = 3;
 
 /// The oldest log format this bthost still reads.
 pub const OLDEST_FORMAT: u32 = 1;
@@ -53,9 +58,42 @@ impl RecordSpec {
     }
 }
 
+/// How a log's records left the kernel (crate::compose::emit::Emit), as its header says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Storage {
+    /// Printed as written (formats 1 and 2).
+    #[default]
+    Printed,
+    /// Stored in maps and drained (`emit=maps`).
+    Maps,
+    /// The last `per_thread` records of each thread, dumped on demand (`emit=ring:N`).
+    Ring { per_thread: u32 },
+}
+
+impl Storage {
+    fn word(self) -> Option<String> {
+        match self {
+            Storage::Printed => None,
+            Storage::Maps => Some("emit=maps".into()),
+            Storage::Ring { per_thread } => Some(format!("emit=ring:{per_thread}")),
+        }
+    }
+
+    fn parse(v: &str) -> Option<Storage> {
+        match v {
+            "maps" => Some(Storage::Maps),
+            _ => {
+                let n: u32 = v.strip_prefix("ring:")?.parse().ok()?;
+                (n > 0).then_some(Storage::Ring { per_thread: n })
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Schema {
     pub bpftrace: Version,
+    pub storage: Storage,
     /// (pack, version), sorted by name.
     pub packs: Vec<(String, Version)>,
     /// Records, `records[i].id == i + 1`.
@@ -110,8 +148,19 @@ impl Schema {
             .collect()
     }
 
+    /// The log format a script of this schema writes.
+    pub fn format(&self) -> u32 {
+        match self.storage {
+            Storage::Printed => 2,
+            Storage::Maps | Storage::Ring { .. } => 3,
+        }
+    }
+
     fn header_body(&self) -> String {
         let mut s = format!("bpftrace={}", self.bpftrace);
+        if let Some(w) = self.storage.word() {
+            let _ = write!(s, " {w}");
+        }
         for (n, v) in &self.packs {
             let _ = write!(s, " {n}@{v}");
         }
@@ -130,7 +179,8 @@ impl Schema {
 
     pub fn header_line(&self) -> String {
         format!(
-            "#bthost {FORMAT} {:016x} {}",
+            "#bthost {} {:016x} {}",
+            self.format(),
             self.hash(),
             self.header_body()
         )
@@ -155,6 +205,7 @@ pub struct SchemaBuilder {
     pub format: u32,
     pub claimed_hash: u64,
     pub bpftrace: Option<Version>,
+    pub storage: Storage,
     pub packs: Vec<(String, Version)>,
     pub records: Vec<RecordSpec>,
 }
@@ -190,6 +241,12 @@ impl SchemaBuilder {
             if let Some(v) = word.strip_prefix("bpftrace=") {
                 b.bpftrace =
                     Some(Version::parse(v).map_err(|e| format!("bpftrace version {v:?}: {e}"))?);
+            } else if let Some(v) = word.strip_prefix("emit=") {
+                b.storage = Storage::parse(v)
+                    .ok_or_else(|| format!("unknown record storage {v:?} in the header"))?;
+                if format < 3 {
+                    return Err(format!("`emit={v}` in a log of format {format}"));
+                }
             } else if let Some((n, v)) = word.split_once('@') {
                 let v = Version::parse(v).map_err(|e| format!("pack {n} version {v:?}: {e}"))?;
                 b.packs.push((n.to_string(), v));
@@ -255,6 +312,7 @@ impl SchemaBuilder {
             bpftrace: self
                 .bpftrace
                 .ok_or("the header names no bpftrace version")?,
+            storage: self.storage,
             packs: self.packs,
             records: self.records,
         };
@@ -276,6 +334,7 @@ mod tests {
     fn sample() -> Schema {
         Schema {
             bpftrace: Version::new(0, 17, 0),
+            storage: Storage::Printed,
             packs: vec![("hip".into(), Version::new(0, 1, 0))],
             records: vec![RecordSpec {
                 id: 1,
@@ -294,6 +353,14 @@ mod tests {
 
     #[test]
     fn text_round_trips_and_hash_is_checked() {
+        let mut ring = sample();
+        ring.storage = Storage::Ring { per_thread: 8 };
+        assert!(
+            ring.header_line().starts_with("#bthost 3 "),
+            "{}",
+            ring.header_line()
+        );
+        assert_ne!(ring.hash(), sample().hash());
         let s = sample();
         let text = s.to_text();
         let mut lines = text.lines();
@@ -313,14 +380,23 @@ mod tests {
     }
 
     #[test]
-    fn reads_formats_1_and_2_and_refuses_others() {
-        for f in [0, 3] {
+    fn reads_formats_1_to_3_and_refuses_others() {
+        for f in [0, 4] {
             let e = SchemaBuilder::header(&format!("#bthost {f} 00 bpftrace=0.17.0")).unwrap_err();
             assert!(e.contains(&format!("format {f},")), "{e}");
         }
-        for f in [1, 2] {
+        for f in [1, 2, 3] {
             let b = SchemaBuilder::header(&format!("#bthost {f} 00 bpftrace=0.17.0")).unwrap();
             assert_eq!(b.format, f);
+        }
+        let b = SchemaBuilder::header("#bthost 3 00 bpftrace=0.17.0 emit=ring:64").unwrap();
+        assert_eq!(b.storage, Storage::Ring { per_thread: 64 });
+        for bad in [
+            "#bthost 2 00 emit=maps",
+            "#bthost 3 00 emit=ring:0",
+            "#bthost 3 00 emit=x",
+        ] {
+            assert!(SchemaBuilder::header(bad).is_err(), "{bad}");
         }
         assert!(SchemaBuilder::header("hello").is_err());
     }

@@ -13,9 +13,18 @@ use crate::pack::fragment::Where;
 use crate::pack::{Arg, ProbeMode};
 
 const THREADS_MAP: &str = "@thr";
-const HELD_MAP: &str = super::pairing::HELD_MAP;
 
-use super::pairing::{Pairing, NOW};
+use super::emit::{Strategy, NOW};
+use super::hooks::Hooks;
+
+/// What every probe's rendering shares.
+pub(super) struct Ctx<'a> {
+    pub d: &'a Dialect,
+    pub hooks: Option<&'a Hooks>,
+    pub st: Box<dyn Strategy>,
+    /// First pass: only learn the record widths (the strategies must know them all).
+    pub learning: bool,
+}
 
 pub(super) fn render(
     schema: &Schema,
@@ -28,6 +37,12 @@ pub(super) fn render(
     let mut s = String::new();
     let mut maps: Vec<String> = Vec::new();
     let mut probes = 0;
+    let mut cx = Ctx {
+        d,
+        hooks: opts.hooks.as_ref(),
+        st: opts.emit.strategy(d),
+        learning: true,
+    };
 
     let _ = writeln!(s, "#!/usr/bin/env bpftrace");
     let _ = writeln!(
@@ -39,9 +54,12 @@ pub(super) fn render(
         s,
         "// Schema {:016x}, log format {}.",
         schema.hash(),
-        super::schema::FORMAT
+        schema.format()
     );
     let _ = writeln!(s, "// bpftrace {}: {}", d.version, d.note);
+    if opts.emit != super::emit::Emit::Printf {
+        let _ = writeln!(s, "// Records: {}.", emit_note(&opts.emit));
+    }
     let mut last_pack = "";
     for p in planned {
         if p.pack.name != last_pack {
@@ -56,49 +74,105 @@ pub(super) fn render(
     for l in left_out {
         let _ = writeln!(s, "// Left out: {} {} ({})", l.pack, l.function, l.why);
     }
+    if let Some(c) = config_block(d, opts) {
+        let _ = writeln!(s, "\n{c}");
+    }
+
+    // First pass: the record widths there are, which every strategy must know before writing.
+    for p in planned {
+        render_probe(&mut String::new(), p, &mut cx, &mut Vec::new());
+    }
+    cx.learning = false;
 
     let _ = writeln!(s, "\nBEGIN\n{{");
     for line in schema.to_text().lines() {
         let _ = writeln!(s, "\tprintf(\"{line}\\n\");");
+    }
+    for l in cx.st.begin() {
+        let _ = writeln!(s, "\t{l}");
+    }
+    for l in cx.hooks.map(Hooks::begin).unwrap_or_default() {
+        let _ = writeln!(s, "\t{l}");
     }
     if opts.exit_after_begin {
         let _ = writeln!(s, "\texit();");
     }
     let _ = writeln!(s, "}}");
 
-    // First pass: the record widths there are, which every exit's pairing code must know.
-    let mut pairs = Pairing::new(d.max_held_width);
     for p in planned {
-        render_probe(&mut String::new(), p, d, &mut Vec::new(), &mut pairs);
-    }
-    pairs.learned = true;
-    for p in planned {
-        probes += render_probe(&mut s, p, d, &mut maps, &mut pairs);
+        probes += render_probe(&mut s, p, &mut cx, &mut maps);
     }
     for n in nested {
         probes += render_nested(&mut s, n, d, &mut maps);
     }
-    if !pairs.widths.is_empty() {
-        maps.insert(0, HELD_MAP.to_string());
+    // A script run by hand drains on a timer; record's scripts drain when record asks.
+    if let (Some(drain), super::emit::Emit::Drained { period_ms }, None) =
+        (cx.st.drain(), &opts.emit, cx.hooks)
+    {
+        let _ = writeln!(
+            s,
+            "\n// Drain: print the stored records off the traced threads' path.\ninterval:ms:{period_ms}\n{{"
+        );
+        for l in drain {
+            let _ = writeln!(s, "\t{l}");
+        }
+        let _ = writeln!(s, "}}");
+        probes += 1;
     }
+    if let Some(h) = cx.hooks {
+        probes += h.probes(&mut s, cx.st.as_ref(), d);
+    }
+    let mut all_maps = cx.st.own_maps();
+    all_maps.extend(maps);
+    all_maps.extend(cx.hooks.map(Hooks::maps).unwrap_or_default());
 
     let _ = writeln!(s, "\nEND\n{{");
-    // Calls still in flight: their entries, read back as calls begun and never ended; first
-    // each thread's held record (a call that returned, before those still open). The time
-    // tracing stopped (format 2): calls still open are drawn up to it, so a hang shows how
-    // long it had lasted, not just when the last record came.
+    // Calls still in flight: their entries, read back as calls begun and never ended, after
+    // the records not yet printed. The time tracing stopped (format 2): calls still open are
+    // drawn up to it, so a hang shows how long it had lasted, not just when the last record
+    // came.
     let _ = writeln!(s, "\tprintf(\"#E %lx in-flight calls\\n\", nsecs);");
-    if !pairs.widths.is_empty() {
-        let _ = writeln!(s, "\tprint({HELD_MAP});");
+    for l in cx.st.dump() {
+        let _ = writeln!(s, "\t{l}");
     }
-    for m in maps.iter().filter(|m| m.starts_with("@e")) {
-        let _ = writeln!(s, "\tprint({m});");
-    }
-    for m in &maps {
+    for m in &all_maps {
         let _ = writeln!(s, "\tclear({m});");
     }
     let _ = writeln!(s, "}}");
+    if let Some(h) = cx.hooks {
+        s.push_str(&h.attached_probe());
+        probes += 1;
+    }
     (s, probes)
+}
+
+/// The script's header comment on how records leave the kernel.
+fn emit_note(e: &super::emit::Emit) -> String {
+    match e {
+        super::emit::Emit::Printf => "printed".into(),
+        super::emit::Emit::Drained { period_ms } => {
+            format!("stored in maps, drained every {period_ms} ms (log format 3)")
+        }
+        super::emit::Emit::Ring { per_thread } => format!(
+            "the last {per_thread} of each thread kept in a map, printed at END (log format 3)"
+        ),
+    }
+}
+
+/// bpftrace's own settings (map size, output buffer), as a `config` block where bpftrace has
+/// one (0.20 and later); older ones read them from the environment (crate::record sets it).
+fn config_block(d: &Dialect, opts: &Options) -> Option<String> {
+    if !d.config_block {
+        return None;
+    }
+    let mut items = Vec::new();
+    if let Some(k) = opts.map_keys {
+        items.push(format!("max_map_keys = {k}"));
+    }
+    if let Some(p) = opts.perf_rb_pages {
+        items.push(format!("perf_rb_pages = {p}"));
+    }
+    (!items.is_empty()).then(|| format!("config = {{ {} }}", items.join("; ")))
 }
 
 /// The expression that reads `a` at entry (a register, a stack slot, or a fragment's variable).
@@ -109,16 +183,22 @@ fn entry_value(a: &Arg, slot: usize, d: &Dialect) -> String {
     }
 }
 
-/// The `T <pid> <tid> <comm>` line that names a thread, printed at its first call.
-fn thread_line(d: &Dialect) -> String {
-    format!("printf(\"T %x %x %s\\n\", {}, $t, comm);", d.pid)
+/// The `T <pid> <tid> <comm>` line that names a thread, printed at its first call (and what
+/// record's hooks do then).
+fn thread_line(cx: &Ctx) -> String {
+    let mut l = format!("printf(\"T %x %x %s\\n\", {}, $t, comm);", cx.d.pid);
+    if let Some(h) = cx.hooks.and_then(|h| h.thread_seen(cx.d)) {
+        l.push(' ');
+        l.push_str(&h);
+    }
+    l
 }
 
-fn thread_intro(s: &mut String, d: &Dialect) {
+fn thread_intro(s: &mut String, cx: &Ctx) {
     let _ = writeln!(
         s,
         "\tif ({THREADS_MAP}[$t] == 0) {{ {THREADS_MAP}[$t] = 1; {} }}",
-        thread_line(d)
+        thread_line(cx)
     );
 }
 
@@ -213,11 +293,14 @@ fn write_guarded(s: &mut String, guard: Option<&[String]>, body: &[String]) {
     }
 }
 
-/// The map holding a call's entry time and entry values until its exit: a scalar (the time)
-/// or a tuple `(time, values...)`. Named by the pending-entry record id, so that a dump of it
-/// (`@e<id>[<tid>]: (...)`, printed at END) reads back as that record.
-pub fn pending_map(pending_id: u32) -> String {
-    format!("@e{pending_id:x}")
+/// The statements that write a record, or (first pass) nothing: the strategy learns its width.
+fn emit(cx: &mut Ctx, id: u32, fields: &[String], at_once: bool) -> Vec<String> {
+    if cx.learning {
+        cx.st.learn(fields.len());
+        Vec::new()
+    } else {
+        cx.st.emit(id, fields, at_once)
+    }
 }
 
 /// Writes the probe's uprobe/uretprobe; returns how many probes it added.
@@ -227,13 +310,8 @@ pub fn pending_map(pending_id: u32) -> String {
 /// here), so a call's entry time and values wait in a per-thread map until its exit. A call
 /// that never returns (a hang) is not lost: END prints the maps, and each entry still there
 /// reads back as a call begun and never ended.
-fn render_probe(
-    s: &mut String,
-    p: &Planned,
-    d: &Dialect,
-    maps: &mut Vec<String>,
-    pairs: &mut Pairing,
-) -> usize {
+fn render_probe(s: &mut String, p: &Planned, cx: &mut Ctx, maps: &mut Vec<String>) -> usize {
+    let d = cx.d;
     let f = &p.probe.function;
     let id = p.first_id;
     let mode = p.probe.mode;
@@ -290,7 +368,7 @@ fn render_probe(
         (
             Some(vec![
                 format!("$v = {dm}[$t];"),
-                format!("if ($v == 0) {{ $v = 1; {} }}", thread_line(d)),
+                format!("if ($v == 0) {{ $v = 1; {} }}", thread_line(cx)),
                 format!("{dm}[$t] = $v + 1;"),
                 "$d = $v - 1;".to_string(),
             ]),
@@ -313,23 +391,19 @@ fn render_probe(
     if mode == ProbeMode::Entry {
         let mut fields = vec![NOW.to_string()];
         fields.extend(entry_vals.iter().cloned());
-        body.extend(pairs.emit(id, &fields, at_once));
-    } else {
-        let pm = pending_map(id + 1);
-        let saved: Vec<&String> = entry_vals.iter().chain(out_saves.iter()).collect();
-        if saved.is_empty() {
-            body.push(format!("{pm}[$t] = nsecs;"));
-        } else {
-            let saved: Vec<&str> = saved.iter().map(|v| v.as_str()).collect();
-            body.push(format!("{pm}[$t] = (nsecs, {});", saved.join(", ")));
-        }
-        maps.push(pm);
+        body.extend(emit(cx, id, &fields, at_once));
+    } else if !cx.learning {
+        let saved: Vec<String> = entry_vals.iter().chain(out_saves.iter()).cloned().collect();
+        body.extend(cx.st.keep_entry(id + 1, &saved, maps));
     }
     body.extend(capture_resets);
     let _ = writeln!(s, "uprobe:{}:{f}\n{{", p.library);
     let _ = writeln!(s, "\t$t = {};", d.tid);
+    if let Some(g) = cx.hooks.and_then(|h| h.guard(d)) {
+        let _ = writeln!(s, "\t{g}");
+    }
     if entry_guard.is_none() {
-        thread_intro(s, d);
+        thread_intro(s, cx);
         if !maps.iter().any(|m| m == THREADS_MAP) {
             maps.insert(0, THREADS_MAP.to_string());
         }
@@ -341,18 +415,13 @@ fn render_probe(
     }
 
     // Exit probe: one record with the entry time, the duration, every argument and the result.
-    let pm = pending_map(id + 1);
     let mut body = Vec::new();
     fragment_lines(&mut body, p, Where::Exit, d);
-    let tuple = !entry_vals.is_empty() || !out_saves.is_empty();
     let n_entry = entry_vals.len();
     // An entry not seen (tracing began inside the call) reads as 0: the duration is then the
     // exit time itself, and the parser reads a start of 0 as "not seen".
-    if tuple {
-        body.push(format!("$e = {pm}[$t];"));
-        body.push("$s = $e.0;".to_string());
-    } else {
-        body.push(format!("$s = {pm}[$t];"));
+    if !cx.learning {
+        body.extend(cx.st.take_entry(id + 1, n_entry + out_saves.len()));
     }
     let mut vals: Vec<String> = order
         .iter()
@@ -368,12 +437,12 @@ fn render_probe(
     // Format 2: the exit time, then the duration (the reader takes the start from them).
     let mut fields = vec![NOW.to_string(), format!("{NOW} - $s")];
     fields.extend(vals);
-    body.extend(pairs.emit(id, &fields, at_once));
-    // The entry is not deleted (a map operation fewer per call): it is overwritten by the
-    // thread's next call, and if it is still there at END, the reader knows it for a call that
-    // returned (its exit record, with the same entry time, came first) and drops it.
+    body.extend(emit(cx, id, &fields, at_once));
     let _ = writeln!(s, "uretprobe:{}:{f}\n{{", p.library);
     let _ = writeln!(s, "\t$t = {};", d.tid);
+    if let Some(g) = cx.hooks.and_then(|h| h.guard(d)) {
+        let _ = writeln!(s, "\t{g}");
+    }
     write_guarded(s, exit_guard.as_deref(), &body);
     let _ = writeln!(s, "}}");
     2

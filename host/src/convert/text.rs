@@ -190,6 +190,20 @@ impl TextWriter {
                 h.stats.lost_events
             )?;
         }
+        if h.stats.lost_records > 0 {
+            writeln!(
+                w,
+                "# WARNING: {} records never reached the log (gaps in their threads' record numbers); some calls may be unmatched",
+                h.stats.lost_records
+            )?;
+        }
+        if h.stats.overwritten > 0 {
+            writeln!(
+                w,
+                "# flight recorder: {} older records were overwritten by the ring, as it keeps each thread's last ones",
+                h.stats.overwritten
+            )?;
+        }
         if !h.diag.is_empty() {
             for l in h.diag.to_string().lines() {
                 writeln!(w, "# {l}")?;

@@ -3,6 +3,7 @@
 
 mod generic;
 mod intern;
+mod reorder;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -37,6 +38,10 @@ pub struct Stats {
     pub threads: u64,
     /// When tracing stopped: the time on the END line (log format 2), if the log has it.
     pub stopped_at: Option<u64>,
+    /// Records that never reached the log (format 3: gaps in a thread's record numbers).
+    pub lost_records: u64,
+    /// Flight recorder: a thread's older records, dropped by the ring as it should.
+    pub overwritten: u64,
 }
 
 struct PackState {
@@ -73,6 +78,11 @@ pub struct LogDecoder<'r> {
     out: RVec<Event>,
     /// Whether `out` holds the last line's events (else they are stale storage).
     out_valid: bool,
+    /// Format 3: stored records waiting to be released in time order.
+    reorder: reorder::Reorder,
+    /// The events of several records released at once (a drain's mark, the end).
+    batch: RVec<Event>,
+    batch_valid: bool,
     /// Reused buffers: a record's numbers, the fields handed to a plugin.
     nums: Vec<u64>,
     fields: Vec<Arg>,
@@ -99,6 +109,9 @@ impl<'r> LogDecoder<'r> {
             stats: Stats::default(),
             out: RVec::new(),
             out_valid: false,
+            reorder: reorder::Reorder::default(),
+            batch: RVec::new(),
+            batch_valid: false,
             nums: Vec::with_capacity(crate::log::line::MAX_NUMS),
             fields: Vec::new(),
         }
@@ -107,7 +120,9 @@ impl<'r> LogDecoder<'r> {
     /// The events decoded from the last line fed (or by [`LogDecoder::finish`]); valid until
     /// the next call.
     pub fn events(&self) -> &[Event] {
-        if self.out_valid {
+        if self.batch_valid {
+            &self.batch
+        } else if self.out_valid {
             &self.out
         } else {
             &[]
@@ -144,6 +159,10 @@ impl<'r> LogDecoder<'r> {
     /// events are then in [`LogDecoder::events`].
     pub fn feed(&mut self, lineno: u64, line: &str) -> Result<(), FatalError> {
         self.out_valid = false;
+        if self.batch_valid {
+            self.batch.clear();
+            self.batch_valid = false;
+        }
         self.stats.lines = lineno;
         // A continuation line continues the line just before it, if that was a record.
         let prev = self.prev.take();
@@ -175,15 +194,16 @@ impl<'r> LogDecoder<'r> {
                     self.stats.threads += 1;
                 }
             }
+            LineKind::Stored { seq, id, nums } => {
+                self.end_header(lineno)?;
+                self.need_schema(lineno)?;
+                self.reorder.push(lineno, seq, id, nums);
+            }
+            LineKind::Drained(time) => self.release(Some(time)),
+            LineKind::RecordCount { tid, n } => self.reorder.count(tid, n),
             LineKind::Record { id, rest } => {
                 self.end_header(lineno)?;
-                if self.schema.is_none() {
-                    return Err(self.fatal(
-                        lineno,
-                        "a record before any #bthost header: this log was not written by a script from `bthost build` \
-                         (or its first lines are missing)",
-                    ));
-                }
+                self.need_schema(lineno)?;
                 let mut nums = std::mem::take(&mut self.nums);
                 match record_numbers(rest, &mut nums) {
                     Ok(()) => self.written(lineno, id, &mut nums),
@@ -262,6 +282,65 @@ impl<'r> LogDecoder<'r> {
             }
         }
         Ok(())
+    }
+
+    fn need_schema(&self, lineno: u64) -> Result<(), FatalError> {
+        if self.schema.is_none() {
+            return Err(self.fatal(
+                lineno,
+                "a record before any #bthost header: this log was not written by a script from `bthost build` \
+                 (or its first lines are missing)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Decodes the stored records written before `before` (all with None), in time order,
+    /// into the batch of events.
+    fn release(&mut self, before: Option<u64>) {
+        if self.reorder.is_empty() {
+            return;
+        }
+        let ring = matches!(
+            self.schema.as_ref().map(|s| s.storage),
+            Some(crate::compose::schema::Storage::Ring { .. })
+        );
+        for mut h in self.reorder.release(before) {
+            match self.reorder.check(&h) {
+                reorder::Verdict::Again => continue,
+                reorder::Verdict::Next => {}
+                reorder::Verdict::Gap { first, missing } => {
+                    self.missing(h.line, h.tid, first, missing, ring);
+                }
+            }
+            self.to_start(h.id, &mut h.nums);
+            self.record(h.line, h.id, &h.nums);
+            if self.out_valid {
+                self.batch.extend(self.out.drain(..));
+                self.out_valid = false;
+            }
+        }
+        self.batch_valid = true;
+    }
+
+    /// Records `missing` of thread `tid`, from number `first`, never came: lost in the kernel,
+    /// or (the ring) overwritten.
+    fn missing(&mut self, line: u64, tid: u32, first: u64, missing: u64, ring: bool) {
+        if ring {
+            self.stats.overwritten += missing;
+            return;
+        }
+        self.stats.lost_records += missing;
+        self.diag.add(
+            "records lost in the kernel",
+            Severity::Warning,
+            line,
+            format!(
+                "thread {tid}: {missing} records (numbers {first} to {}) never reached the log: \
+                 a map was full (raise `record --map-keys`, or drain more often with --drain-ms)",
+                first + missing - 1
+            ),
+        );
     }
 
     /// Closes the header at the first non-header line: checks the schema against the packs.
@@ -484,6 +563,8 @@ impl<'r> LogDecoder<'r> {
     /// Their events are then in [`LogDecoder::events`].
     pub fn finish(&mut self) -> Result<(), FatalError> {
         self.out_valid = false;
+        self.batch.clear();
+        self.batch_valid = false;
         let last = self.stats.lines;
         self.end_header(last)?;
         if self.schema.is_none() {
@@ -491,6 +572,12 @@ impl<'r> LogDecoder<'r> {
                 last.max(1),
                 "no #bthost header: this is not a log written by a script from `bthost build`",
             ));
+        }
+        // Stored records after the last mark (a log cut short), then those the counts miss.
+        self.release(None);
+        for (tid, first, missing) in self.reorder.short_threads() {
+            // The ring keeps a thread's newest records: missing ones at its end were lost.
+            self.missing(last, tid, first, missing, false);
         }
         self.out.clear();
         // In pack order, so that the same log always gives the same events.
@@ -504,7 +591,8 @@ impl<'r> LogDecoder<'r> {
                 self.stats.events += (self.out.len() - before) as u64;
             }
         }
-        self.out_valid = true;
+        self.batch.extend(self.out.drain(..));
+        self.batch_valid = true;
         Ok(())
     }
 }

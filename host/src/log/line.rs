@@ -52,6 +52,22 @@ pub enum LineKind<'a> {
         id: u32,
         nums: Vec<u64>,
     },
+    /// A record stored in a map (log format 3, crate::compose::emit): from a drain,
+    /// `@r<phase>w<width>[<tid>, <seq>]: (<id>, <values>...)`, or from the flight recorder's
+    /// ring, `@f[<tid>, <slot>]: (<seq>, <id << 8 | n>, <values>..., 0...)`. `nums` is the
+    /// record's numbers (`tid`, then its values), as a printed record's.
+    Stored {
+        seq: u64,
+        id: u32,
+        nums: Vec<u64>,
+    },
+    /// A thread's record count (`@q[<tid>]: <n>`, format 3): its last record's number.
+    RecordCount {
+        tid: u32,
+        n: u64,
+    },
+    /// A drain's mark (`#D <time>`, format 3): every record written before `time` is above.
+    Drained(u64),
     /// Another map that bpftrace printed (`@name[...]: value`).
     MapDump(&'a str),
     /// Anything else, with the reason it is not a record.
@@ -118,9 +134,17 @@ pub fn classify(line: &str) -> LineKind<'_> {
         let time = rest.split_ascii_whitespace().next();
         return LineKind::End(time.and_then(|w| u64::from_str_radix(w, 16).ok()));
     }
-    if t.starts_with("#A") {
-        // `bthost record`'s attached marker.
-        return LineKind::Blank;
+    if let Some(rest) = t.strip_prefix("#D ") {
+        if let Ok(time) = u64::from_str_radix(rest.trim(), 16) {
+            return LineKind::Drained(time);
+        }
+    }
+    // `bthost record`'s own lines: attached (#A), barriers (#B), dump ends (#Z), processes
+    // held (#X) or loading a library (#M), status spans (#H, #h).
+    if let [b'#', c, ..] = t.as_bytes() {
+        if b"ABZXMHh".contains(c) {
+            return LineKind::Blank;
+        }
     }
     if let Some(rest) = t.strip_prefix("@e") {
         if let Some(p) = pending(rest) {
@@ -131,6 +155,9 @@ pub fn classify(line: &str) -> LineKind<'_> {
         if let Some(h) = held(rest) {
             return h;
         }
+    }
+    if let Some(k) = stored(t) {
+        return k;
     }
     if t.starts_with('@') {
         return LineKind::MapDump(t);
@@ -174,6 +201,84 @@ fn held(rest: &str) -> Option<LineKind<'static>> {
     Some(LineKind::Held { id, nums })
 }
 
+/// The format-3 map lines: stored records, entries of calls in flight, record counts.
+fn stored(t: &str) -> Option<LineKind<'static>> {
+    let (name, rest) = t.strip_prefix('@')?.split_once('[')?;
+    let (key, value) = rest.split_once("]: ")?;
+    let mut k = key.split(", ").map(|n| n.trim().parse::<u64>().ok());
+    let tid = u32::try_from(k.next()??).ok()?;
+    let second = k.next().flatten();
+    if k.next().is_some() {
+        return None;
+    }
+    let values = map_values(value)?;
+    let bytes = name.as_bytes();
+    match (bytes.first()?, second) {
+        // @r<phase>w<width>: (id, values...)
+        (b'r', Some(seq))
+            if name[1..].split_once('w').is_some_and(|(p, w)| {
+                p.bytes().all(|b| b.is_ascii_digit()) && w.bytes().all(|b| b.is_ascii_digit())
+            }) =>
+        {
+            let (&id, vals) = values.split_first()?;
+            let mut nums = vec![u64::from(tid)];
+            nums.extend_from_slice(vals);
+            Some(LineKind::Stored {
+                seq,
+                id: u32::try_from(id).ok().filter(|&i| i != 0)?,
+                nums,
+            })
+        }
+        // @f: (seq, id << 8 | n, values..., padding)
+        (b'f', Some(_slot)) if name.len() == 1 => {
+            let (&seq, rest) = values.split_first()?;
+            let (&head, vals) = rest.split_first()?;
+            let n = (head & 0xff) as usize;
+            let id = u32::try_from(head >> 8).ok().filter(|&i| i != 0)?;
+            let mut nums = vec![u64::from(tid)];
+            nums.extend_from_slice(vals.get(..n)?);
+            Some(LineKind::Stored { seq, id, nums })
+        }
+        // @p<n>[tid, id]: a call in flight, as the printf strategy's @e<id>[tid].
+        (b'p', Some(id)) if name[1..].bytes().all(|b| b.is_ascii_digit()) => {
+            let mut nums = vec![u64::from(tid)];
+            nums.extend(values);
+            Some(LineKind::Pending {
+                id: u32::try_from(id).ok()?,
+                tid,
+                nums,
+            })
+        }
+        (b'q', None) if name.len() == 1 => Some(LineKind::RecordCount {
+            tid,
+            n: *values.first()?,
+        }),
+        _ => None,
+    }
+}
+
+/// A map value as bpftrace prints it: `<n>` or `(<n>, <n>, ...)`, decimal, maybe negative.
+fn map_values(value: &str) -> Option<Vec<u64>> {
+    let value = value.trim();
+    let inner = value
+        .strip_prefix('(')
+        .and_then(|v| v.strip_suffix(')'))
+        .unwrap_or(value);
+    let mut nums = Vec::new();
+    for v in inner.split(',') {
+        let v = v.trim();
+        let n = match v.strip_prefix('-') {
+            Some(neg) => neg.parse::<u64>().ok()?.wrapping_neg(),
+            None => v.parse::<u64>().ok()?,
+        };
+        nums.push(n);
+        if nums.len() > MAX_NUMS {
+            return None;
+        }
+    }
+    Some(nums)
+}
+
 /// Parses `<id hex>[<tid>]: <ts>` or `<id hex>[<tid>]: (<ts>, <v>, ...)` (decimal values,
 /// possibly negative, as bpftrace prints map values).
 fn pending(rest: &str) -> Option<LineKind<'static>> {
@@ -188,24 +293,9 @@ fn pending(rest: &str) -> Option<LineKind<'static>> {
 fn per_thread_entry(rest: &str) -> Option<(u32, Vec<u64>)> {
     let (tid, value) = rest.split_once("]: ")?;
     let tid: u32 = tid.parse().ok()?;
-    let value = value.trim();
-    let inner = value
-        .strip_prefix('(')
-        .and_then(|v| v.strip_suffix(')'))
-        .unwrap_or(value);
     let mut nums = vec![u64::from(tid)];
-    for v in inner.split(',') {
-        let v = v.trim();
-        let n = match v.strip_prefix('-') {
-            Some(neg) => neg.parse::<u64>().ok()?.wrapping_neg(),
-            None => v.parse::<u64>().ok()?,
-        };
-        nums.push(n);
-        if nums.len() > MAX_NUMS {
-            return None;
-        }
-    }
-    Some((tid, nums))
+    nums.extend(map_values(value)?);
+    (nums.len() <= MAX_NUMS).then_some((tid, nums))
 }
 
 fn record(t: &str) -> LineKind<'_> {
@@ -378,6 +468,62 @@ mod tests {
         );
         assert!(matches!(classify("3 72c cc9e7"), LineKind::Record { .. }));
         assert!(matches!(classify("hello world"), LineKind::Garbage(_)));
+    }
+
+    #[test]
+    fn stored_records_and_counts() {
+        assert_eq!(
+            classify("@r0w4[17149, 12]: (6, 1179002245368, 38998, 94803546206880, 0)"),
+            LineKind::Stored {
+                seq: 12,
+                id: 6,
+                nums: vec![17149, 1179002245368, 38998, 94803546206880, 0]
+            }
+        );
+        // The ring: seq, id << 8 | n (0x604: id 6, 4 values), the values, padding.
+        assert_eq!(
+            classify("@f[17149, 0]: (4, 1540, 1179002304775, 15964, 94803546206880, 0, 0)"),
+            LineKind::Stored {
+                seq: 4,
+                id: 6,
+                nums: vec![17149, 1179002304775, 15964, 94803546206880, 0]
+            }
+        );
+        assert_eq!(
+            classify("@p1[17149, 5]: (1179002245368, -1)"),
+            LineKind::Pending {
+                id: 5,
+                tid: 17149,
+                nums: vec![17149, 1179002245368, u64::MAX]
+            }
+        );
+        assert_eq!(
+            classify("@p0[7, 3]: 99"),
+            LineKind::Pending {
+                id: 3,
+                tid: 7,
+                nums: vec![7, 99]
+            }
+        );
+        assert_eq!(
+            classify("@q[17149]: 6"),
+            LineKind::RecordCount { tid: 17149, n: 6 }
+        );
+        assert_eq!(classify("#D 1128fbc21bb"), LineKind::Drained(0x1128fbc21bb));
+        for control in ["#Z ffffffff", "#B 1 0", "#X 5036", "#A all probes attached"] {
+            assert_eq!(classify(control), LineKind::Blank, "{control}");
+        }
+        // Damaged: a width past the values, id 0, a key of three numbers, not numbers.
+        for bad in [
+            "@f[1, 0]: (4, 1544, 1, 2)",
+            "@r0w2[1, 2]: (0, 5, 6)",
+            "@r0w2[1, 2, 3]: (1, 5, 6)",
+            "@r0w2[1, 2]: (1, x)",
+            "@rx[1, 2]: (1, 2)",
+            "@q: 5",
+        ] {
+            assert!(matches!(classify(bad), LineKind::MapDump(_)), "{bad}");
+        }
     }
 
     #[test]

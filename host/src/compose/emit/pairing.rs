@@ -123,16 +123,17 @@ impl Pairing {
             for k in 0..w {
                 let _ = write!(args, ", $held.{}", k + 1);
             }
-            let test = match (i, i + 1 == n) {
-                (_, true) if n == 1 => String::new(),
-                (0, _) => format!("if (($held.0 & 0xff) == {w}) "),
-                (_, true) => "else ".to_string(),
-                _ => format!("else if (($held.0 & 0xff) == {w}) "),
-            };
-            out.push(format!(
-                "\t{test}{{ printf(\"%x %x{}{pair_fmt}\\n\", {args}{pair_args}); }}",
+            let printf = format!(
+                "printf(\"%x %x{}{pair_fmt}\\n\", {args}{pair_args});",
                 " %lx".repeat(w)
-            ));
+            );
+            // One width: no branch, and no bare `{ }` block either (bpftrace 0.17 refuses one).
+            out.push(match (i, i + 1 == n) {
+                (_, true) if n == 1 => format!("\t{printf}"),
+                (0, _) => format!("\tif (($held.0 & 0xff) == {w}) {{ {printf} }}"),
+                (_, true) => format!("\telse {{ {printf} }}"),
+                _ => format!("\telse if (($held.0 & 0xff) == {w}) {{ {printf} }}"),
+            });
         }
         out.push(format!("\tdelete({HELD_MAP}[$t]);"));
         out.push("}".to_string());
@@ -217,7 +218,8 @@ mod tests {
     fn one_width_needs_no_branch() {
         let mut p = learned(&[1]);
         let code = p.emit(3, &[NOW.into()], false).join("\n");
-        assert!(code.contains("\t{ printf("), "{code}");
+        assert!(code.contains("\n\tprintf("), "{code}");
+        assert!(!code.contains("{ printf("), "{code}");
         assert!(!code.contains("0xff) =="), "{code}");
     }
 }

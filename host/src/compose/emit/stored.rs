@@ -1,0 +1,78 @@
+//! What the strategies that store records in maps (drained, ring) share: each thread's record
+//! numbers, and the entries of calls in flight.
+//!
+//! - `@q[tid]` is the number of the thread's last record. Every stored record carries its
+//!   number, so `convert` finds a record lost (a map full, a race with a drain) as a gap, and
+//!   one lost at the end against the `@q` that END prints.
+//! - A call's entry waits in `@p<n>[tid, <pending id>]` (one map per number of entry values,
+//!   not one per probe: bpftrace sizes every map alike, and preallocates them), and is deleted
+//!   at the exit, so that a map holds only calls in flight: a drain prints them while the job
+//!   runs, and a hung call is in the log within one drain period.
+
+use std::collections::BTreeSet;
+
+/// The per-thread record counter.
+pub const SEQ_MAP: &str = "@q";
+
+/// Statements that number the thread's next record into `$n`.
+pub fn next_seq() -> [String; 2] {
+    [
+        format!("$n = {SEQ_MAP}[$t] + 1;"),
+        format!("{SEQ_MAP}[$t] = $n;"),
+    ]
+}
+
+/// The map of entries with `n` values.
+fn entry_map(n: usize) -> String {
+    format!("@p{n}")
+}
+
+/// The entry maps a script uses, by number of values.
+#[derive(Default)]
+pub struct Entries {
+    widths: BTreeSet<usize>,
+}
+
+impl Entries {
+    pub fn keep(&mut self, pending: u32, values: &[String]) -> Vec<String> {
+        self.widths.insert(values.len());
+        let m = entry_map(values.len());
+        if values.is_empty() {
+            vec![format!("{m}[$t, {pending}] = nsecs;")]
+        } else {
+            vec![format!(
+                "{m}[$t, {pending}] = (nsecs, {});",
+                values.join(", ")
+            )]
+        }
+    }
+
+    // Deleted only when found: bpftrace 0.23 warns (into the log) of every missing key deleted.
+    pub fn take(&mut self, pending: u32, n_values: usize) -> Vec<String> {
+        let m = entry_map(n_values);
+        let mut out = if n_values > 0 {
+            vec![
+                format!("$e = {m}[$t, {pending}];"),
+                "$s = $e.0;".to_string(),
+            ]
+        } else {
+            vec![format!("$s = {m}[$t, {pending}];")]
+        };
+        out.push(format!("if ($s != 0) {{ delete({m}[$t, {pending}]); }}"));
+        out
+    }
+
+    /// Prints the entries of the calls in flight.
+    pub fn print(&self) -> Vec<String> {
+        self.maps().iter().map(|m| format!("print({m});")).collect()
+    }
+
+    pub fn maps(&self) -> Vec<String> {
+        self.widths.iter().map(|&n| entry_map(n)).collect()
+    }
+}
+
+/// `(uint64)(<f>)` for each field: a record's values are stored as one tuple type.
+pub fn as_u64(fields: &[String]) -> Vec<String> {
+    fields.iter().map(|f| format!("(uint64)({f})")).collect()
+}

@@ -1,0 +1,374 @@
+//! What `record` does with each line bpftrace prints, on a thread of its own: most go to the
+//! log; the script's answers to record's requests (crate::compose::hooks) are also told to the
+//! main thread; a thread's first line, a `dlopen` and a process held at its exit make a copy of
+//! its memory map; the flight recorder's status spans go to the hang watch only; a record that
+//! an earlier dump of the ring already wrote, or a call in flight that the last drain already
+//! listed, is not written again.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::sync::mpsc::Sender;
+
+use super::maps::MapsKeeper;
+use super::sentinel::Channel;
+use crate::compose::hooks::ATTACHED_LINE;
+
+/// The dump that ends tracing: after its `#Z`, the log is complete and closed.
+pub const FINAL_DUMP: u64 = 0xffff_ffff;
+
+/// What the line thread tells the main thread.
+#[derive(Debug)]
+pub enum Seen {
+    Header,
+    Attached,
+    Barrier {
+        n: u64,
+        cpu: u32,
+    },
+    /// A drain's `#D` line (outside a dump).
+    Drained,
+    /// A dump ended (`#Z <n>`).
+    DumpDone(u64),
+    /// A status span ended (`#h <n>`).
+    Status(Status),
+    /// bpftrace's own END began (`#E` outside a dump).
+    End,
+    /// The log is complete and closed: after the last dump, or at the end of bpftrace's
+    /// output. What the line thread kept comes with it.
+    Finished(Box<Finished>),
+}
+
+/// The flight recorder's state, as a status span printed it.
+#[derive(Debug, Default, Clone)]
+pub struct Status {
+    /// bpftrace's clock when it was printed.
+    pub now: u64,
+    /// The start of the oldest call in flight.
+    pub oldest_open: Option<u64>,
+    /// Each thread's record count.
+    pub seqs: HashMap<u32, u64>,
+}
+
+/// Where a line falls.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Span {
+    None,
+    /// Between a dump's `#E` and its `#Z`.
+    Dump,
+    /// Between `#H` and `#h`: not for the log.
+    Status,
+}
+
+/// What the line thread kept, when the log is closed.
+#[derive(Debug)]
+pub struct Finished {
+    pub lines: u64,
+    pub keeper: MapsKeeper,
+    /// Records per thread, as stored lines in the log.
+    pub stored: HashMap<u32, u64>,
+    /// Each thread's record count, from the last dump's `@q`.
+    pub seqs: HashMap<u32, u64>,
+    /// Held processes (`#X`) that were not released (their copy failed, or SIGCONT did).
+    pub unreleased: Vec<u32>,
+}
+
+pub struct Router {
+    log: Option<BufWriter<File>>,
+    chan: Option<Channel>,
+    keeper: Option<MapsKeeper>,
+    tx: Sender<Seen>,
+    span: Span,
+    status: Status,
+    lines: u64,
+    /// Flight recorder: each thread's newest record written by an earlier dump, and by this one.
+    ring_written: HashMap<u32, u64>,
+    ring_dump: HashMap<u32, u64>,
+    /// Drains: the in-flight entries the last drain listed, and those this one lists.
+    entries_before: HashSet<Vec<u8>>,
+    entries_now: HashSet<Vec<u8>>,
+    stored: HashMap<u32, u64>,
+    seqs: HashMap<u32, u64>,
+    unreleased: Vec<u32>,
+}
+
+/// `[<tid>, <n>]: ...` or `[<tid>]: ...` after a map's name: the key's numbers and the rest.
+fn key_of(line: &[u8]) -> Option<(u64, Option<u64>, &[u8])> {
+    let open = line.iter().position(|&b| b == b'[')?;
+    let close = open + line[open..].iter().position(|&b| b == b']')?;
+    let key = std::str::from_utf8(&line[open + 1..close]).ok()?;
+    let rest = line.get(close + 1..)?.strip_prefix(b": ")?;
+    let mut it = key.split(", ");
+    let a = it.next()?.trim().parse().ok()?;
+    let b = match it.next() {
+        Some(b) => Some(b.trim().parse().ok()?),
+        None => None,
+    };
+    Some((a, b, rest))
+}
+
+/// The first number of a map value: `(<n>, ...` or `<n>`.
+fn first_value(rest: &[u8]) -> Option<u64> {
+    let s = std::str::from_utf8(rest).ok()?;
+    let s = s.trim().trim_start_matches('(');
+    s.split([',', ')']).next()?.trim().parse().ok()
+}
+
+/// The hex number after a control line's letter: `#Z 1f` -> 0x1f.
+fn control_arg(line: &[u8], word: usize) -> Option<u64> {
+    let s = std::str::from_utf8(line).ok()?;
+    u64::from_str_radix(s.split_ascii_whitespace().nth(word)?, 16).ok()
+}
+
+impl Router {
+    pub fn new(log: File, chan: Option<Channel>, keeper: MapsKeeper, tx: Sender<Seen>) -> Router {
+        Router {
+            log: Some(BufWriter::with_capacity(1 << 20, log)),
+            chan,
+            keeper: Some(keeper),
+            tx,
+            span: Span::None,
+            status: Status::default(),
+            lines: 0,
+            ring_written: HashMap::new(),
+            ring_dump: HashMap::new(),
+            entries_before: HashSet::new(),
+            entries_now: HashSet::new(),
+            stored: HashMap::new(),
+            seqs: HashMap::new(),
+            unreleased: Vec::new(),
+        }
+    }
+
+    /// Reads bpftrace's output to its end (after the log is closed, bpftrace may still be
+    /// detaching its probes, and what it prints then is read and dropped).
+    pub fn run(mut self, out: impl Read) -> std::io::Result<()> {
+        let mut r = BufReader::with_capacity(1 << 20, out);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if r.read_until(b'\n', &mut line)? == 0 {
+                break;
+            }
+            let keep = self.route(&line);
+            if let (true, Some(log)) = (keep, self.log.as_mut()) {
+                self.lines += 1;
+                log.write_all(&line)?;
+                // Flushed whenever bpftrace has nothing more in the pipe: under load the log
+                // is written in large blocks, and otherwise as it comes, so that a killed
+                // bthost loses nothing that bpftrace printed before a pause.
+                if r.buffer().is_empty() {
+                    log.flush()?;
+                }
+            }
+            if self.span == Span::None && line.starts_with(b"#Z ") {
+                if let Some(n) = control_arg(&line, 1) {
+                    let _ = self.tx.send(Seen::DumpDone(n));
+                    if n == FINAL_DUMP {
+                        self.close()?;
+                    }
+                }
+            }
+        }
+        self.close()
+    }
+
+    /// Closes the log (once) and hands what was kept to the main thread.
+    fn close(&mut self) -> std::io::Result<()> {
+        let Some(mut log) = self.log.take() else {
+            return Ok(());
+        };
+        let flushed = log.flush();
+        if let Some(keeper) = self.keeper.take() {
+            let _ = self.tx.send(Seen::Finished(Box::new(Finished {
+                lines: self.lines,
+                keeper,
+                stored: std::mem::take(&mut self.stored),
+                seqs: std::mem::take(&mut self.seqs),
+                unreleased: std::mem::take(&mut self.unreleased),
+            })));
+        }
+        flushed
+    }
+
+    /// Acts on one line; whether it goes to the log.
+    fn route(&mut self, line: &[u8]) -> bool {
+        let l = line.strip_suffix(b"\n").unwrap_or(line);
+        if l.first() == Some(&b'@') {
+            return self.map_line(l);
+        }
+        if l.starts_with(b"T ") {
+            // A thread's first record: its process's map is copied (once per new thread).
+            if let Some(pid) = control_arg(l, 1) {
+                self.take_maps(pid as u32);
+            }
+            return true;
+        }
+        if l.first() != Some(&b'#') {
+            return true;
+        }
+        match l.get(1) {
+            Some(b'b') if l.starts_with(b"#bthost ") => {
+                let _ = self.tx.send(Seen::Header);
+                true
+            }
+            Some(b'A') if l == ATTACHED_LINE.as_bytes() => {
+                let _ = self.tx.send(Seen::Attached);
+                false
+            }
+            Some(b'B') => {
+                if let (Some(n), Some(cpu)) = (control_arg(l, 1), control_arg(l, 2)) {
+                    let _ = self.tx.send(Seen::Barrier { n, cpu: cpu as u32 });
+                }
+                false
+            }
+            Some(b'D') => {
+                if self.span == Span::None {
+                    self.entries_before = std::mem::take(&mut self.entries_now);
+                    let _ = self.tx.send(Seen::Drained);
+                }
+                true
+            }
+            Some(b'E') => {
+                if self.chan.is_some() && self.log.is_some() {
+                    self.span = Span::Dump;
+                    self.ring_dump.clear();
+                } else {
+                    let _ = self.tx.send(Seen::End);
+                }
+                true
+            }
+            Some(b'Z') => {
+                self.span = Span::None;
+                for (tid, seq) in self.ring_dump.drain() {
+                    let w = self.ring_written.entry(tid).or_default();
+                    *w = (*w).max(seq);
+                }
+                true
+            }
+            Some(b'H') => {
+                self.span = Span::Status;
+                self.status = Status {
+                    now: control_arg(l, 2).unwrap_or(0),
+                    ..Default::default()
+                };
+                false
+            }
+            Some(b'h') => {
+                self.span = Span::None;
+                let _ = self.tx.send(Seen::Status(std::mem::take(&mut self.status)));
+                false
+            }
+            Some(b'X') => {
+                // A process held at its exit: copy its map, then let it go.
+                if let (Some(pid), Some(k)) = (control_arg(l, 1), self.keeper.as_mut()) {
+                    let pid = pid as u32;
+                    k.snapshot(pid);
+                    k.held += 1;
+                    // SAFETY: kill(2) with a pid the script stopped.
+                    if unsafe { libc::kill(pid as i32, libc::SIGCONT) } != 0 {
+                        self.unreleased.push(pid);
+                    }
+                }
+                false
+            }
+            Some(b'M') => {
+                if let Some(pid) = control_arg(l, 1) {
+                    self.take_maps(pid as u32);
+                }
+                false
+            }
+            _ => true,
+        }
+    }
+
+    fn take_maps(&mut self, pid: u32) {
+        // Said first: a dlopen after the copy starts makes it stale again.
+        if let Some(c) = self.chan {
+            c.maps_taken(pid);
+        }
+        if let Some(k) = self.keeper.as_mut() {
+            k.snapshot(pid);
+        }
+    }
+
+    /// A map entry bpftrace printed.
+    fn map_line(&mut self, l: &[u8]) -> bool {
+        let name_end = l
+            .iter()
+            .position(|&b| b == b'[' || b == b':')
+            .unwrap_or(l.len());
+        let name = &l[1..name_end];
+        let Some((a, b, rest)) = key_of(l) else {
+            return true;
+        };
+        match name.first() {
+            // `@r<phase>w<width>[tid, seq]`: a drained record.
+            Some(b'r') => {
+                *self.stored.entry(a as u32).or_default() += 1;
+                true
+            }
+            // `@f[tid, slot]: (seq, ...)`: the ring; each record written once over dumps.
+            Some(b'f') => {
+                let Some(seq) = first_value(rest) else {
+                    return true;
+                };
+                let tid = a as u32;
+                if self.ring_written.get(&tid).is_some_and(|&w| seq <= w) {
+                    return false;
+                }
+                let d = self.ring_dump.entry(tid).or_default();
+                *d = (*d).max(seq);
+                *self.stored.entry(tid).or_default() += 1;
+                true
+            }
+            // `@q[tid]: n`: a thread's record count.
+            Some(b'q') if b.is_none() => {
+                let n = first_value(rest).unwrap_or(0);
+                if self.span == Span::Status {
+                    self.status.seqs.insert(a as u32, n);
+                    return false;
+                }
+                self.seqs.insert(a as u32, n);
+                true
+            }
+            // `@p<n>[tid, id]: (start, ...)`: a call in flight.
+            Some(b'p') if b.is_some() => {
+                if self.span == Span::Status {
+                    if let Some(t) = first_value(rest) {
+                        let o = self.status.oldest_open.get_or_insert(t);
+                        *o = (*o).min(t);
+                    }
+                    return false;
+                }
+                if self.span == Span::Dump {
+                    return true;
+                }
+                // Listed by each drain while it lasts: written the first time.
+                let fresh = !self.entries_before.contains(l);
+                self.entries_now.insert(l.to_vec());
+                fresh
+            }
+            _ => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_keys_and_values() {
+        assert_eq!(
+            key_of(b"@r0w4[17149, 12]: (6, 1179002245368)"),
+            Some((17149, Some(12), &b"(6, 1179002245368)"[..]))
+        );
+        assert_eq!(key_of(b"@q[7]: 12"), Some((7, None, &b"12"[..])));
+        assert_eq!(key_of(b"@q: 12"), None);
+        assert_eq!(first_value(b"(5, 1795, 1)"), Some(5));
+        assert_eq!(first_value(b"12"), Some(12));
+        assert_eq!(control_arg(b"#B 3 1", 2), Some(1));
+        assert_eq!(control_arg(b"#Z ffffffff", 1), Some(FINAL_DUMP));
+    }
+}

@@ -1,0 +1,484 @@
+//! `bthost record`: build the script for the installed bpftrace, run it (system-wide: the ranks
+//! of a job are many processes; or only the processes of `--pid` and their descendants), write
+//! its output to the log as it comes, and keep a copy of each traced process's memory map
+//! beside the log (`LOG.maps/PID.maps`) so that `convert` can symbolize code addresses after
+//! the processes are gone.
+//!
+//! With a command, the command starts once every probe is attached; tracing stops when it
+//! exits, at Ctrl-C (or SIGTERM), or after `--duration`. Stopping is ordered so that nothing
+//! written before the stop is lost and the log is complete at once:
+//! 1. a drain barrier: record fires a probe of its own on every CPU and waits for each line,
+//!    so that everything printed before is read (bpftrace 0.17 has a buffer per CPU, and
+//!    stopping it before it has read them all lost the tail of short runs);
+//! 2. a last dump: the records still in the kernel's maps and the calls in flight, ended by a
+//!    line of its own, after which the log is closed;
+//! 3. only then bpftrace is told to stop; it detaches its probes (seconds: the kernel
+//!    unregisters each uprobe) on its own, without holding the user or the log.
+
+pub mod dump;
+mod hang;
+mod lines;
+mod maps;
+mod pids;
+mod runner;
+pub mod sentinel;
+mod signals;
+
+use std::collections::HashSet;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+pub use maps::{maps_dir, recorded_maps};
+
+use crate::bpftrace::Dialect;
+use crate::commands::build::{self, BuildOptions};
+use crate::compose::emit::Emit;
+use crate::compose::hooks::Hooks;
+use crate::registry::Registry;
+use crate::safe_out::OutDir;
+use lines::{Router, Seen, FINAL_DUMP};
+use sentinel::Channel;
+
+pub struct RecordOptions {
+    /// Packs, bpftrace and libraries; record chooses the script's other options.
+    pub build: BuildOptions,
+    pub bpftrace_bin: PathBuf,
+    pub log: PathBuf,
+    /// The workload to run while tracing; empty: trace until Ctrl-C (or `duration`).
+    pub command: Vec<String>,
+    /// How records leave the kernel.
+    pub emit: Emit,
+    /// Trace only these processes and those they start (empty: every process).
+    pub pids: Vec<u32>,
+    pub duration: Option<Duration>,
+    /// Flight recorder: dump when calls have been in flight this long with none completing.
+    pub on_hang: Option<Duration>,
+    /// bpftrace's map size (None: a default for the strategy).
+    pub map_keys: Option<u32>,
+    pub perf_rb_pages: Option<u32>,
+}
+
+/// The map size record gives bpftrace unless told: bpftrace gives every map this many
+/// entries and preallocates them all (~100-200 bytes each), so it is a memory bound per map.
+/// Drained: 8192 records per map between two drains (50 ms) is 160,000 records/s per record
+/// width, past what this machine's probes reach (~90,000 calls/s on 2 cores).
+pub fn default_map_keys(emit: &Emit) -> u32 {
+    match emit {
+        Emit::Printf => 4096,
+        Emit::Drained { .. } => 8192,
+        // The ring holds N records for each thread: room for 64 threads.
+        Emit::Ring { per_thread } => (per_thread.saturating_mul(64)).max(4096),
+    }
+}
+
+pub struct Recorded {
+    pub script: PathBuf,
+    pub lines: u64,
+    pub maps_dir: PathBuf,
+    pub processes: usize,
+    /// Processes held at their exit for their memory map (they would have gone unseen).
+    pub held: u32,
+    /// The workload's exit status, when there was one and it ended.
+    pub command_status: Option<ExitStatus>,
+    /// Records lost in the kernel (a map full), found from each thread's record count.
+    pub lost: u64,
+    /// Flight-recorder dumps written before the last one.
+    pub dumps: u32,
+    /// What stopped tracing.
+    pub stopped_by: String,
+    /// From the stop to the complete, closed log.
+    pub stop_to_closed: Duration,
+    /// bpftrace is still detaching its probes (not waited for).
+    pub detaching: bool,
+}
+
+/// A running bpftrace and what record knows of it.
+struct Tracer {
+    bt: Child,
+    rx: Receiver<Seen>,
+    chan: Option<Channel>,
+    dumps: u32,
+    draining: Option<Instant>,
+    last_drain: Instant,
+}
+
+impl Tracer {
+    /// Waits until `done` says yes of a message (handling the others), and returns it; None
+    /// if `limit` passes first, or bpftrace's output ends.
+    fn wait_for(&mut self, limit: Duration, mut done: impl FnMut(&Seen) -> bool) -> Option<Seen> {
+        let until = Instant::now() + limit;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            match self.rx.recv_timeout(left) {
+                Ok(s) if done(&s) => return Some(s),
+                Ok(s) => self.note(&s),
+                Err(RecvTimeoutError::Timeout) => return None,
+                Err(RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    /// Keeps track of a message no one waits for.
+    fn note(&mut self, s: &Seen) {
+        if let Seen::Drained = s {
+            self.draining = None;
+        }
+    }
+
+    fn running(&mut self) -> bool {
+        matches!(self.bt.try_wait(), Ok(None))
+    }
+}
+
+/// The CPUs this thread may run on.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is valid; sched_getaffinity fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0
+    {
+        return Vec::new();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect()
+}
+
+fn pin(cpus: &[usize]) {
+    // SAFETY: as in allowed_cpus; sched_setaffinity on this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &c in cpus {
+            libc::CPU_SET(c, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// The drain barrier: a line from a probe fired on every CPU this thread may use, each awaited.
+/// Whether every line came.
+fn barrier(t: &mut Tracer, chan: Channel, n: u64) -> bool {
+    let cpus = allowed_cpus();
+    for &c in &cpus {
+        pin(&[c]);
+        chan.barrier(n);
+    }
+    pin(&cpus);
+    let mut seen: HashSet<u32> = HashSet::new();
+    let want = cpus.len();
+    t.wait_for(Duration::from_secs(10), |s| {
+        if let Seen::Barrier { n: m, cpu } = s {
+            if *m == n {
+                seen.insert(*cpu);
+            }
+        }
+        seen.len() >= want
+    })
+    .is_some()
+}
+
+/// Asks for a dump and waits for its end; whether it came.
+fn dump(t: &mut Tracer, chan: Channel, n: u64) -> bool {
+    chan.dump(n);
+    t.wait_for(
+        Duration::from_secs(60),
+        |s| matches!(s, Seen::DumpDone(m) if *m == n),
+    )
+    .is_some()
+}
+
+/// The libc whose exit record holds a short-lived process at (None: not found, or a path
+/// that cannot be written into a script).
+fn libc_path() -> Option<String> {
+    let cache = crate::library::LdCache::load();
+    let p = cache.lookup("libc.so.6")?.to_str()?.to_string();
+    crate::ident::check_lib_path(&p).ok()?;
+    Some(p)
+}
+
+pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
+    pids::check(&opts.pids).map_err(anyhow::Error::msg)?;
+    if opts.on_hang.is_some() && !matches!(opts.emit, Emit::Ring { .. }) {
+        bail!("--on-hang dumps the flight recorder: give --flight-recorder N too");
+    }
+    let version = opts.build.bpftrace.resolve()?;
+    let dialect = Dialect::for_version(&version);
+
+    // Outputs, checked before anything starts (crate::safe_out).
+    let (dir, log_name) = OutDir::for_file(&opts.log)?;
+    let log_name = log_name
+        .to_str()
+        .context("the log's file name is not UTF-8")?
+        .to_string();
+    let log_file = dir.create_file(&log_name)?;
+    let keeper = maps::MapsKeeper::new(&dir, &log_name)?;
+
+    let token = std::process::id();
+    let hooks = match sentinel::probeable_exe() {
+        Ok(exe) => Some(Hooks {
+            exe,
+            token,
+            pids: opts.pids.clone(),
+            libc: libc_path(),
+        }),
+        Err(why) => {
+            if !opts.pids.is_empty() {
+                bail!("--pid needs bthost's own probes, which cannot be placed: {why}");
+            }
+            eprintln!(
+                "bthost: warning: {why}: record cannot talk to its script; it stops bpftrace \
+                 with SIGINT (slower, and bpftrace 0.17 may lose the last records)"
+            );
+            None
+        }
+    };
+    let chan = hooks.as_ref().map(|_| Channel {
+        token: u64::from(token),
+    });
+    let map_keys = opts
+        .map_keys
+        .unwrap_or_else(|| default_map_keys(&opts.emit));
+    let mut bo = opts.build.clone();
+    bo.bpftrace = build::BpftraceChoice::Version(version.clone());
+    bo.script = crate::compose::Options {
+        exit_after_begin: false,
+        emit: opts.emit.clone(),
+        hooks: hooks.clone(),
+        map_keys: Some(map_keys),
+        perf_rb_pages: opts.perf_rb_pages,
+    };
+    let built = build::build(reg, &bo)?;
+    build::warn_left_out(&built);
+    let script_name = format!("{log_name}.bt");
+    build::write_in(&built, &dir, &script_name)?;
+    let script = dir.path().join(&script_name);
+
+    runner::raise_memlock();
+    signals::install_all();
+    let settings = runner::Settings {
+        map_keys: Some(map_keys),
+        perf_rb_pages: opts.perf_rb_pages,
+        unsafe_actions: hooks.as_ref().is_some_and(|h| h.libc.is_some()),
+    };
+    let (mut bt, _script_fd) =
+        runner::spawn(&opts.bpftrace_bin, &built.script, &dialect, &settings)?;
+    let stderr = runner::pass_stderr(&mut bt);
+    let out = bt.stdout.take().expect("piped");
+    let (tx, rx) = mpsc::channel();
+    let router = Router::new(log_file, chan, keeper, tx);
+    // Not joined: after the log is closed it reads what bpftrace still prints while it detaches.
+    std::thread::spawn(move || router.run(out));
+    let mut t = Tracer {
+        bt,
+        rx,
+        chan,
+        dumps: 0,
+        draining: None,
+        last_drain: Instant::now(),
+    };
+
+    // Wait for the probes to be attached (or for bpftrace to fail): call the sentinel until
+    // its probe, the script's last, fires. bpftrace runs BEGIN before it attaches the others.
+    let attached = match chan {
+        Some(c) => loop {
+            c.attached();
+            if t.wait_for(Duration::from_millis(50), |s| matches!(s, Seen::Attached))
+                .is_some()
+            {
+                break true;
+            }
+            if !t.running() || signals::stop_requested().is_some() {
+                break false;
+            }
+        },
+        None => {
+            let header = t
+                .wait_for(Duration::from_secs(600), |s| matches!(s, Seen::Header))
+                .is_some();
+            // As long as attaching takes bpftrace 0.17 per probe (~40 ms here), generously.
+            if header {
+                std::thread::sleep(Duration::from_millis(100 * built.probe_count as u64));
+            }
+            header
+        }
+    };
+    if !attached {
+        let _ = t.bt.kill();
+        let status = t.bt.wait().context("waiting for bpftrace")?;
+        let said = stderr.join().unwrap_or_default();
+        bail!(
+            "bpftrace ({}) exited with {status} before attaching its probes{}",
+            opts.bpftrace_bin.display(),
+            if said.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", said.join(" / "))
+            }
+        );
+    }
+
+    let started = Instant::now();
+    let mut child = match opts.command.first() {
+        None => None,
+        Some(prog) => {
+            let mut cmd = Command::new(prog);
+            cmd.args(&opts.command[1..]);
+            if let (Some(c), false) = (chan, opts.pids.is_empty()) {
+                // SAFETY: the sentinel call and getpid are async-signal-safe.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        c.trace_pid(libc::getpid() as u32);
+                        Ok(())
+                    });
+                }
+            }
+            Some(cmd.spawn().with_context(|| format!("cannot run {prog}"))?)
+        }
+    };
+
+    let (command_status, stopped_by) = run_until_stop(&mut t, opts, &mut child, started)?;
+
+    // Stop in order: nothing written before now is lost, and the log is complete at once.
+    let t_stop = Instant::now();
+    let is_fin = |s: &Seen| matches!(s, Seen::Finished(_));
+    let fin = match chan {
+        Some(c) => {
+            // Processes exiting from now on are not held: record is about to stop releasing.
+            c.maps_taken(0);
+            if !barrier(&mut t, c, 1) && t.running() {
+                eprintln!("bthost: warning: the drain barrier did not complete within 10 s");
+            }
+            c.dump(FINAL_DUMP);
+            let fin = t.wait_for(Duration::from_secs(60), is_fin);
+            // SAFETY: kill(2) of our own child: it detaches its probes and exits on its own.
+            unsafe { libc::kill(t.bt.id() as i32, libc::SIGINT) };
+            fin
+        }
+        None => {
+            // SAFETY: as above.
+            unsafe { libc::kill(t.bt.id() as i32, libc::SIGINT) };
+            t.wait_for(Duration::from_secs(600), is_fin)
+        }
+    };
+    let stop_to_closed = t_stop.elapsed();
+    let Some(Seen::Finished(mut fin)) = fin else {
+        let _ = t.bt.kill();
+        bail!("bpftrace's output did not end: the log may be incomplete");
+    };
+    // A last copy of every map still there, and no process left stopped at its exit.
+    fin.keeper.refresh();
+    for pid in &fin.unreleased {
+        // SAFETY: kill(2) of a process the script stopped.
+        unsafe { libc::kill(*pid as i32, libc::SIGCONT) };
+    }
+    let detaching = t.running();
+    // A command still running after a stop (Ctrl-C, --duration) is left running.
+    let command_status = match (command_status, child.as_mut()) {
+        (Some(s), _) => Some(s),
+        (None, Some(c)) => c.try_wait().ok().flatten(),
+        (None, None) => None,
+    };
+    // Drained: a record stored and never printed is a gap in its thread's numbers.
+    let lost = if matches!(opts.emit, Emit::Drained { .. }) {
+        fin.seqs
+            .iter()
+            .map(|(tid, n)| n.saturating_sub(fin.stored.get(tid).copied().unwrap_or(0)))
+            .sum()
+    } else {
+        0
+    };
+    Ok(Recorded {
+        script,
+        lines: fin.lines,
+        maps_dir: fin.keeper.dir().to_path_buf(),
+        processes: fin.keeper.processes(),
+        held: fin.keeper.held,
+        command_status,
+        lost,
+        dumps: t.dumps,
+        stopped_by,
+        stop_to_closed,
+        detaching,
+    })
+}
+
+/// Runs until the command exits, a stop is asked for, the duration passes or bpftrace ends;
+/// drains, dumps and watches for hangs meanwhile. Returns the command's status, if it ended,
+/// and what stopped tracing.
+fn run_until_stop(
+    t: &mut Tracer,
+    opts: &RecordOptions,
+    child: &mut Option<Child>,
+    started: Instant,
+) -> Result<(Option<ExitStatus>, String)> {
+    let mut hang = opts.on_hang.map(hang::HangWatch::new);
+    let poll = opts.on_hang.map(hang::poll_period);
+    let mut last_poll = Instant::now();
+    let mut polls = 0u64;
+    loop {
+        if let Some(c) = child.as_mut() {
+            if let Some(st) = c.try_wait()? {
+                return Ok((Some(st), format!("the command exited ({st})")));
+            }
+        }
+        if let Some(sig) = signals::stop_requested() {
+            return Ok((None, format!("signal {sig}")));
+        }
+        if opts.duration.is_some_and(|d| started.elapsed() >= d) {
+            return Ok((None, "--duration".into()));
+        }
+        if !t.running() {
+            return Ok((None, "bpftrace exited".into()));
+        }
+        let Some(chan) = t.chan else {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        if let Emit::Drained { period_ms } = opts.emit {
+            let period = Duration::from_millis(u64::from(period_ms));
+            // A drain at a time: the next is asked for once the last one is read (if bpftrace
+            // falls behind, drains come less often and the maps hold more).
+            let stuck = t
+                .draining
+                .is_some_and(|d| d.elapsed() > Duration::from_secs(5));
+            if (t.draining.is_none() || stuck) && t.last_drain.elapsed() >= period {
+                chan.drain();
+                t.draining = Some(Instant::now());
+                t.last_drain = Instant::now();
+            }
+        }
+        if matches!(opts.emit, Emit::Ring { .. }) && signals::take_dump_request() {
+            t.dumps += 1;
+            eprintln!("bthost: dumping the flight recorder (asked for)");
+            dump(t, chan, u64::from(t.dumps));
+        }
+        if let (Some(p), Some(_)) = (poll, hang.as_ref()) {
+            if last_poll.elapsed() >= p {
+                last_poll = Instant::now();
+                polls += 1;
+                chan.status(polls);
+            }
+        }
+        match t.rx.recv_timeout(Duration::from_millis(10)) {
+            Ok(Seen::Status(s)) => {
+                if hang.as_mut().is_some_and(|h| h.feed(&s)) {
+                    t.dumps += 1;
+                    eprintln!(
+                        "bthost: calls in flight for {:.1} s with none completing: dumping the flight recorder",
+                        opts.on_hang.unwrap_or_default().as_secs_f64()
+                    );
+                    dump(t, chan, u64::from(t.dumps));
+                }
+            }
+            Ok(s) => t.note(&s),
+            Err(_) => {}
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Starting bpftrace for `record`: the script handed over an open descriptor, bpftrace's
+//! settings for versions without a `config` block, its own process group, and its stderr
+//! passed on without the one message that misleads here.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context, Result};
+
+use crate::bpftrace::Dialect;
+
+/// bpftrace's settings that `record` chooses.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Settings {
+    pub map_keys: Option<u32>,
+    pub perf_rb_pages: Option<u32>,
+    /// The script sends signals (the hold at exit): bpftrace wants `--unsafe` for that.
+    pub unsafe_actions: bool,
+}
+
+/// The script in memory, in a descriptor bpftrace opens as `/proc/self/fd/N`: nobody can
+/// change it between its writing and bpftrace's reading, as they could a file in a shared
+/// folder (`LOG.bt` beside the log is a copy for the reader).
+fn script_fd(script: &str) -> Result<OwnedFd> {
+    let name = c"bthost-script";
+    // SAFETY: memfd_create with a NUL-terminated name; the descriptor is ours.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("memfd_create for the script");
+    }
+    // SAFETY: a descriptor memfd_create just returned.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut f = std::fs::File::from(fd.try_clone()?);
+    f.write_all(script.as_bytes())?;
+    Ok(fd)
+}
+
+/// Starts `bin` on `script`, stdout piped (the log), stderr passed on through a filter.
+pub fn spawn(bin: &Path, script: &str, d: &Dialect, set: &Settings) -> Result<(Child, OwnedFd)> {
+    let fd = script_fd(script)?;
+    let raw = fd.as_raw_fd();
+    let mut cmd = Command::new(bin);
+    // Line-buffered: the barrier and the drains depend on seeing each line when printed.
+    cmd.args(["-B", "line"]);
+    if set.unsafe_actions {
+        cmd.arg("--unsafe");
+    }
+    cmd.arg(format!("/proc/self/fd/{raw}"));
+    if !d.config_block {
+        if let Some(k) = set.map_keys {
+            cmd.env("BPFTRACE_MAP_KEYS_MAX", k.to_string());
+        }
+        if let Some(p) = set.perf_rb_pages {
+            cmd.env("BPFTRACE_PERF_RB_PAGES", p.to_string());
+        }
+    }
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Its own process group: a Ctrl-C at the terminal reaches bthost (which stops
+            // tracing in order, quickly) and the workload, not bpftrace (which would first
+            // detach every probe, for seconds, before writing the calls in flight).
+            libc::setpgid(0, 0);
+            // If bthost dies, bpftrace stops too instead of tracing on for nobody.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT);
+            // The script's descriptor, inherited by bpftrace alone.
+            libc::fcntl(raw, libc::F_SETFD, 0);
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("cannot run {}", bin.display()))?;
+    Ok((child, fd))
+}
+
+/// Whether the kernel charges BPF memory to the cgroup (5.11 and later), so that bpftrace's
+/// failure to raise RLIMIT_MEMLOCK is harmless.
+fn memcg_charged() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").is_ok_and(|r| charges_memcg(&r))
+}
+
+/// Whether kernel `release` (as `uname -r` says it) charges BPF memory to the cgroup.
+fn charges_memcg(release: &str) -> bool {
+    let mut nums = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse::<u32>().ok());
+    matches!((nums.next(), nums.next()), (Some(a), Some(b)) if (a, b) >= (5, 11))
+}
+
+/// Raises RLIMIT_MEMLOCK for bpftrace (inherited) as far as this process may: kernels before
+/// 5.11 count BPF maps against it.
+pub fn raise_memlock() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on a valid struct.
+    unsafe {
+        let inf = libc::rlimit {
+            rlim_cur: libc::RLIM_INFINITY,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        if libc::setrlimit(libc::RLIMIT_MEMLOCK, &inf) != 0
+            && libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) == 0
+        {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_MEMLOCK, &r);
+        }
+    }
+}
+
+/// Passes bpftrace's stderr on, line by line. bpftrace always tries to lift RLIMIT_MEMLOCK to
+/// infinity and says ERROR (0.17) or WARNING (0.23) when it cannot; on a kernel that charges
+/// BPF memory to the cgroup that limit does not apply, and the line is dropped.
+pub fn pass_stderr(child: &mut Child) -> std::thread::JoinHandle<Vec<String>> {
+    let err = child.stderr.take().expect("piped");
+    let drop_memlock = memcg_charged();
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        for line in BufReader::new(err).lines() {
+            let Ok(line) = line else { break };
+            if drop_memlock && line.contains("couldn't set RLIMIT_MEMLOCK") {
+                continue;
+            }
+            eprintln!("{line}");
+            if kept.len() < 50 {
+                kept.push(line);
+            }
+        }
+        kept
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn kernels_that_charge_bpf_memory_to_the_cgroup() {
+        for (r, yes) in [
+            ("6.18.44-fc-v857", true),
+            ("5.11.0", true),
+            ("5.10.0-28-amd64", false),
+            ("4.19.0", false),
+            ("garbage", false),
+        ] {
+            assert_eq!(super::charges_memcg(r), yes, "{r}");
+        }
+    }
+}
