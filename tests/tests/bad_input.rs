@@ -301,13 +301,13 @@ fn logs_from_elsewhere_are_refused_with_the_reason() {
     );
 
     let (code, err) = convert(
-        "v3.log",
-        "#bthost 3 0000000000000000 bpftrace=0.17.0 hip@0.1.0\n",
+        "v4.log",
+        "#bthost 4 0000000000000000 bpftrace=0.17.0 hip@0.1.0\n",
         &[],
     );
     assert_eq!(code, 2);
     assert!(
-        err.contains("v3.log:1: log format 3, but this bthost reads formats 1 to 2"),
+        err.contains("v4.log:1: log format 4, but this bthost reads formats 1 to 3"),
         "{err}"
     );
 }

@@ -59,7 +59,8 @@ fn missing_functions_are_left_out_and_named() {
             "{f}: {err}"
         );
     }
-    assert!(err.contains("(4 probes,"), "{err}");
+    // 2 functions, entry and exit, and the drain.
+    assert!(err.contains("(5 probes,"), "{err}");
     let text = std::fs::read_to_string(&script).unwrap();
     assert!(text.contains(&format!("uprobe:{}:hipGetDeviceCount", lib.display())));
     assert!(!text.contains(":hipMalloc\n"));

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use abi_stable::std_types::{RResult, RSlice, RStr, RVec};
-use bthost_plugin_api::{Arg, DecoderBox, DecoderConfig, Event, EventKind, Phase, Record};
-use rustc_hash::{FxHashMap, FxHashSet};
+use bthost_plugin_api::{Arg, DecoderBox, DecoderConfig, Event, Phase, Record};
+use rustc_hash::FxHashMap;
 
 use crate::compose::schema::{Schema, SchemaBuilder};
 use crate::log::line::record_numbers;
@@ -64,8 +64,12 @@ pub struct LogDecoder<'r> {
     // Fx: looked up on every record (SipHash showed in profiles of the converter).
     packs: FxHashMap<String, PackState>,
     threads: HashMap<u32, (u32, String)>,
-    /// In-flight entries read back from dumps, by (tid, entry time).
-    begun: FxHashSet<(u32, u64)>,
+    /// Entries of calls in flight read back from dumps (END's, a drain's, a flight-recorder
+    /// dump's), by (tid, entry time), with their line, record id and numbers. Held until the
+    /// call's record comes (then it is a whole call, and the entry is dropped) or the log
+    /// ends (then it is a call begun and never ended): a call that a drain saw waiting is one
+    /// call, not a begin and an end. One per open call: bounded.
+    deferred: FxHashMap<(u32, u64), (u64, u32, Vec<u64>)>,
     /// The entry time of each thread's last returned call, per (tid, call record id): the
     /// script leaves a returned call's entry in its map, so END prints it with the calls in
     /// flight; this tells them apart. One per thread and probe: bounded.
@@ -103,7 +107,7 @@ impl<'r> LogDecoder<'r> {
             packs: FxHashMap::default(),
             threads: HashMap::new(),
             given: HashMap::new(),
-            begun: FxHashSet::default(),
+            deferred: FxHashMap::default(),
             returned: FxHashMap::default(),
             diag: Diagnostics::new(file.to_path_buf()),
             stats: Stats::default(),
@@ -252,7 +256,8 @@ impl<'r> LogDecoder<'r> {
             LineKind::Pending { id, mut nums, .. } => {
                 self.end_header(lineno)?;
                 if self.schema.is_some() && !self.returned(id, &mut nums) {
-                    self.record(lineno, id, &nums);
+                    let key = (nums[0] as u32, nums.get(1).copied().unwrap_or(0));
+                    self.deferred.entry(key).or_insert((lineno, id, nums));
                 }
             }
             LineKind::Held { id, mut nums } => {
@@ -314,13 +319,18 @@ impl<'r> LogDecoder<'r> {
                 }
             }
             self.to_start(h.id, &mut h.nums);
-            self.record(h.line, h.id, &h.nums);
-            if self.out_valid {
-                self.batch.extend(self.out.drain(..));
-                self.out_valid = false;
-            }
+            self.record_into_batch(h.line, h.id, &h.nums);
         }
         self.batch_valid = true;
+    }
+
+    /// Decodes a record whose events join others of the same line (a release, the end).
+    fn record_into_batch(&mut self, line: u64, id: u32, nums: &[u64]) {
+        self.record(line, id, nums);
+        if self.out_valid {
+            self.batch.extend(self.out.drain(..));
+            self.out_valid = false;
+        }
     }
 
     /// Records `missing` of thread `tid`, from number `first`, never came: lost in the kernel,
@@ -507,23 +517,11 @@ impl<'r> LogDecoder<'r> {
                 return;
             }
         };
-        let mut phase = plan.phase;
-        // A call's entry read back from an in-flight dump, then its exit record (a dump taken
-        // before the call ended): the exit ends the call begun, it is not a second call.
-        match phase {
-            // The same in-flight entry, dumped again.
-            Phase::Entry if !self.begun.insert((tid, raw_ts)) => return,
-            Phase::Call if self.begun.remove(&(tid, raw_ts)) => {
-                let ev = &mut self.out[0];
-                phase = Phase::Exit;
-                ev.kind = EventKind::End;
-                ev.ts += ev.dur;
-                ev.dur = 0;
-            }
-            _ => {}
-        }
+        let phase = plan.phase;
         if phase == Phase::Call && raw_ts != 0 {
             self.returned.insert((tid, id), raw_ts);
+            // A dump saw this call in flight: it has ended since.
+            self.deferred.remove(&(tid, raw_ts));
         }
         self.stats.records += 1;
         let dur = if phase == Phase::Call {
@@ -575,6 +573,12 @@ impl<'r> LogDecoder<'r> {
         }
         // Stored records after the last mark (a log cut short), then those the counts miss.
         self.release(None);
+        // The calls still in flight, in the order they began.
+        let mut open: Vec<_> = self.deferred.drain().collect();
+        open.sort_unstable_by_key(|&((tid, ts), _)| (ts, tid));
+        for (_, (line, id, nums)) in open {
+            self.record_into_batch(line, id, &nums);
+        }
         for (tid, first, missing) in self.reorder.short_threads() {
             // The ring keeps a thread's newest records: missing ones at its end were lost.
             self.missing(last, tid, first, missing, false);
