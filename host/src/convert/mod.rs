@@ -25,6 +25,7 @@ use bthost_plugin_api::{DecoderBox, Event};
 use crate::decode::{LogDecoder, Stats};
 use crate::log::{Diagnostics, Severity};
 use crate::registry::Registry;
+use crate::safe_out::OutDir;
 use crate::symbolize::Symbolizer;
 use call::Call;
 use collect::Collector;
@@ -191,14 +192,16 @@ fn for_each_event(
 
 /// Converts a log into `opts.out_dir`: the per-thread text log and the Perfetto traces.
 pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
-    std::fs::create_dir_all(&opts.out_dir)
-        .with_context(|| format!("cannot create {}", opts.out_dir.display()))?;
+    // Every output is created (never through a link, crate::safe_out) before the log is read:
+    // a refused one is said at once.
+    let out_dir = OutDir::create(&opts.out_dir)?;
+    let text_file = out_dir.create_file("log.txt")?;
     let mut symbols = Symbolizer::default();
     for (pid, path) in &opts.maps {
         symbols.add_maps(*pid, path).map_err(anyhow::Error::msg)?;
     }
     let t_read = std::time::Instant::now();
-    let sorter = Sorter::new(&opts.out_dir, opts.memory / 3 * 2);
+    let sorter = Sorter::new(&out_dir, opts.memory / 3 * 2);
     let mut calls = Collector::new(sorter, symbols);
     let Decoded {
         stats,
@@ -233,14 +236,19 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         None => declared_links(registry, &calls.packs()),
     };
     let key_ids: Vec<u32> = keys.iter().map(|k| calls.strings.id(k)).collect();
-    let files: Vec<(PathBuf, Vec<u32>)> = if opts.combined || keys.is_empty() {
-        vec![(opts.out_dir.join("trace.pftrace"), key_ids.clone())]
+    let names: Vec<(String, Vec<u32>)> = if opts.combined || keys.is_empty() {
+        vec![("trace.pftrace".into(), key_ids.clone())]
     } else {
         keys.iter()
             .zip(&key_ids)
-            .map(|(k, id)| (opts.out_dir.join(format!("trace_{k}.pftrace")), vec![*id]))
+            .map(|(k, id)| (format!("trace_{k}.pftrace"), vec![*id]))
             .collect()
     };
+    let mut files = Vec::new();
+    for (name, keys) in names {
+        let f = out_dir.create_file(&name)?;
+        files.push((opts.out_dir.join(name), f, keys));
+    }
     let layout = perfetto::layout::Layout::new(comms.clone(), t_first, t_last);
     let mut traces = perfetto::TraceSet::new(
         t_first,
@@ -251,7 +259,7 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         &mut calls.strings,
     )
     .with_context(|| format!("creating traces in {}", opts.out_dir.display()))?;
-    let mut text = text::TextWriter::new(t_first, t_last, &opts.out_dir, opts.memory / 3);
+    let mut text = text::TextWriter::new(t_first, t_last, &out_dir, opts.memory / 3);
     text.watch(&in_flight);
     let Collector {
         strings,
@@ -267,9 +275,7 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         .with_context(|| format!("writing traces into {}", opts.out_dir.display()))?;
 
     let out = opts.out_dir.join("log.txt");
-    let f =
-        std::fs::File::create(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, text_file);
     let header = text::Header {
         log: &opts.log,
         schema_hash: hash,

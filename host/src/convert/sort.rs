@@ -4,30 +4,31 @@
 //! sorted and spilled as a run to a file beside the outputs; at the end the runs are merged.
 //! A log that fits the budget never touches the disk.
 
+use crate::safe_out::OutDir;
 use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
 
 use super::bgwrite::BgWriter;
 use super::call::{key_of, Key};
 
 pub struct Sorter {
-    dir: PathBuf,
+    dir: OutDir,
     budget: usize,
     arena: Vec<u8>,
     /// (key, offset, length) of each call in `arena`.
     index: Vec<(Key, u32, u32)>,
-    runs: Vec<PathBuf>,
+    /// The spilled runs' file names in `dir`.
+    runs: Vec<String>,
     /// The last run, still being written by its thread while the next one fills.
     writing: Option<BgWriter>,
 }
 
 impl Sorter {
     /// Spills to files in `dir` when the calls held take more than `budget` bytes.
-    pub fn new(dir: &Path, budget: usize) -> Sorter {
+    pub fn new(dir: &OutDir, budget: usize) -> Sorter {
         Sorter {
-            dir: dir.to_path_buf(),
+            dir: dir.clone(),
             budget,
             arena: Vec::new(),
             index: Vec::new(),
@@ -55,16 +56,16 @@ impl Sorter {
 
     fn spill(&mut self) -> io::Result<()> {
         self.index.sort_unstable_by_key(|e| e.0);
-        let path = self.dir.join(format!(
+        let name = format!(
             ".bthost-sort-{}-{}.tmp",
             std::process::id(),
             self.runs.len()
-        ));
+        );
         if let Some(prev) = self.writing.take() {
             prev.finish()?;
         }
-        let mut w = BgWriter::new(File::create(&path)?);
-        self.runs.push(path);
+        let mut w = BgWriter::new(self.dir.create_file(&name).map_err(io::Error::other)?);
+        self.runs.push(name);
         for &(_, off, len) in &self.index {
             w.write_all(&len.to_le_bytes())?;
             w.write_all(&self.arena[off as usize..(off + len) as usize])?;
@@ -93,7 +94,7 @@ impl Sorter {
         for p in &self.runs {
             sources.push(Source::File(BufReader::with_capacity(
                 256 << 10,
-                File::open(p)?,
+                self.dir.open_file(p)?,
             )));
         }
         sources.push(Source::Memory(0));
@@ -117,7 +118,7 @@ impl Sorter {
 impl Drop for Sorter {
     fn drop(&mut self) {
         for p in &self.runs {
-            let _ = std::fs::remove_file(p);
+            let _ = self.dir.remove_file(p);
         }
     }
 }
@@ -168,8 +169,8 @@ mod tests {
 
     fn sorted_starts(budget: usize, starts: &[u64]) -> (Vec<u64>, usize) {
         let dir = std::env::temp_dir().join(format!("bthost-sort-test-{budget}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut s = Sorter::new(&dir, budget);
+        let out = OutDir::create(&dir).unwrap();
+        let mut s = Sorter::new(&out, budget);
         let mut b = Vec::new();
         for (seq, &st) in starts.iter().enumerate() {
             b.clear();

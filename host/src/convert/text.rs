@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::bgwrite::BgWriter;
 use super::call::{Call, Strings, V};
@@ -19,6 +19,7 @@ use super::numfmt::{push_hex, push_i64, push_nine, push_u64};
 use super::peers::Peers;
 use crate::decode::Stats;
 use crate::log::Diagnostics;
+use crate::safe_out::OutDir;
 
 #[derive(Default)]
 struct ThreadText {
@@ -36,7 +37,9 @@ pub struct TextWriter {
     t_last: u64,
     buffered: usize,
     budget: usize,
-    spill_path: PathBuf,
+    /// The folder of the spill file, and its name there.
+    dir: OutDir,
+    spill_name: String,
     /// The spill file, written by its own thread, and its length so far.
     spill: Option<(BgWriter, u64)>,
     /// What the other threads last did on the link values of the calls in flight.
@@ -59,14 +62,15 @@ pub struct Header<'a> {
 impl TextWriter {
     /// `t0`, `t_last`: the first and last times in the log (times are printed from `t0`);
     /// lines spill to a file in `dir` past `budget` bytes.
-    pub fn new(t0: u64, t_last: u64, dir: &Path, budget: usize) -> TextWriter {
+    pub fn new(t0: u64, t_last: u64, dir: &OutDir, budget: usize) -> TextWriter {
         TextWriter {
             threads: BTreeMap::new(),
             t0,
             t_last,
             buffered: 0,
             budget,
-            spill_path: dir.join(format!(".bthost-text-{}.tmp", std::process::id())),
+            dir: dir.clone(),
+            spill_name: format!(".bthost-text-{}.tmp", std::process::id()),
             spill: None,
             peers: Peers::default(),
         }
@@ -148,7 +152,11 @@ impl TextWriter {
 
     fn spill_all(&mut self) -> io::Result<()> {
         if self.spill.is_none() {
-            self.spill = Some((BgWriter::new(File::create(&self.spill_path)?), 0));
+            let f = self
+                .dir
+                .create_file(&self.spill_name)
+                .map_err(io::Error::other)?;
+            self.spill = Some((BgWriter::new(f), 0));
         }
         let (w, len) = self.spill.as_mut().expect("opened above");
         for th in self.threads.values_mut() {
@@ -240,7 +248,7 @@ impl TextWriter {
         let mut spilled = match self.spill.take() {
             Some((w, _)) => {
                 w.finish()?;
-                Some(File::open(&self.spill_path)?)
+                Some(self.dir.open_file(&self.spill_name)?)
             }
             None => None,
         };
@@ -270,7 +278,7 @@ impl TextWriter {
             w.write_all(th.buf.as_bytes())?;
         }
         if spilled.take().is_some() {
-            std::fs::remove_file(&self.spill_path)?;
+            self.dir.remove_file(&self.spill_name)?;
         }
         Ok(())
     }
@@ -279,7 +287,7 @@ impl TextWriter {
 impl Drop for TextWriter {
     fn drop(&mut self) {
         // An error left the spill file behind.
-        let _ = std::fs::remove_file(&self.spill_path);
+        let _ = self.dir.remove_file(&self.spill_name);
     }
 }
 

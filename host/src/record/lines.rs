@@ -282,12 +282,19 @@ impl Router {
         }
     }
 
+    /// Copies `pid`'s map, and tells the script, so that the process is not held at its exit
+    /// (unless it loads a library after this). Copied once more after telling: a library
+    /// loaded between the first copy and the telling is in the second.
     fn take_maps(&mut self, pid: u32) {
-        // Said first: a dlopen after the copy starts makes it stale again.
+        let Some(k) = self.keeper.as_mut() else {
+            return;
+        };
+        // Gone already (or exiting): the script holds it at its exit if it can, else missed.
+        if !k.snapshot(pid) {
+            return;
+        }
         if let Some(c) = self.chan {
             c.maps_taken(pid);
-        }
-        if let Some(k) = self.keeper.as_mut() {
             k.snapshot(pid);
         }
     }

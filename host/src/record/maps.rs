@@ -74,12 +74,14 @@ impl MapsKeeper {
     /// Takes a snapshot of `pid`'s map; rewrites its file if it has new lines. False if the
     /// process has gone.
     pub fn snapshot(&mut self, pid: u32) -> bool {
-        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+        // A process past the release of its memory reads as empty: gone as well.
+        let text = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+        if text.is_empty() {
             if !self.files.contains_key(&pid) {
                 self.missed += 1;
             }
             return false;
-        };
+        }
         let (lines, seen) = self.files.entry(pid).or_default();
         let mut grew = false;
         for l in text.lines() {

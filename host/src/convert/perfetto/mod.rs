@@ -162,7 +162,7 @@ impl TraceSet {
     /// `t0`: no packet's time is earlier (the log's first time).
     pub fn new(
         t0: u64,
-        files: Vec<(PathBuf, Vec<u32>)>,
+        files: Vec<(PathBuf, File, Vec<u32>)>,
         keys: &[u32],
         counts: &FxHashMap<(u32, u64), u32>,
         layout: Layout,
@@ -170,8 +170,7 @@ impl TraceSet {
     ) -> io::Result<TraceSet> {
         let files = files
             .into_iter()
-            .map(|(path, keys)| {
-                let f = File::create(&path)?;
+            .map(|(path, f, keys)| {
                 Ok(TraceFile {
                     w: BgWriter::new(f),
                     path,
