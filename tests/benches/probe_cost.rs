@@ -1,13 +1,16 @@
-//! What tracing costs the traced program: for each bpftrace here (0.17, 0.23), each pack
-//! probe kind, the time per call of a loop calling one function, untraced (base), with a bare
+//! What tracing costs the traced program: for each bpftrace here (0.17, 0.23), each probe kind,
+//! the time per call of a loop calling one function, untraced (base), with a bare
 //! uprobe+uretprobe pair with empty actions (the floor of this method), and with the packs'
-//! composed script; and the log bytes each traced call writes.
+//! composed script in each way records leave the kernel (crate::compose::emit): printed two
+//! per printf, stored in maps and drained, kept in the flight recorder's ring; and the log
+//! bytes each traced call writes.
 //!
-//!   cost ratio = (pack - base) / (floor - base)
+//!   cost ratio = (way - base) / (floor - base)
 //!
 //! Run as root: `cargo bench -p bthost-tests --bench probe_cost` (BTHOST_BENCH_CALLS, default
-//! 20000; BTHOST_BENCH_ROUNDS, default 5: medians over rounds, interleaved, as this VM is noisy).
-//! The table is printed and written to target/bench/probe_cost.md.
+//! 20000; BTHOST_BENCH_ROUNDS, default 5: medians over rounds, interleaved, as this VM is noisy,
+//! with the spread (min-max) of the ratios; BTHOST_BENCH_ALL=1 adds hipGetDevice and the real
+//! HIP runtime's calls). The table is printed and written to target/bench/probe_cost.md.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -17,40 +20,58 @@ use bthost::commands::build::{build, BpftraceChoice, BuildOptions};
 use bthost::registry::{Registry, SearchPaths};
 use bthost_tests::*;
 
+use bthost::compose::emit::Emit;
+
 struct Case {
     name: &'static str,
     function: &'static str,
     /// Which loop binary and which library it calls.
     real: bool,
+    /// Measured only with BTHOST_BENCH_ALL=1.
+    extra: bool,
 }
 
 const CASES: &[Case] = &[
     Case {
-        name: "hipGetDevice (call, out arg) stand-in",
-        function: "hipGetDevice",
-        real: false,
-    },
-    Case {
         name: "hipStreamSynchronize (split) stand-in",
         function: "hipStreamSynchronize",
         real: false,
+        extra: false,
     },
     Case {
         name: "ncclAllReduce (split, 7 args) stand-in",
         function: "ncclAllReduce",
         real: false,
+        extra: false,
+    },
+    Case {
+        name: "hipGetDevice (call, out arg) stand-in",
+        function: "hipGetDevice",
+        real: false,
+        extra: true,
     },
     Case {
         name: "hipGetDevice (call) real HIP 5.2",
         function: "hipGetDevice",
         real: true,
+        extra: true,
     },
     Case {
         name: "hipStreamSynchronize (split) real HIP 5.2",
         function: "hipStreamSynchronize",
         real: true,
+        extra: true,
     },
 ];
+
+/// The ways records leave the kernel, as the columns of the table.
+fn ways() -> [(&'static str, Emit); 3] {
+    [
+        ("printf", Emit::Printf),
+        ("maps", Emit::Drained { period_ms: 50 }),
+        ("ring", Emit::Ring { per_thread: 1024 }),
+    ]
+}
 
 fn env_num(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -109,10 +130,12 @@ fn traced(
         if let Some(n) = l.strip_prefix("Lost ").and_then(|r| r.split(' ').next()) {
             lost += n.parse::<u64>().unwrap_or(0);
         }
-        // A record line, or a record continuing the line before it (`+<id> ...`).
+        // A record line, or a record continuing the line before it (`+<id> ...`), or a
+        // stored record as bpftrace prints a map entry (`@r0w4[...]`, `@f[...]`).
         let first = l.split(' ').next().unwrap_or("");
         let first = first.strip_prefix('+').unwrap_or(first);
-        if !first.is_empty() && first.chars().all(|c| c.is_ascii_hexdigit()) {
+        let printed = !first.is_empty() && first.chars().all(|c| c.is_ascii_hexdigit());
+        if printed || l.starts_with("@r") || l.starts_with("@f[") {
             bytes += l.len() as u64 + 1;
         }
     }
@@ -156,71 +179,99 @@ fn main() {
     );
 
     let reg = Registry::discover(&SearchPaths::standard(&[]), false);
+    let all = std::env::var_os("BTHOST_BENCH_ALL").is_some_and(|v| v == "1");
     let mut table = String::new();
     let _ = writeln!(
         table,
-        "calls per run: {calls}; medians of {rounds} interleaved rounds; ns per call\n"
+        "calls per run: {calls}; medians of {rounds} interleaved rounds (ratio spread min-max); ns per call\n"
     );
     let _ = writeln!(
         table,
-        "| bpftrace | case | base | floor | pack | floor cost | pack cost | cost ratio | log bytes/call | lost |"
+        "| bpftrace | case | base | floor | way | ns/call | cost ratio (spread) | log bytes/call | lost |"
     );
-    let _ = writeln!(table, "|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(table, "|---|---|---|---|---|---|---|---|---|");
     for (bt, version) in available_bpftraces() {
-        for case in CASES {
+        for case in CASES.iter().filter(|c| all || !c.extra) {
             let (lib, bin, packs): (PathBuf, &PathBuf, &[&str]) = if case.real {
                 (PathBuf::from(HIP_LIB), &real_loop, &["hip"])
             } else if case.function.starts_with("nccl") {
                 (standins.join("librccl.so.1"), &stand_loop, &["hip", "rccl"])
             } else {
-                (
-                    standins.join("libamdhip64.so.5"),
-                    &stand_loop,
-                    &["hip", "rccl"],
-                )
+                (standins.join("libamdhip64.so.5"), &stand_loop, &["hip"])
             };
             let mut libs = bthost::library::LibOverrides::new();
             if !case.real {
                 libs.insert("hip".into(), standins.join("libamdhip64.so.5"));
-                libs.insert("rccl".into(), standins.join("librccl.so.1"));
+                if packs.contains(&"rccl") {
+                    libs.insert("rccl".into(), standins.join("librccl.so.1"));
+                }
             }
-            let built = build(
-                &reg,
-                &BuildOptions {
-                    packs: packs.iter().map(|s| s.to_string()).collect(),
-                    bpftrace: BpftraceChoice::Version(version.clone()),
-                    libs,
-                    script: Default::default(),
-                },
-            )
-            .unwrap();
-            let pack_script = dir.join("pack.bt");
-            std::fs::write(&pack_script, &built.script).unwrap();
+            let scripts: Vec<PathBuf> = ways()
+                .into_iter()
+                .map(|(name, emit)| {
+                    let built = build(
+                        &reg,
+                        &BuildOptions {
+                            packs: packs.iter().map(|s| s.to_string()).collect(),
+                            bpftrace: BpftraceChoice::Version(version.clone()),
+                            libs: libs.clone(),
+                            script: bthost::compose::Options {
+                                emit,
+                                map_keys: Some(8192),
+                                ..Default::default()
+                            },
+                        },
+                    )
+                    .unwrap();
+                    let p = dir.join(format!("{name}.bt"));
+                    std::fs::write(&p, &built.script).unwrap();
+                    p
+                })
+                .collect();
             let floor = dir.join("floor.bt");
             std::fs::write(&floor, floor_script(&lib, case.function)).unwrap();
             let log = dir.join("bench.log");
-            let (mut b, mut f, mut p, mut bytes, mut lost) = (vec![], vec![], vec![], vec![], 0);
+            let n = scripts.len();
+            let (mut b, mut f) = (vec![], vec![]);
+            let mut p: Vec<Vec<f64>> = vec![vec![]; n];
+            let mut bytes: Vec<Vec<f64>> = vec![vec![]; n];
+            let mut lost = vec![0u64; n];
             for _ in 0..rounds {
                 b.push(run_loop(bin, case.function, calls));
                 f.push(traced(&bt, &floor, &log, bin, case.function, calls).0);
-                let (ns, by, lo) = traced(&bt, &pack_script, &log, bin, case.function, calls);
-                p.push(ns);
-                bytes.push(by as f64 / calls as f64);
-                lost += lo;
+                for (k, script) in scripts.iter().enumerate() {
+                    let (ns, by, lo) = traced(&bt, script, &log, bin, case.function, calls);
+                    p[k].push(ns);
+                    bytes[k].push(by as f64 / calls as f64);
+                    lost[k] += lo;
+                }
             }
-            let (b, f, p) = (median(b), median(f), median(p));
-            let ratio = (p - b) / (f - b);
-            // The ratio alone misleads when the floor is small (a first instruction the
-            // kernel emulates costs ~1.5 us, one it single-steps ~10 us): show both costs.
-            let line = format!(
-                "| {version} | {} | {b:.0} | {f:.0} | {p:.0} | {:.1} us | {:.1} us | {ratio:.2}x | {:.1} | {lost} |",
-                case.name,
-                (f - b) / 1e3,
-                (p - b) / 1e3,
-                median(bytes)
-            );
-            println!("{line}");
-            let _ = writeln!(table, "{line}");
+            // Each round's ratio against that round's own base and floor (interleaved).
+            let ratios: Vec<Vec<f64>> = p
+                .iter()
+                .map(|pk| {
+                    pk.iter()
+                        .zip(b.iter().zip(&f))
+                        .map(|(pv, (bv, fv))| (pv - bv) / (fv - bv))
+                        .collect()
+                })
+                .collect();
+            let (bm, fm) = (median(b.clone()), median(f.clone()));
+            for (k, (name, _)) in ways().iter().enumerate() {
+                let r = &ratios[k];
+                let lo = r.iter().cloned().fold(f64::INFINITY, f64::min);
+                let hi = r.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let line = format!(
+                    "| {version} | {} | {bm:.0} | {fm:.0} | {name} | {:.0} | {:.2}x ({lo:.2}-{hi:.2}) | {:.1} | {} |",
+                    case.name,
+                    median(p[k].clone()),
+                    median(r.clone()),
+                    median(bytes[k].clone()),
+                    lost[k]
+                );
+                println!("{line}");
+                let _ = writeln!(table, "{line}");
+            }
         }
     }
     let out = out_dir().join("..").join("bench");

@@ -30,6 +30,11 @@ pub struct Dialect {
     /// Whether scripts may set bpftrace's options in a `config = { ... }` block (0.20 and
     /// later); older versions read them from `BPFTRACE_*` environment variables.
     pub config_block: bool,
+    /// Whether bpftrace survives printing a map that a probe deletes from meanwhile. Before
+    /// 0.19 its print took the kernel's ENOENT for an error and threw: bpftrace died (seen
+    /// here with 0.17 under load). Scripts for those versions never delete, per call, from a
+    /// map printed while the probes run.
+    pub print_survives_deletes: bool,
 }
 
 impl Dialect {
@@ -62,6 +67,7 @@ impl Dialect {
             note,
             max_held_width: if *v < Version::new(0, 23, 0) { 10 } else { 16 },
             config_block: *v >= Version::new(0, 20, 0),
+            print_survives_deletes: *v >= Version::new(0, 19, 0),
         }
     }
 

@@ -255,8 +255,10 @@ impl<'r> LogDecoder<'r> {
             }
             LineKind::Pending { id, mut nums, .. } => {
                 self.end_header(lineno)?;
-                if self.schema.is_some() && !self.returned(id, &mut nums) {
-                    let key = (nums[0] as u32, nums.get(1).copied().unwrap_or(0));
+                // Start 0: an entry closed by its exit (bpftrace before 0.19 cannot delete it).
+                let start = nums.get(1).copied().unwrap_or(0);
+                if self.schema.is_some() && start != 0 && !self.returned(id, &mut nums) {
+                    let key = (nums[0] as u32, start);
                     self.deferred.entry(key).or_insert((lineno, id, nums));
                 }
             }

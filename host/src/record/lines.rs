@@ -339,7 +339,9 @@ impl Router {
                 self.seqs.insert(a as u32, n);
                 true
             }
-            // `@p<n>[tid, id]: (start, ...)`: a call in flight.
+            // `@p<n>[tid, id]: (start, ...)`: a call in flight; start 0: closed (the scripts for
+            // bpftrace before 0.19 overwrite an entry at its exit rather than delete it).
+            Some(b'p') if b.is_some() && first_value(rest) == Some(0) => false,
             Some(b'p') if b.is_some() => {
                 if self.span == Span::Status {
                     if let Some(t) = first_value(rest) {

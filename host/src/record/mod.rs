@@ -324,6 +324,21 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
         );
     }
 
+    eprintln!(
+        "bthost: tracing: {} probes attached, records {}; {}",
+        built.probe_count,
+        match opts.emit {
+            Emit::Printf => "printed".to_string(),
+            Emit::Drained { period_ms } => format!("drained every {period_ms} ms"),
+            Emit::Ring { per_thread } =>
+                format!("kept in a flight recorder of {per_thread} per thread"),
+        },
+        if opts.command.is_empty() {
+            "Ctrl-C (or SIGTERM) stops"
+        } else {
+            "starting the command"
+        }
+    );
     let started = Instant::now();
     let mut child = match opts.command.first() {
         None => None,
@@ -348,6 +363,9 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
     // Stop in order: nothing written before now is lost, and the log is complete at once.
     let t_stop = Instant::now();
     let is_fin = |s: &Seen| matches!(s, Seen::Finished(_));
+    // A live dump prints the held records' map, which printf's probes delete from: bpftrace
+    // before 0.19 dies of that, so there bpftrace's own END (after it has detached) prints it.
+    let live_dump = opts.emit != Emit::Printf || dialect.print_survives_deletes;
     let fin = match chan {
         Some(c) => {
             // Processes exiting from now on are not held: record is about to stop releasing.
@@ -355,9 +373,14 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
             if !barrier(&mut t, c, 1) && t.running() {
                 eprintln!("bthost: warning: the drain barrier did not complete within 10 s");
             }
-            c.dump(FINAL_DUMP);
-            let fin = t.wait_for(Duration::from_secs(60), is_fin);
-            // SAFETY: kill(2) of our own child: it detaches its probes and exits on its own.
+            if live_dump {
+                c.dump(FINAL_DUMP);
+            } else {
+                // SAFETY: kill(2) of our own child.
+                unsafe { libc::kill(t.bt.id() as i32, libc::SIGINT) };
+            }
+            let fin = t.wait_for(Duration::from_secs(600), is_fin);
+            // SAFETY: as above: it detaches its probes and exits on its own.
             unsafe { libc::kill(t.bt.id() as i32, libc::SIGINT) };
             fin
         }

@@ -22,7 +22,6 @@ use super::{Strategy, NOW};
 /// The phase map: which of the two sets of maps the probes write.
 const PHASE: &str = "@ph";
 
-#[derive(Default)]
 pub(super) struct Drained {
     widths: BTreeSet<usize>,
     entries: Entries,
@@ -33,6 +32,13 @@ fn record_map(phase: u8, width: usize) -> String {
 }
 
 impl Drained {
+    pub fn new(d: &crate::bpftrace::Dialect) -> Drained {
+        Drained {
+            widths: BTreeSet::new(),
+            entries: Entries::new(d),
+        }
+    }
+
     /// `print(...)` (and `clear(...)`) of one phase's maps, on one line.
     fn print_phase(&self, phase: u8, clear: bool) -> String {
         let mut s = String::new();

@@ -65,8 +65,8 @@ impl Emit {
     pub(super) fn strategy(&self, d: &Dialect) -> Box<dyn Strategy> {
         match self {
             Emit::Printf => Box::new(printf::Printf::new(d.max_held_width)),
-            Emit::Drained { .. } => Box::new(drained::Drained::default()),
-            Emit::Ring { per_thread } => Box::new(ring::Ring::new(*per_thread)),
+            Emit::Drained { .. } => Box::new(drained::Drained::new(d)),
+            Emit::Ring { per_thread } => Box::new(ring::Ring::new(*per_thread, d)),
         }
     }
 }

@@ -20,11 +20,11 @@ pub(super) struct Ring {
 }
 
 impl Ring {
-    pub fn new(per_thread: u32) -> Ring {
+    pub fn new(per_thread: u32, d: &crate::bpftrace::Dialect) -> Ring {
         Ring {
             per_thread,
             widest: 0,
-            entries: Entries::default(),
+            entries: Entries::new(d),
         }
     }
 }

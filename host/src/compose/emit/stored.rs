@@ -8,6 +8,10 @@
 //!   not one per probe: bpftrace sizes every map alike, and preallocates them), and is deleted
 //!   at the exit, so that a map holds only calls in flight: a drain prints them while the job
 //!   runs, and a hung call is in the log within one drain period.
+//! - bpftrace before 0.19 dies when a map it prints loses an entry meanwhile: for those, an
+//!   entry is closed at the exit by overwriting it with zeros instead (start 0: no call in
+//!   flight), the map keeps one entry per thread and probe used, and the readers skip the
+//!   closed ones (`record` does not write them).
 
 use std::collections::BTreeSet;
 
@@ -28,23 +32,36 @@ fn entry_map(n: usize) -> String {
 }
 
 /// The entry maps a script uses, by number of values.
-#[derive(Default)]
 pub struct Entries {
     widths: BTreeSet<usize>,
+    /// Close entries by overwriting them (bpftrace before 0.19), not by deleting them.
+    overwrite: bool,
 }
 
 impl Entries {
+    pub fn new(d: &crate::bpftrace::Dialect) -> Entries {
+        Entries {
+            widths: BTreeSet::new(),
+            overwrite: !d.print_survives_deletes,
+        }
+    }
+
     pub fn keep(&mut self, pending: u32, values: &[String]) -> Vec<String> {
         self.widths.insert(values.len());
         let m = entry_map(values.len());
         if values.is_empty() {
-            vec![format!("{m}[$t, {pending}] = nsecs;")]
-        } else {
-            vec![format!(
-                "{m}[$t, {pending}] = (nsecs, {});",
-                values.join(", ")
-            )]
+            return vec![format!("{m}[$t, {pending}] = nsecs;")];
         }
+        // Overwritten with zeros at the exit: one type for every value.
+        let values = if self.overwrite {
+            as_u64(values)
+        } else {
+            values.to_vec()
+        };
+        vec![format!(
+            "{m}[$t, {pending}] = (nsecs, {});",
+            values.join(", ")
+        )]
     }
 
     // Deleted only when found: bpftrace 0.23 warns (into the log) of every missing key deleted.
@@ -58,7 +75,15 @@ impl Entries {
         } else {
             vec![format!("$s = {m}[$t, {pending}];")]
         };
-        out.push(format!("if ($s != 0) {{ delete({m}[$t, {pending}]); }}"));
+        let close = if !self.overwrite {
+            format!("delete({m}[$t, {pending}]);")
+        } else if n_values == 0 {
+            format!("{m}[$t, {pending}] = (uint64)0;")
+        } else {
+            let zeros = vec!["(uint64)0"; n_values + 1].join(", ");
+            format!("{m}[$t, {pending}] = ({zeros});")
+        };
+        out.push(format!("if ($s != 0) {{ {close} }}"));
         out
     }
 
