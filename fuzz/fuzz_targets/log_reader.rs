@@ -1,5 +1,6 @@
 //! Fuzzes the log reader: any bytes after a valid header (the hip pack's schema, as
-//! `bthost build` writes it) must decode without a panic, whatever the lines hold.
+//! `bthost build` writes it, for printed records, records in maps and the flight recorder)
+//! must decode without a panic, whatever the lines hold.
 //! Run: `cd fuzz && cargo fuzz run log_reader` (as the README says).
 #![no_main]
 
@@ -12,7 +13,8 @@ use libfuzzer_sys::fuzz_target;
 
 struct Setup {
     registry: Registry,
-    header: Vec<u8>,
+    /// The header of each way records leave the kernel (log formats 2 and 3).
+    headers: Vec<Vec<u8>>,
 }
 
 fn setup() -> &'static Setup {
@@ -27,9 +29,16 @@ fn setup() -> &'static Setup {
             functions: bthost::library::symbols::Functions::from_names(hip.probes.iter().map(|p| p.function.clone())),
             nested: Vec::new(),
         };
-        let built = bthost::compose::compose(&[input], &semver::Version::new(0, 17, 0), &Default::default()).unwrap();
-        let header = built.schema.to_text().into_bytes();
-        Setup { registry, header }
+        use bthost::compose::emit::Emit;
+        let headers = [Emit::Printf, Emit::Drained { period_ms: 50 }, Emit::Ring { per_thread: 8 }]
+            .into_iter()
+            .map(|emit| {
+                let opts = bthost::compose::Options { emit, ..Default::default() };
+                let built = bthost::compose::compose(std::slice::from_ref(&input), &semver::Version::new(0, 17, 0), &opts).unwrap();
+                built.schema.to_text().into_bytes()
+            })
+            .collect();
+        Setup { registry, headers }
     })
 }
 
@@ -38,8 +47,8 @@ fuzz_target!(|data: &[u8]| {
     let path = std::env::temp_dir().join(format!("bthost-fuzz-{}.log", std::process::id()));
     let mut f = std::fs::File::create(&path).unwrap();
     // Half the inputs after a valid header (records, dumps, damage), half raw (no header).
-    if data.first().is_some_and(|b| b & 1 == 0) {
-        f.write_all(&s.header).unwrap();
+    if let Some(b) = data.first().filter(|b| *b & 1 == 0) {
+        f.write_all(&s.headers[usize::from(b >> 1) % s.headers.len()]).unwrap();
     }
     f.write_all(data).unwrap();
     drop(f);

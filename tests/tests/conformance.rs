@@ -224,12 +224,89 @@ fn decoders_never_panic_on_garbage_records() {
     }
 }
 
+/// The probes in a script: one per probe header line (a multi-probe line `a,` counts each).
+fn probes_in(script: &str) -> usize {
+    script
+        .lines()
+        .filter(|l| {
+            ["uprobe:", "uretprobe:", "tracepoint:", "interval:"]
+                .iter()
+                .any(|p| l.starts_with(p))
+                || *l == "BEGIN"
+                || *l == "END"
+        })
+        .count()
+}
+
+/// What `record` runs, for every pack on every bpftrace here: records stored in maps and the
+/// flight recorder, with record's own probes (its requests, the pid filter, the hold at exit).
+/// Every probe attaches (the attach sentinel is the script's last), and the last dump ends the
+/// log.
+#[test]
+fn every_pack_records_in_every_way_on_a_real_bpftrace() {
+    if skip_root_tests() {
+        return;
+    }
+    let reg = registry();
+    let libs = test_lib_overrides();
+    let dir = scratch("conformance-record");
+    let me = std::process::id().to_string();
+    for name in repo_packs(&reg) {
+        let p = &reg.entries[&name].pack;
+        for (bin, bver) in available_bpftraces() {
+            if p.variant_for(&bver).is_none() {
+                continue;
+            }
+            for (way, extra) in [
+                ("maps", vec!["--pid", me.as_str()]),
+                ("ring", vec!["--flight-recorder", "64"]),
+            ] {
+                let log = dir.join(format!("{name}-{bver}-{way}.log"));
+                let mut cmd = Command::new(bthost_bin());
+                cmd.args(["record", "--packs", &name, "--bpftrace-bin"])
+                    .arg(&bin)
+                    .args(&extra)
+                    .args(["--duration", "0.2", "-o"])
+                    .arg(&log);
+                if let Some(l) = libs.get(&name) {
+                    cmd.arg("--lib").arg(format!("{name}={}", l.display()));
+                }
+                let o = {
+                    let _serial = system_wide_lock();
+                    cmd.output().unwrap()
+                };
+                let err = String::from_utf8_lossy(&o.stderr);
+                assert!(o.status.success(), "{name} {bver} {way}: {err}");
+                let text = std::fs::read_to_string(&log).unwrap();
+                let script = std::fs::read_to_string(log.with_extension("log.bt")).unwrap();
+                let want = format!("Attaching {} probes", probes_in(&script));
+                assert!(
+                    text.contains(&want) || err.contains(&want),
+                    "{name} {bver} {way}: wanted {want:?}: {err}"
+                );
+                assert!(
+                    text.contains("\n#Z ffffffff\n"),
+                    "{name} {bver} {way}: {text}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn the_log_reader_never_panics_on_garbage_lines() {
     let reg = registry();
     let dir = scratch("garbage-lines");
     let mut r = Rng(42);
-    for name in repo_packs(&reg) {
+    let ways = [
+        bthost::compose::emit::Emit::Printf,
+        bthost::compose::emit::Emit::Drained { period_ms: 50 },
+        bthost::compose::emit::Emit::Ring { per_thread: 8 },
+    ];
+    for (name, emit) in repo_packs(&reg)
+        .into_iter()
+        .flat_map(|n| ways.iter().map(move |e| (n.clone(), e.clone())))
+    {
         let opts = BuildOptions {
             packs: vec![name.clone()],
             bpftrace: BpftraceChoice::Version(semver::Version::new(0, 17, 0)),
@@ -237,20 +314,68 @@ fn the_log_reader_never_panics_on_garbage_lines() {
                 .into_iter()
                 .filter(|(k, _)| *k == name)
                 .collect(),
-            script: Default::default(),
+            script: bthost::compose::Options {
+                emit,
+                ..Default::default()
+            },
         };
         let built = build(&reg, &opts).unwrap();
         let n_ids = built.schema.records.len() as u64 + 2;
         let mut log = built.schema.to_text().into_bytes();
         log.extend_from_slice(b"T 10 11 worker thread\n");
         for _ in 0..20_000 {
-            match r.below(4) {
+            match r.below(5) {
                 // Well-formed numbers with a random id and field count.
                 0 | 1 => {
                     let mut l = format!("{:x}", r.below(n_ids));
                     for _ in 0..r.below(12) {
                         l.push_str(&format!(" {:x}", r.next() >> r.below(64)));
                     }
+                    log.extend_from_slice(l.as_bytes());
+                }
+                // Stored records, entries, counts and drain marks (log format 3), with random
+                // ids, widths, keys and values (negative ones too).
+                3 => {
+                    let v = |r: &mut Rng| {
+                        let x = r.next() >> r.below(64);
+                        if r.below(8) == 0 {
+                            format!("-{x}")
+                        } else {
+                            x.to_string()
+                        }
+                    };
+                    let mut vals = Vec::new();
+                    for _ in 0..r.below(14) {
+                        vals.push(v(&mut r));
+                    }
+                    let l = match r.below(5) {
+                        0 => format!(
+                            "@r{}w{}[{}, {}]: ({}, {})",
+                            r.below(2),
+                            r.below(16),
+                            r.below(64),
+                            v(&mut r),
+                            r.below(n_ids),
+                            vals.join(", ")
+                        ),
+                        1 => format!(
+                            "@f[{}, {}]: ({}, {}, {})",
+                            r.below(64),
+                            r.below(8),
+                            v(&mut r),
+                            r.below(n_ids << 8),
+                            vals.join(", ")
+                        ),
+                        2 => format!(
+                            "@p{}[{}, {}]: ({})",
+                            r.below(8),
+                            r.below(64),
+                            r.below(n_ids),
+                            vals.join(", ")
+                        ),
+                        3 => format!("@q[{}]: {}", r.below(64), v(&mut r)),
+                        _ => format!("#D {:x}", r.next() >> r.below(64)),
+                    };
                     log.extend_from_slice(l.as_bytes());
                 }
                 // Random bytes, including invalid UTF-8.
@@ -274,7 +399,10 @@ fn the_log_reader_never_panics_on_garbage_lines() {
             log.push(b'\n');
         }
         log.extend_from_slice(b"1 11 5"); // cut off by Ctrl-C
-        let path = dir.join(format!("{name}.log"));
+        let path = dir.join(format!(
+            "{name}-{}.log",
+            opts.script.emit.name().replace(' ', "-")
+        ));
         std::fs::write(&path, &log).unwrap();
         let mut n = 0u64;
         let res = decode_log(&reg, &path, None, |_, evs| {

@@ -1,7 +1,8 @@
 //! `bthost record` end to end on the real HIP runtime with real bpftrace: it builds the
 //! script for the bpftrace it is given, runs the workload once the probes are attached, stops
 //! tracing when the workload exits, and keeps the workload's memory map beside the log, so
-//! that `convert` symbolizes the kernel's address with nothing more on its command line.
+//! that `convert` symbolizes the kernel's address with nothing more on its command line; with
+//! records stored in maps (the default) and printed (`--records printf`).
 
 use std::process::Command;
 
@@ -15,14 +16,24 @@ fn record_traces_a_command_and_keeps_its_memory_map() {
     require_hip();
     let versions = available_bpftraces();
     assert!(!versions.is_empty(), "no bpftrace (scripts/setup)");
-    for (bin, version) in &versions {
-        let dir = scratch(&format!("record-{version}"));
+    for ((bin, version), way) in versions
+        .iter()
+        .flat_map(|v| ["maps", "printf"].map(move |w| (v, w)))
+    {
+        let dir = scratch(&format!("record-{version}-{way}"));
         let prog = compile_workload("hip_basic", &dir, &["-l:libamdhip64.so.5", "-lpthread"]);
         let log = dir.join("run.log");
         let o = {
             let _serial = system_wide_lock();
             Command::new(bthost_bin())
-                .args(["record", "--packs", "hip", "--bpftrace-bin"])
+                .args([
+                    "record",
+                    "--packs",
+                    "hip",
+                    "--records",
+                    way,
+                    "--bpftrace-bin",
+                ])
                 .arg(bin)
                 .arg("-o")
                 .arg(&log)

@@ -338,11 +338,12 @@ impl<'r> LogDecoder<'r> {
     /// Records `missing` of thread `tid`, from number `first`, never came: lost in the kernel,
     /// or (the ring) overwritten.
     fn missing(&mut self, line: u64, tid: u32, first: u64, missing: u64, ring: bool) {
+        // Saturating: a damaged line can claim any number.
         if ring {
-            self.stats.overwritten += missing;
+            self.stats.overwritten = self.stats.overwritten.saturating_add(missing);
             return;
         }
-        self.stats.lost_records += missing;
+        self.stats.lost_records = self.stats.lost_records.saturating_add(missing);
         self.diag.add(
             "records lost in the kernel",
             Severity::Warning,
@@ -350,7 +351,7 @@ impl<'r> LogDecoder<'r> {
             format!(
                 "thread {tid}: {missing} records (numbers {first} to {}) never reached the log: \
                  a map was full (raise `record --map-keys`, or drain more often with --drain-ms)",
-                first + missing - 1
+                first.saturating_add(missing - 1)
             ),
         );
     }

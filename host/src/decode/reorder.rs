@@ -99,7 +99,7 @@ impl Reorder {
             .iter()
             .filter_map(|(&tid, &n)| {
                 let last = self.last.get(&tid).copied().unwrap_or(0);
-                (n > last).then(|| (tid, last + 1, n - last))
+                (n > last).then(|| (tid, last.saturating_add(1), n - last))
             })
             .collect();
         v.sort_unstable();
