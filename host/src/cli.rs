@@ -119,6 +119,21 @@ pub enum Cmd {
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
+    /// Explain a hang in a screenful, from one log or several (one per node): per communicator
+    /// (any pack's group), the operation where members diverge, who entered it and since when,
+    /// who never did and what they do instead; mismatches; sends without receives; deadlocks.
+    Report {
+        /// The logs, one per node (`bthost record` puts clock anchors in each).
+        #[arg(required = true, value_name = "LOG")]
+        logs: Vec<PathBuf>,
+        /// Print the report as JSON (versioned: docs/report-json.md).
+        #[arg(long)]
+        json: bool,
+        /// The logs come from one boot of one host: use their times as they are, without
+        /// clock anchors (logs written by plain bpftrace).
+        #[arg(long = "same-boot")]
+        same_boot: bool,
+    },
     /// Ask running flight recorders (`bthost record --flight-recorder`) to dump what they
     /// hold into their logs now (SIGUSR1 to each).
     Dump {

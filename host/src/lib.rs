@@ -13,5 +13,7 @@ pub mod log;
 pub mod pack;
 pub mod record;
 pub mod registry;
+pub mod report;
 pub mod safe_out;
 pub mod symbolize;
+pub mod timeline;

@@ -197,6 +197,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 _ => ExitCode::SUCCESS,
             })
         }
+        Cmd::Report {
+            logs,
+            json,
+            same_boot,
+        } => {
+            let reg = Registry::discover(&paths, true);
+            eprint!("{}", packs::skipped_report(&reg, verbose));
+            let (cx, gather, findings) =
+                bthost::report::run(&reg, &bthost::report::ReportOptions { logs, same_boot })?;
+            if json {
+                let r = bthost::report::json::build(&cx, &gather, &findings);
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", bthost::report::text::render(&cx, &gather, &findings));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Dump { pid } => {
             let n = record::dump::ask(pid).map_err(anyhow::Error::msg)?;
             eprintln!("bthost: asked {n} recorder(s) to dump their flight recorder");

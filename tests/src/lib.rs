@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod genlog;
+mod recording;
 mod threadlog;
 pub use genlog::{generate_log, hip_rccl_built};
+pub use recording::{Job, Recording};
 pub use threadlog::{decode_thread_log, decode_thread_log_in_format, record_id};
 
 /// The workspace root (the folder holding `packs/`).

@@ -1,12 +1,19 @@
 /* N ranks of an RCCL program in N processes, for the multi-rank (hang) tests.
  *
- *   rccl_ranks [-n N] [-k K] [-c COUNT] [-s R:I] [-t MS]
+ *   rccl_ranks [-n N] [-k K] [-c COUNT] [-s R:I] [-m R:I:COUNT] [-t MS] [-w FILE] [-S IDFILE]
  *     -n N      ranks (processes), default 4
  *     -k K      AllReduce iterations, default 3
  *     -c COUNT  elements per collective, default 1024
  *     -s R:I    rank R skips its collective number I (0-based count of its collectives) and
  *               then issues no more: the other ranks block in collective I
+ *     -m R:I:C  rank R issues its collective number I with C elements (a mismatch: the others
+ *               block in it, as on a GPU)
  *     -t MS     sets STANDIN_RCCL_TIMEOUT_MS=MS for the ranks (the stand-in's wait limit)
+ *     -w FILE   each rank prints "rank r pid P waiting" and waits for FILE to exist before its
+ *               first call (so that a tracer can start on the ranks' pids first)
+ *     -S IDFILE one rank in this process, no fork: rank $SLURM_PROCID of $SLURM_NTASKS (as srun
+ *               starts them); rank 0 writes the unique id to IDFILE (a shared folder), the
+ *               others read it from there
  *
  * The parent calls ncclGetUniqueId and forks the ranks. Rank r: hipSetDevice(r % devices),
  * hipStreamCreate, ncclCommInitRank(&comm, N, id, r), hipMalloc'd buffers, then collectives
@@ -32,7 +39,9 @@
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_TIMEOUT = 3, EXIT_SKIPPED = 4 };
 
 static int nranks = 4, iters = 3, skip_rank = -1, skip_coll = -1;
-static size_t count = 1024;
+static int mis_rank = -1, mis_coll = -1;
+static size_t count = 1024, mis_count;
+static const char *wait_file, *id_file;
 static long timeout_ms = 10000;
 
 static int me, pid;
@@ -45,6 +54,17 @@ static const char *result_name(ncclResult_t r) {
                                         "ncclInternalError", "ncclInvalidArgument",
                                         "ncclInvalidUsage", "ncclRemoteError", "ncclInProgress"};
     return (unsigned)r < sizeof names / sizeof *names ? names[r] : "ncclUnknownResult";
+}
+
+/* The element count of this rank's next collective (another one for -m). */
+static size_t count_for(int i) { return me == mis_rank && i == mis_coll ? mis_count : count; }
+
+/* Waits (-w) for the go file. */
+static void wait_for_go(void) {
+    if (!wait_file) return;
+    printf("rank %d pid %d waiting\n", me, getpid());
+    fflush(stdout);
+    while (access(wait_file, F_OK) != 0) usleep(20000);
 }
 
 /* Whether collective number coll_no is issued; counts it either way. */
@@ -92,6 +112,7 @@ static int check_allreduce(const float *buf, int it, char *detail, size_t len) {
 
 static int run_rank(ncclUniqueId id) {
     pid = getpid();
+    wait_for_go();
     int ndev = 0;
     hipError_t he = hipGetDeviceCount(&ndev);
     if (he != hipSuccess || ndev < 1) {
@@ -140,7 +161,7 @@ static int run_rank(ncclUniqueId id) {
         if (!issue("AllReduce")) continue;
         fill_allreduce(send, it);
         memset(recv, 0, bytes);
-        r = ncclAllReduce(send, recv, count, ncclFloat, ncclSum, comm, stream);
+        r = ncclAllReduce(send, recv, count_for(i), ncclFloat, ncclSum, comm, stream);
         if (r == ncclSuccess) hipStreamSynchronize(stream);
         int ok = r == ncclSuccess && check_allreduce(recv, it, detail, sizeof detail);
         report(i, "AllReduce", r, ok, r == ncclSuccess ? detail : "");
@@ -150,7 +171,7 @@ static int run_rank(ncclUniqueId id) {
         int i = coll_no;
         if (issue("Broadcast")) {
             for (size_t j = 0; j < count; j++) bcast[j] = me == 0 ? (float)(42 + j % 1000) : -1.0f;
-            r = ncclBroadcast(bcast, bcast, count, ncclFloat, 0, comm, stream);
+            r = ncclBroadcast(bcast, bcast, count_for(i), ncclFloat, 0, comm, stream);
             if (r == ncclSuccess) hipStreamSynchronize(stream);
             int ok = 1;
             for (size_t j = 0; j < count && r == ncclSuccess; j++)
@@ -208,8 +229,39 @@ static int run_rank(ncclUniqueId id) {
     return EXIT_OK;
 }
 
+/* -S: this process is one rank, as srun starts them; the unique id goes through a file. */
+static int slurm_rank(void) {
+    const char *r = getenv("SLURM_PROCID"), *n = getenv("SLURM_NTASKS");
+    if (!r || !n) {
+        fprintf(stderr, "-S needs SLURM_PROCID and SLURM_NTASKS (run it under srun)\n");
+        return EXIT_FAIL;
+    }
+    me = atoi(r);
+    nranks = atoi(n);
+    ncclUniqueId id;
+    if (me == 0) {
+        if (ncclGetUniqueId(&id) != ncclSuccess) return EXIT_FAIL;
+        char tmp[4096];
+        snprintf(tmp, sizeof tmp, "%s.tmp", id_file);
+        FILE *f = fopen(tmp, "wb");
+        if (!f || fwrite(&id, sizeof id, 1, f) != 1 || fclose(f) != 0 || rename(tmp, id_file) != 0) {
+            perror(id_file);
+            return EXIT_FAIL;
+        }
+    } else {
+        FILE *f;
+        while (!(f = fopen(id_file, "rb"))) usleep(20000);
+        size_t got = fread(&id, sizeof id, 1, f);
+        fclose(f);
+        if (got != 1) return EXIT_FAIL;
+    }
+    int code = run_rank(id);
+    fflush(stdout);
+    return code;
+}
+
 static void usage(const char *argv0) {
-    fprintf(stderr, "usage: %s [-n ranks] [-k iterations] [-c count] [-s rank:coll] [-t timeout_ms]\n", argv0);
+    fprintf(stderr, "usage: %s [-n ranks] [-k iterations] [-c count] [-s rank:coll] [-m rank:coll:count] [-t timeout_ms] [-w file] [-S idfile]\n", argv0);
     exit(2);
 }
 
@@ -217,7 +269,7 @@ int main(int argc, char **argv) {
     int opt;
     const char *t = getenv("STANDIN_RCCL_TIMEOUT_MS");
     if (t && *t) timeout_ms = atol(t);
-    while ((opt = getopt(argc, argv, "n:k:c:s:t:h")) != -1) {
+    while ((opt = getopt(argc, argv, "n:k:c:s:m:t:w:S:h")) != -1) {
         switch (opt) {
         case 'n': nranks = atoi(optarg); break;
         case 'k': iters = atoi(optarg); break;
@@ -225,6 +277,11 @@ int main(int argc, char **argv) {
         case 's':
             if (sscanf(optarg, "%d:%d", &skip_rank, &skip_coll) != 2) usage(argv[0]);
             break;
+        case 'm':
+            if (sscanf(optarg, "%d:%d:%zu", &mis_rank, &mis_coll, &mis_count) != 3) usage(argv[0]);
+            break;
+        case 'w': wait_file = optarg; break;
+        case 'S': id_file = optarg; break;
         case 't':
             timeout_ms = atol(optarg);
             setenv("STANDIN_RCCL_TIMEOUT_MS", optarg, 1);
@@ -234,6 +291,7 @@ int main(int argc, char **argv) {
     }
     if (nranks < 1 || iters < 0) usage(argv[0]);
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (id_file) return slurm_rank();
 
     ncclUniqueId id;
     ncclResult_t r = ncclGetUniqueId(&id);

@@ -16,7 +16,10 @@ use crate::symbolize::Symbolizer;
 
 pub struct Collector {
     pub strings: Strings,
-    pub sorter: Sorter,
+    /// Where finished calls go to be sorted (None: only counted and gathered).
+    pub sorter: Option<Sorter>,
+    /// The report's gathering, fed every finished call (crate::report).
+    pub report: Option<crate::report::gather::Gather>,
     /// Calls begun and not yet ended, per (pid, tid), innermost last.
     open: FxHashMap<(u32, u32), Vec<Call>>,
     seq: u64,
@@ -38,12 +41,13 @@ pub struct Collector {
 }
 
 impl Collector {
-    pub fn new(sorter: Sorter, symbols: Symbolizer) -> Collector {
+    pub fn new(sorter: Option<Sorter>, symbols: Symbolizer) -> Collector {
         let mut strings = Strings::default();
         let ret = strings.id("ret");
         Collector {
             strings,
             sorter,
+            report: None,
             open: FxHashMap::default(),
             seq: 0,
             t_first: None,
@@ -220,8 +224,14 @@ impl Collector {
                 *self.link_counts.entry(l).or_insert(0) += 1;
             }
         }
+        if let Some(r) = self.report.as_mut() {
+            r.see(c, &self.strings);
+        }
+        let Some(sorter) = self.sorter.as_mut() else {
+            return Ok(());
+        };
         self.buf.clear();
         c.encode(&mut self.buf);
-        self.sorter.push(&self.buf)
+        sorter.push(&self.buf)
     }
 }

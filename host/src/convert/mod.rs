@@ -9,7 +9,6 @@ mod bgwrite;
 pub mod call;
 mod collect;
 mod numfmt;
-mod peers;
 pub mod perfetto;
 mod progress;
 mod reader;
@@ -106,6 +105,8 @@ struct Decoded {
     schema_hash: u64,
     /// tid -> (pid, comm), from the log's thread lines.
     threads: std::collections::HashMap<u32, (u32, String)>,
+    /// The packs the log's header names.
+    packs: Vec<String>,
 }
 
 /// The streaming core: every event of the log, by reference (the decoder reuses their
@@ -187,6 +188,49 @@ fn for_each_event(
         diag: std::mem::take(&mut dec.diag),
         schema_hash: dec.schema().map(|s| s.hash()).unwrap_or(0),
         threads: dec.threads().clone(),
+        packs: dec
+            .schema()
+            .map(|s| s.packs.iter().map(|p| p.0.clone()).collect())
+            .unwrap_or_default(),
+    })
+}
+
+/// What [`read_calls`] learnt of a log besides its calls.
+pub struct ReadCalls {
+    pub stats: Stats,
+    pub diag: Diagnostics,
+    /// tid -> (pid, comm).
+    pub threads: std::collections::HashMap<u32, (u32, String)>,
+    pub packs: Vec<String>,
+    /// The log's last time.
+    pub t_last: u64,
+}
+
+/// Reads `log` (the report's log number `index`) into calls for the report's gathering
+/// (crate::report), without keeping them: the same reading pass and call model as [`convert`].
+pub fn read_calls(
+    registry: &Registry,
+    log: &Path,
+    index: u16,
+    gather: &mut crate::report::gather::Gather,
+) -> Result<ReadCalls> {
+    let mut calls = Collector::new(None, Symbolizer::default());
+    gather.start_log(index, &mut calls.strings);
+    calls.report = Some(std::mem::take(gather));
+    let read = for_each_event(registry, log, None, Vec::new(), |_, e| {
+        calls.push(e).context("reading calls")
+    });
+    let in_flight = calls.finish();
+    *gather = calls.report.take().unwrap_or_default();
+    let d = read?;
+    let in_flight = in_flight.context("reading calls")?;
+    gather.see_in_flight(&in_flight, &calls.strings);
+    Ok(ReadCalls {
+        stats: d.stats,
+        diag: d.diag,
+        threads: d.threads,
+        packs: d.packs,
+        t_last: calls.t_last.unwrap_or(0),
     })
 }
 
@@ -202,12 +246,17 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
     }
     let t_read = std::time::Instant::now();
     let sorter = Sorter::new(&out_dir, opts.memory / 3 * 2);
-    let mut calls = Collector::new(sorter, symbols);
+    let mut calls = Collector::new(Some(sorter), symbols);
+    // The report's view of the hang, from the same pass, for the top of log.txt.
+    let mut gather = crate::report::gather::Gather::new(crate::report::specs(registry));
+    gather.start_log(0, &mut calls.strings);
+    calls.report = Some(gather);
     let Decoded {
         stats,
         diag,
         schema_hash: hash,
         threads: comms,
+        ..
     } = for_each_event(
         registry,
         &opts.log,
@@ -222,6 +271,7 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
     let in_flight = calls
         .finish()
         .with_context(|| format!("sorting calls in {}", opts.out_dir.display()))?;
+    let report = report_text(&mut calls, &in_flight, &stats, &comms, &opts.log);
     let t_first = calls.t_first.unwrap_or(0);
     // Calls still open are drawn to when tracing stopped, if the log says (format 2), else to
     // its last record.
@@ -259,14 +309,14 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         &mut calls.strings,
     )
     .with_context(|| format!("creating traces in {}", opts.out_dir.display()))?;
-    let mut text = text::TextWriter::new(t_first, t_last, &out_dir, opts.memory / 3);
-    text.watch(&in_flight);
+    let text = text::TextWriter::new(t_first, t_last, &out_dir, opts.memory / 3);
     let Collector {
         strings,
         sorter,
         symbols,
         ..
     } = calls;
+    let sorter = sorter.expect("convert sorts");
     let spilled_runs = sorter.runs();
     let text = write_in_order(sorter, text, &mut traces, &strings)
         .with_context(|| format!("writing into {}", opts.out_dir.display()))?;
@@ -284,6 +334,7 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         comms: &comms,
         in_flight: &in_flight,
         strings: &strings,
+        report: report.as_deref(),
     };
     text.write(&mut w, &header)
         .and_then(|()| std::io::Write::flush(&mut w))
@@ -300,6 +351,44 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         spilled_runs,
         in_flight: in_flight.len(),
     })
+}
+
+/// `bthost report`'s text for one log, when its packs declare groups and it has some.
+fn report_text(
+    calls: &mut Collector,
+    in_flight: &[Call],
+    stats: &Stats,
+    comms: &std::collections::HashMap<u32, (u32, String)>,
+    log: &Path,
+) -> Option<String> {
+    use crate::report;
+    let mut g = calls.report.take()?;
+    if g.group_calls == 0 {
+        return None;
+    }
+    g.see_in_flight(in_flight, &calls.strings);
+    let host = stats
+        .anchors
+        .first()
+        .map_or_else(|| "log1".to_string(), |a| a.host.clone());
+    g.name_procs(&host, comms);
+    let stop = stats.stopped_at.or(calls.t_last).unwrap_or(0);
+    let cx = report::Context {
+        logs: vec![report::LogInfo {
+            path: log.to_path_buf(),
+            host,
+            boot: stats.anchors.first().map(|a| a.boot.clone()),
+            stopped_at: stop,
+            packs: Vec::new(),
+        }],
+        alignment: crate::timeline::Alignment {
+            shifts: vec![0],
+            uncertainty: 0,
+            how: "one log".into(),
+        },
+    };
+    let findings = report::analyze::analyze(&g, &[stop]);
+    Some(report::text::render(&cx, &g, &findings))
 }
 
 /// Feeds the sorted calls to the writers: the Perfetto traces on this thread, the text log on

@@ -16,7 +16,6 @@ use std::path::Path;
 use super::bgwrite::BgWriter;
 use super::call::{Call, Strings, V};
 use super::numfmt::{push_hex, push_i64, push_nine, push_u64};
-use super::peers::Peers;
 use crate::decode::Stats;
 use crate::log::Diagnostics;
 use crate::safe_out::OutDir;
@@ -42,8 +41,6 @@ pub struct TextWriter {
     spill_name: String,
     /// The spill file, written by its own thread, and its length so far.
     spill: Option<(BgWriter, u64)>,
-    /// What the other threads last did on the link values of the calls in flight.
-    peers: Peers,
 }
 
 /// What the header of the text log says.
@@ -57,6 +54,9 @@ pub struct Header<'a> {
     /// The calls that never returned, by thread, outermost first.
     pub in_flight: &'a [Call],
     pub strings: &'a Strings,
+    /// `bthost report`'s text for this log (crate::report), when its packs declare groups:
+    /// the hang in a screenful, before the calls in flight.
+    pub report: Option<&'a str>,
 }
 
 impl TextWriter {
@@ -72,19 +72,11 @@ impl TextWriter {
             dir: dir.clone(),
             spill_name: format!(".bthost-text-{}.tmp", std::process::id()),
             spill: None,
-            peers: Peers::default(),
         }
-    }
-
-    /// Watches the link values of the calls in flight, to say in the header what the other
-    /// threads last did on them (see peers.rs). Before the first [`TextWriter::push`].
-    pub fn watch(&mut self, in_flight: &[Call]) {
-        self.peers = Peers::new(in_flight);
     }
 
     /// Adds the next call in start order.
     pub fn push(&mut self, c: &Call, strings: &Strings) -> io::Result<()> {
-        self.peers.see(c);
         let th = self.threads.entry((c.pid, c.tid)).or_default();
         let start = c.start.unwrap_or(self.t0);
         while th
@@ -118,36 +110,6 @@ impl TextWriter {
             format!("pid {} tid {} ({comm})", c.pid, c.tid),
             s.trim_start().to_string(),
         )
-    }
-
-    /// Under a call in flight, for each of its link values: the other threads' last call on
-    /// it, or that no other thread used it (a collective no other rank entered).
-    fn write_peers(&self, w: &mut BufWriter<File>, c: &Call, h: &Header) -> io::Result<()> {
-        /// Threads listed per link value, at most (a device shared by many threads).
-        const MAX: usize = 16;
-        let mut value = String::new();
-        for (k, v) in c.flow_links() {
-            let others = self.peers.others(k, v, c.tid);
-            value.clear();
-            push_hex(&mut value, v);
-            let key = h.strings.get(k);
-            if others.is_empty() {
-                writeln!(w, "#       {key}={value}: no other thread")?;
-                continue;
-            }
-            writeln!(
-                w,
-                "#       {key}={value}: the other threads' last call on it:"
-            )?;
-            for o in others.iter().take(MAX) {
-                let (who, line) = self.listed(o, h);
-                writeln!(w, "#         {who}: {line}")?;
-            }
-            if others.len() > MAX {
-                writeln!(w, "#         ... {} more threads", others.len() - MAX)?;
-            }
-        }
-        Ok(())
     }
 
     fn spill_all(&mut self) -> io::Result<()> {
@@ -217,7 +179,13 @@ impl TextWriter {
                 writeln!(w, "# {l}")?;
             }
         }
-        // Where every thread was when tracing stopped: what a hang hunt reads first.
+        // The hang in a screenful, then where every thread was when tracing stopped.
+        if let Some(r) = h.report {
+            writeln!(w, "#")?;
+            for l in r.lines() {
+                writeln!(w, "# {l}")?;
+            }
+        }
         if !h.in_flight.is_empty() {
             writeln!(
                 w,
@@ -241,7 +209,6 @@ impl TextWriter {
                     None => "?".into(),
                 };
                 writeln!(w, "#   {who}, open >= {open}: {s}")?;
-                self.write_peers(w, c, h)?;
             }
         }
         // The spill file, complete, to read the chunks back from.
@@ -378,6 +345,31 @@ pub fn line(s: &mut String, c: &Call, t0: u64, depth: usize, strings: &Strings) 
     for _ in 0..depth {
         s.push_str("  ");
     }
+    call_text(s, c, strings);
+    if c.end.is_none() && !c.instant {
+        s.push_str("  ... never returned");
+    }
+    // The link keys whose values the line does not show already (an argument of the key's
+    // name with the same value, e.g. `stream=0x5eed`, is not repeated): the key a plugin
+    // derived (`coll`, `device`) is what the reader cannot see otherwise.
+    let mut open = false;
+    for &(k, v) in &c.links {
+        if shown(c, k, v) {
+            continue;
+        }
+        s.push_str(if open { " " } else { "  [" });
+        open = true;
+        s.push_str(strings.get(k));
+        s.push('=');
+        push_hex(s, v);
+    }
+    if open {
+        s.push(']');
+    }
+}
+
+/// `name(args) = ret -> result=...`: a call's text without its times.
+pub fn call_text(s: &mut String, c: &Call, strings: &Strings) {
     s.push_str(strings.get(c.name));
     s.push('(');
     for (i, &(name, v)) in c.args.iter().enumerate() {
@@ -399,26 +391,6 @@ pub fn line(s: &mut String, c: &Call, t0: u64, depth: usize, strings: &Strings) 
             s.push('=');
         }
         value(s, v, strings);
-    }
-    if c.end.is_none() && !c.instant {
-        s.push_str("  ... never returned");
-    }
-    // The link keys whose values the line does not show already (an argument of the key's
-    // name with the same value, e.g. `stream=0x5eed`, is not repeated): the key a plugin
-    // derived (`coll`, `device`) is what the reader cannot see otherwise.
-    let mut open = false;
-    for &(k, v) in &c.links {
-        if shown(c, k, v) {
-            continue;
-        }
-        s.push_str(if open { " " } else { "  [" });
-        open = true;
-        s.push_str(strings.get(k));
-        s.push('=');
-        push_hex(s, v);
-    }
-    if open {
-        s.push(']');
     }
 }
 

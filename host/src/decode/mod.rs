@@ -42,6 +42,8 @@ pub struct Stats {
     pub lost_records: u64,
     /// Flight recorder: a thread's older records, dropped by the ring as it should.
     pub overwritten: u64,
+    /// The clock anchors `record` wrote (where the log sits in time; crate::log::anchor).
+    pub anchors: Vec<crate::log::anchor::Anchor>,
 }
 
 struct PackState {
@@ -204,6 +206,15 @@ impl<'r> LogDecoder<'r> {
                 self.reorder.push(lineno, seq, id, nums);
             }
             LineKind::Drained(time) => self.release(Some(time)),
+            LineKind::Anchor(a) => match crate::log::anchor::Anchor::parse(a) {
+                Ok(a) => self.stats.anchors.push(a),
+                Err(why) => self.diag.add(
+                    "garbage lines",
+                    Severity::Warning,
+                    lineno,
+                    format!("skipped: {why}"),
+                ),
+            },
             LineKind::RecordCount { tid, n } => self.reorder.count(tid, n),
             LineKind::Record { id, rest } => {
                 self.end_header(lineno)?;

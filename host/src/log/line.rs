@@ -68,6 +68,9 @@ pub enum LineKind<'a> {
     },
     /// A drain's mark (`#D <time>`, format 3): every record written before `time` is above.
     Drained(u64),
+    /// A clock anchor that `record` writes (`#C start|end host=... boot=... mono=... real=...`,
+    /// crate::log::anchor).
+    Anchor(&'a str),
     /// Another map that bpftrace printed (`@name[...]: value`).
     MapDump(&'a str),
     /// Anything else, with the reason it is not a record.
@@ -133,6 +136,9 @@ pub fn classify(line: &str) -> LineKind<'_> {
         // The END marker before the in-flight dump.
         let time = rest.split_ascii_whitespace().next();
         return LineKind::End(time.and_then(|w| u64::from_str_radix(w, 16).ok()));
+    }
+    if t.starts_with("#C ") {
+        return LineKind::Anchor(t);
     }
     if let Some(rest) = t.strip_prefix("#D ") {
         if let Ok(time) = u64::from_str_radix(rest.trim(), 16) {

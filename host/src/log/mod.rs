@@ -1,5 +1,6 @@
 //! Reading the log: classifying each line, without interpreting records (that is decode's job).
 
+pub mod anchor;
 pub mod diag;
 pub mod line;
 

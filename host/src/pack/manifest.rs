@@ -11,7 +11,9 @@ use toml::Spanned;
 use crate::ident::{self, IdentKind};
 use crate::pack::fragment::Fragment;
 use crate::pack::types::FieldType;
-use crate::pack::{Arg, EnumTable, Library, Nested, Pack, Probe, ProbeMode, Ret, Variant};
+use crate::pack::{
+    Arg, EnumTable, Library, Nested, Pack, Probe, ProbeMode, ReportSpec, Ret, Variant,
+};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +30,27 @@ struct RawManifest {
     enums: BTreeMap<Spanned<String>, BTreeMap<String, String>>,
     #[serde(default)]
     nested: Vec<RawNested>,
+    report: Option<RawReport>,
+}
+
+/// What `bthost report` needs to know of a pack's calls to explain a hang, in the pack's own
+/// names (crate::report knows none): which link key groups members (a communicator's ranks),
+/// which fields give a call's member, the group's size and the order of its operations, which
+/// fields must agree across members at one operation, and which calls pair point to point.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReport {
+    group: Spanned<String>,
+    member: Spanned<String>,
+    size: Option<Spanned<String>>,
+    order: Spanned<String>,
+    #[serde(default)]
+    matched: Vec<Spanned<String>>,
+    peer: Option<Spanned<String>>,
+    #[serde(default)]
+    sends: Vec<Spanned<String>>,
+    #[serde(default)]
+    receives: Vec<Spanned<String>>,
 }
 
 /// A call into another library, made inside this pack's calls, that sets a per-thread value
@@ -396,10 +419,16 @@ pub fn parse(dir: &Path, file: &Path, text: &str) -> Result<Pack, ManifestError>
         });
     }
 
+    let report = match &raw.report {
+        None => None,
+        Some(r) => Some(resolve_report(&cx, r, &links, &probes)?),
+    };
+
     Ok(Pack {
         name,
         version,
         description: raw.pack.description,
+        report,
         links,
         outermost_only: raw.pack.outermost_only,
         nested,
@@ -408,6 +437,61 @@ pub fn parse(dir: &Path, file: &Path, text: &str) -> Result<Pack, ManifestError>
         variants,
         enums,
         dir: dir.to_path_buf(),
+    })
+}
+
+fn resolve_report(
+    cx: &Ctx,
+    r: &RawReport,
+    links: &[String],
+    probes: &[Probe],
+) -> Result<ReportSpec, ManifestError> {
+    let group = cx.ident(IdentKind::Field, &r.group)?;
+    if !links.contains(&group) {
+        return cx.err(
+            r.group.span(),
+            format!(
+                "[report] group {group:?} is not one of the pack's link keys ({})",
+                links.join(", ")
+            ),
+        );
+    }
+    let field = |s: &Spanned<String>| cx.ident(IdentKind::Field, s);
+    let function = |s: &Spanned<String>| -> Result<String, ManifestError> {
+        let f = cx.ident(IdentKind::Symbol, s)?;
+        if !probes.iter().any(|p| p.function == f) {
+            return cx.err(
+                s.span(),
+                format!("[report] {f} is not one of the pack's probes"),
+            );
+        }
+        Ok(f)
+    };
+    let sends = r
+        .sends
+        .iter()
+        .map(function)
+        .collect::<Result<Vec<_>, _>>()?;
+    let receives = r
+        .receives
+        .iter()
+        .map(function)
+        .collect::<Result<Vec<_>, _>>()?;
+    if (sends.is_empty() != receives.is_empty()) || (!sends.is_empty() && r.peer.is_none()) {
+        return cx.err(
+            r.group.span(),
+            "[report] point-to-point calls need `sends`, `receives` and `peer` together",
+        );
+    }
+    Ok(ReportSpec {
+        group,
+        member: field(&r.member)?,
+        size: r.size.as_ref().map(field).transpose()?,
+        order: field(&r.order)?,
+        matched: r.matched.iter().map(field).collect::<Result<_, _>>()?,
+        peer: r.peer.as_ref().map(field).transpose()?,
+        sends,
+        receives,
     })
 }
 

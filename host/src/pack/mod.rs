@@ -28,8 +28,32 @@ pub struct Pack {
     pub probes: Vec<Probe>,
     pub variants: Vec<Variant>,
     pub enums: BTreeMap<String, EnumTable>,
+    /// How `bthost report` reads the pack's calls (None: the pack has no groups of members).
+    pub report: Option<ReportSpec>,
     /// The folder the manifest was read from.
     pub dir: PathBuf,
+}
+
+/// A pack's `[report]` section: its calls' groups, members and operation order, in its own
+/// names (crate::report). Fields are event arguments: the pack's own, or those its plugin
+/// adds (rccl's plugin numbers collectives: `seq`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportSpec {
+    /// The link key whose value is one group (rccl: `comm`).
+    pub group: String,
+    /// The field giving a call's member number in its group (`rank`).
+    pub member: String,
+    /// The field giving the group's size (`nranks`).
+    pub size: Option<String>,
+    /// The field numbering each member's operations in the group, from 1 (`seq`).
+    pub order: String,
+    /// Fields that must be equal across the members at one operation (`count`, `datatype`).
+    pub matched: Vec<String>,
+    /// The field naming the other member of a point-to-point call (`peer`).
+    pub peer: Option<String>,
+    /// The point-to-point calls: those that send to `peer`, and those that receive from it.
+    pub sends: Vec<String>,
+    pub receives: Vec<String>,
 }
 
 impl Pack {

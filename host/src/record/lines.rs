@@ -13,6 +13,7 @@ use std::sync::mpsc::Sender;
 use super::maps::MapsKeeper;
 use super::sentinel::Channel;
 use crate::compose::hooks::ATTACHED_LINE;
+use crate::log::anchor::Anchor;
 
 /// The dump that ends tracing: after its `#Z`, the log is complete and closed.
 pub const FINAL_DUMP: u64 = 0xffff_ffff;
@@ -121,9 +122,13 @@ fn control_arg(line: &[u8], word: usize) -> Option<u64> {
 }
 
 impl Router {
+    /// Writes the start's clock anchor first (crate::log::anchor); the end's comes when the
+    /// log is closed.
     pub fn new(log: File, chan: Option<Channel>, keeper: MapsKeeper, tx: Sender<Seen>) -> Router {
+        let mut log = BufWriter::with_capacity(1 << 20, log);
+        let _ = writeln!(log, "{}", Anchor::now(false));
         Router {
-            log: Some(BufWriter::with_capacity(1 << 20, log)),
+            log: Some(log),
             chan,
             keeper: Some(keeper),
             tx,
@@ -178,7 +183,7 @@ impl Router {
         let Some(mut log) = self.log.take() else {
             return Ok(());
         };
-        let flushed = log.flush();
+        let flushed = writeln!(log, "{}", Anchor::now(true)).and_then(|()| log.flush());
         if let Some(keeper) = self.keeper.take() {
             let _ = self.tx.send(Seen::Finished(Box::new(Finished {
                 lines: self.lines,

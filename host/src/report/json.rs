@@ -1,0 +1,275 @@
+//! The report as JSON (`bthost report --json`), for schedulers and hang detectors that act on
+//! it. Stable and versioned: `"format": "bthost-report"`, `"version": 1`; a later version only
+//! adds fields (docs/report-json.md describes each). Times are nanoseconds; ids are hex
+//! strings (`"0x8205c3feda2d0ee5"`); rank sets are lists of numbers and, for reading, the
+//! compressed text (`"0-16,18-63"`).
+
+use serde::Serialize;
+
+use super::analyze::{Findings, Missing};
+use super::gather::{Gather, Op, OpenCall, ProcKey};
+use super::ranks::compress;
+use super::Context;
+
+pub const VERSION: u32 = 1;
+
+#[derive(Serialize)]
+pub struct Report {
+    pub format: &'static str,
+    pub version: u32,
+    pub logs: Vec<LogJ>,
+    pub clocks: ClocksJ,
+    pub groups: Vec<GroupJ>,
+    /// Groups where nothing was found.
+    pub quiet_groups: usize,
+    pub deadlocks: Vec<Vec<WaitJ>>,
+}
+
+#[derive(Serialize)]
+pub struct LogJ {
+    pub path: String,
+    pub host: String,
+    pub boot: Option<String>,
+    /// When tracing stopped, on this log's clock (CLOCK_MONOTONIC ns).
+    pub stopped_at: u64,
+    /// What to add to this log's times to put them on the first log's clock (ns).
+    pub shift: i64,
+}
+
+#[derive(Serialize)]
+pub struct ClocksJ {
+    pub how: String,
+    /// Largest uncertainty of a shift (ns): 0 when the logs share one clock.
+    pub uncertainty_ns: u64,
+}
+
+#[derive(Serialize)]
+pub struct ProcJ {
+    pub log: u16,
+    pub host: String,
+    pub pid: u32,
+    pub name: String,
+}
+
+#[derive(Serialize)]
+pub struct OpJ {
+    pub order: u64,
+    pub call: String,
+    pub tid: u32,
+    pub start: Option<u64>,
+    pub returned: bool,
+}
+
+#[derive(Serialize)]
+pub struct OpenJ {
+    pub tid: u32,
+    pub call: String,
+    pub start: Option<u64>,
+    /// How long it had been in flight when tracing stopped (ns).
+    pub waited_ns: Option<u64>,
+    /// The group operation it is, if it is one.
+    pub group: Option<String>,
+    pub order: Option<u64>,
+}
+
+#[derive(Serialize)]
+pub struct EnteredJ {
+    pub rank: u32,
+    pub process: ProcJ,
+    pub start: Option<u64>,
+    pub waiting: bool,
+    pub waited_ns: Option<u64>,
+}
+
+#[derive(Serialize)]
+pub struct MissingJ {
+    pub rank: u32,
+    /// None: no log shows this rank.
+    pub process: Option<ProcJ>,
+    pub last: Option<OpJ>,
+    pub in_flight: Vec<OpenJ>,
+}
+
+#[derive(Serialize)]
+pub struct DivergenceJ {
+    pub order: u64,
+    pub call: String,
+    pub entered: Vec<EnteredJ>,
+    pub entered_ranks: String,
+    pub missing: Vec<MissingJ>,
+    pub missing_ranks: String,
+}
+
+#[derive(Serialize)]
+pub struct MismatchJ {
+    pub order: u64,
+    /// Each distinct call, and the ranks that made it.
+    pub calls: Vec<(String, Vec<u32>)>,
+}
+
+#[derive(Serialize)]
+pub struct UnmatchedJ {
+    pub from: u32,
+    pub to: u32,
+    pub sends: u64,
+    pub receives: u64,
+    pub last_send: Option<OpJ>,
+    pub last_send_waited_ns: Option<u64>,
+    pub last_receive: Option<OpJ>,
+    pub last_receive_waited_ns: Option<u64>,
+}
+
+#[derive(Serialize)]
+pub struct GroupJ {
+    pub pack: String,
+    pub key: String,
+    pub id: String,
+    pub size: Option<u32>,
+    pub members_seen: usize,
+    pub divergence: Option<DivergenceJ>,
+    pub mismatches: Vec<MismatchJ>,
+    pub more_mismatches: u64,
+    pub unmatched: Vec<UnmatchedJ>,
+}
+
+#[derive(Serialize)]
+pub struct WaitJ {
+    pub process: ProcJ,
+    pub rank: u32,
+    pub key: String,
+    pub id: String,
+    pub order: u64,
+    pub call: String,
+}
+
+fn proc_j(g: &Gather, p: ProcKey) -> ProcJ {
+    let pr = g.procs.get(&p);
+    ProcJ {
+        log: p.0,
+        host: pr.map(|x| x.host.clone()).unwrap_or_default(),
+        pid: p.1,
+        name: pr.map(|x| x.comm.clone()).unwrap_or_default(),
+    }
+}
+
+fn op_j(o: &Op) -> OpJ {
+    OpJ {
+        order: o.order,
+        call: o.desc.clone(),
+        tid: o.tid,
+        start: o.start,
+        returned: o.end.is_some(),
+    }
+}
+
+fn open_j(o: &OpenCall, waited: Option<u64>) -> OpenJ {
+    OpenJ {
+        tid: o.tid,
+        call: o.desc.clone(),
+        start: o.start,
+        waited_ns: waited,
+        group: o.group_op.map(|(_, id, ..)| format!("{id:#x}")),
+        order: o.group_op.map(|(.., order)| order),
+    }
+}
+
+fn missing_j(g: &Gather, m: &Missing) -> MissingJ {
+    MissingJ {
+        rank: m.rank,
+        process: m.proc.map(|p| proc_j(g, p)),
+        last: m.last.as_ref().map(op_j),
+        in_flight: m.instead.iter().map(|(o, w)| open_j(o, *w)).collect(),
+    }
+}
+
+pub fn build(cx: &Context, g: &Gather, f: &Findings) -> Report {
+    Report {
+        format: "bthost-report",
+        version: VERSION,
+        logs: cx
+            .logs
+            .iter()
+            .zip(&cx.alignment.shifts)
+            .map(|(l, &shift)| LogJ {
+                path: l.path.display().to_string(),
+                host: l.host.clone(),
+                boot: l.boot.clone(),
+                stopped_at: l.stopped_at,
+                shift,
+            })
+            .collect(),
+        clocks: ClocksJ {
+            how: cx.alignment.how.clone(),
+            uncertainty_ns: cx.alignment.uncertainty,
+        },
+        groups: f
+            .groups
+            .iter()
+            .map(|gf| GroupJ {
+                pack: gf.pack.clone(),
+                key: gf.key.clone(),
+                id: format!("{:#x}", gf.id),
+                size: gf.size,
+                members_seen: gf.members.len(),
+                divergence: gf.divergence.as_ref().map(|d| DivergenceJ {
+                    order: d.order,
+                    call: d.op.clone(),
+                    entered_ranks: compress(d.entered.iter().map(|e| e.rank)),
+                    entered: d
+                        .entered
+                        .iter()
+                        .map(|e| EnteredJ {
+                            rank: e.rank,
+                            process: proc_j(g, e.proc),
+                            start: e.start,
+                            waiting: e.waiting,
+                            waited_ns: e.waited,
+                        })
+                        .collect(),
+                    missing_ranks: compress(d.missing.iter().map(|m| m.rank)),
+                    missing: d.missing.iter().map(|m| missing_j(g, m)).collect(),
+                }),
+                mismatches: gf
+                    .mismatches
+                    .iter()
+                    .map(|m| MismatchJ {
+                        order: m.order,
+                        calls: m.sigs.clone(),
+                    })
+                    .collect(),
+                more_mismatches: gf.more_mismatches,
+                unmatched: gf
+                    .unmatched
+                    .iter()
+                    .map(|u| UnmatchedJ {
+                        from: u.from,
+                        to: u.to,
+                        sends: u.sends,
+                        receives: u.recvs,
+                        last_send: u.last_send.as_ref().map(|(o, _)| op_j(o)),
+                        last_send_waited_ns: u.last_send.as_ref().and_then(|(_, w)| *w),
+                        last_receive: u.last_recv.as_ref().map(|(o, _)| op_j(o)),
+                        last_receive_waited_ns: u.last_recv.as_ref().and_then(|(_, w)| *w),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        quiet_groups: f.quiet,
+        deadlocks: f
+            .deadlocks
+            .iter()
+            .map(|c| {
+                c.iter()
+                    .map(|w| WaitJ {
+                        process: proc_j(g, w.proc),
+                        rank: w.rank,
+                        key: w.key.clone(),
+                        id: format!("{:#x}", w.id),
+                        order: w.order,
+                        call: w.op.clone(),
+                    })
+                    .collect()
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,433 @@
+//! `bthost report` on real recordings (stand-in RCCL ranks, real bpftrace, real `record`):
+//! - 64 ranks, one of which skips collective #5, recorded by 4 recorders at once, each
+//!   following 16 ranks (`--pid`) under its own host name (`unshare --uts`): the report on the
+//!   4 logs names the rank, its host, the collective and how long the others waited, in at most
+//!   30 lines, and the same in `--json`, field by field;
+//! - a mismatch (one rank's AllReduce #3 with another count), a deadlock across two
+//!   communicators, and a send without its receive: each named;
+//! - bad input: one log twice, logs of other packs, a log with no communicator.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bthost_tests::*;
+use serde_json::Value;
+
+fn lib_args(standins: &Path) -> Vec<String> {
+    vec![
+        "--packs".into(),
+        "rccl,hip".into(),
+        "--lib".into(),
+        format!("rccl={}", standins.join("librccl.so.1").display()),
+        "--lib".into(),
+        format!("hip={}", standins.join("libamdhip64.so.5").display()),
+    ]
+}
+
+fn report(logs: &[&Path], json: bool) -> std::process::Output {
+    let mut args: Vec<String> = vec!["report".into()];
+    args.extend(logs.iter().map(|l| l.display().to_string()));
+    if json {
+        args.push("--json".into());
+    }
+    Command::new(bthost_bin()).args(&args).output().unwrap()
+}
+
+fn report_ok(logs: &[&Path]) -> String {
+    let o = report(logs, false);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The pids the ranks print while waiting for the go file, by rank.
+fn waiting_pids(out: &str) -> Vec<(u32, u32)> {
+    let mut v: Vec<(u32, u32)> = out
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            match w.as_slice() {
+                ["rank", r, "pid", p, "waiting"] => Some((r.parse().ok()?, p.parse().ok()?)),
+                _ => None,
+            }
+        })
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// One bpftrace is enough for these (the recording paths are tested per version elsewhere):
+/// the newest here.
+fn newest_bpftrace() -> PathBuf {
+    available_bpftraces()
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1))
+        .expect("a bpftrace")
+        .0
+}
+
+#[test]
+fn sixty_four_ranks_on_four_hosts_one_skips_collective_five() {
+    if skip_root_tests() {
+        return;
+    }
+    let dir = scratch("report-64");
+    let standins = build_standins(&dir.join("standins"));
+    let go = dir.join("go");
+    let bin = newest_bpftrace();
+    let _serial = system_wide_lock();
+    // Rank 17 skips its 5th collective (0-based 4); the others wait there.
+    let job = Job::start(
+        &[
+            standins.join("rccl_ranks").display().to_string(),
+            "-n".into(),
+            "64".into(),
+            "-k".into(),
+            "6".into(),
+            "-s".into(),
+            "17:4".into(),
+            "-t".into(),
+            "300000".into(),
+            "-w".into(),
+            go.display().to_string(),
+        ],
+        &dir.join("job.out"),
+    );
+    let out = job.wait_for(
+        |o| waiting_pids(o).len() == 64,
+        "the 64 ranks did not start",
+    );
+    let pids = waiting_pids(&out);
+    let mut recs = Vec::new();
+    for node in 0..4 {
+        let host = format!("node{}", node + 1);
+        let mut args = lib_args(&standins);
+        args.push("--bpftrace-bin".into());
+        args.push(bin.display().to_string());
+        for &(_, pid) in &pids[node * 16..node * 16 + 16] {
+            args.push("--pid".into());
+            args.push(pid.to_string());
+        }
+        let log = dir.join(format!("{host}.log"));
+        // Its own host name, as on its own node: a UTS namespace.
+        let script = format!("hostname {host} && exec \"$0\" \"$@\"");
+        let prefix = ["unshare", "--uts", "sh", "-c", &script];
+        recs.push(Recording::start(&prefix, &args, &log, &[]));
+    }
+    std::fs::write(&go, "").unwrap();
+    // All 64 finish #4 (0-based 3); the skipping rank says so, the others block in #5.
+    job.wait_for(
+        |o| {
+            o.contains("rank 17 pid")
+                && o.contains("SKIPPED")
+                && o.lines()
+                    .filter(|l| l.contains("coll#3 AllReduce -> ok"))
+                    .count()
+                    == 64
+        },
+        "the ranks did not reach collective #5",
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    for r in &mut recs {
+        r.stop();
+    }
+    let logs: Vec<PathBuf> = (1..=4).map(|n| dir.join(format!("node{n}.log"))).collect();
+    let log_refs: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
+    let text = report_ok(&log_refs);
+    eprintln!("{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() <= 30, "{} lines:\n{text}", lines.len());
+    assert!(
+        text.contains("4 logs (node1, node2, node3, node4)"),
+        "{text}"
+    );
+    assert!(text.contains("logs of one boot"), "{text}");
+    assert!(
+        text.contains("#5 ncclAllReduce(count=1024")
+            && text.contains("entered by ranks 0-16,18-63 (63)"),
+        "{text}"
+    );
+    let rank17_pid = pids[17].1;
+    let missing = lines
+        .iter()
+        .find(|l| l.contains("never entered #5"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        missing.contains(&format!("rank 17 (node2 pid {rank17_pid})"))
+            && missing.contains("last #4 ncclAllReduce(")
+            && missing.contains("returned"),
+        "{missing}"
+    );
+    let waited: f64 = text
+        .split("waiting ")
+        .nth(1)
+        .and_then(|w| w.split(' ').next())
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(waited >= 2.0, "{text}");
+
+    let o = report(&log_refs, true);
+    assert!(o.status.success());
+    let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["format"], "bthost-report");
+    assert_eq!(j["version"], 1);
+    assert_eq!(j["logs"].as_array().unwrap().len(), 4);
+    assert_eq!(j["logs"][1]["host"], "node2");
+    assert_eq!(j["clocks"]["uncertainty_ns"], 0);
+    let groups = j["groups"].as_array().unwrap();
+    assert_eq!(
+        groups.len(),
+        1,
+        "{}",
+        serde_json::to_string_pretty(&j).unwrap()
+    );
+    let g = &groups[0];
+    assert_eq!(
+        (g["pack"].as_str(), g["key"].as_str()),
+        (Some("rccl"), Some("comm"))
+    );
+    assert_eq!(g["size"], 64);
+    assert_eq!(g["members_seen"], 64);
+    let d = &g["divergence"];
+    assert_eq!(d["order"], 5);
+    assert!(d["call"]
+        .as_str()
+        .unwrap()
+        .starts_with("ncclAllReduce(count=1024"));
+    assert_eq!(d["entered_ranks"], "0-16,18-63");
+    assert_eq!(d["missing_ranks"], "17");
+    let entered = d["entered"].as_array().unwrap();
+    assert_eq!(entered.len(), 63);
+    for e in entered {
+        assert_eq!(e["waiting"], true, "{e}");
+        assert!(e["waited_ns"].as_u64().unwrap() >= 2_000_000_000, "{e}");
+        let rank = e["rank"].as_u64().unwrap() as usize;
+        assert_eq!(e["process"]["pid"], pids[rank].1, "{e}");
+        assert_eq!(
+            e["process"]["host"],
+            format!("node{}", rank / 16 + 1),
+            "{e}"
+        );
+    }
+    let m = &d["missing"][0];
+    assert_eq!(m["rank"], 17);
+    assert_eq!(m["process"]["host"], "node2");
+    assert_eq!(m["process"]["pid"], rank17_pid);
+    assert_eq!(m["last"]["order"], 4);
+    assert_eq!(m["last"]["returned"], true);
+    assert!(m["in_flight"].as_array().unwrap().is_empty(), "{m}");
+    assert!(j["deadlocks"].as_array().unwrap().is_empty());
+}
+
+/// Records `job` on the stand-ins (one recorder, system-wide) until its stdout says `stuck`,
+/// then stops it as Ctrl-C would; returns the log.
+fn record_hang(dir: &Path, job: &[String], stuck: &str) -> PathBuf {
+    let standins = dir.join("standins");
+    let log = dir.join("run.log");
+    let mut args = lib_args(&standins);
+    args.push("--bpftrace-bin".into());
+    args.push(newest_bpftrace().display().to_string());
+    let _serial = system_wide_lock();
+    let out = dir.join("job.out");
+    // The job runs under record (its command), its stdout in a file through sh.
+    let cmd = vec![
+        "sh".to_string(),
+        "-c".into(),
+        format!("exec \"$@\" > {}", out.display()),
+        "sh".into(),
+    ]
+    .into_iter()
+    .chain(job.iter().cloned())
+    .collect::<Vec<_>>();
+    let mut rec = Recording::start(&[], &args, &log, &cmd);
+    let t = std::time::Instant::now();
+    while !std::fs::read_to_string(&out)
+        .unwrap_or_default()
+        .contains(stuck)
+    {
+        assert!(t.elapsed().as_secs() < 120, "never {stuck:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    rec.stop();
+    log
+}
+
+fn patterns(dir: &Path) -> PathBuf {
+    let standins = build_standins(&dir.join("standins"));
+    let exe = dir.join("rccl_patterns");
+    let o = Command::new("cc")
+        .args(["-O1", "-g", "-o"])
+        .arg(&exe)
+        .arg(root().join("tests/workloads/rccl_patterns.c"))
+        .arg(format!("-L{}", standins.display()))
+        .arg(format!("-Wl,-rpath,{}", standins.display()))
+        .args(["-l:librccl.so.1", "-l:libamdhip64.so.5"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    exe
+}
+
+#[test]
+fn a_mismatched_collective_is_named() {
+    if skip_root_tests() {
+        return;
+    }
+    let dir = scratch("report-mismatch");
+    let standins = build_standins(&dir.join("standins"));
+    // Rank 3's third collective (0-based 2) has 2048 elements, the others' 1024.
+    let job: Vec<String> = [
+        standins.join("rccl_ranks").display().to_string(),
+        "-n".into(),
+        "4".into(),
+        "-m".into(),
+        "3:2:2048".into(),
+        "-t".into(),
+        "100000".into(),
+    ]
+    .into();
+    let log = record_hang(&dir, &job, "coll#1 AllReduce -> ok");
+    let text = report_ok(&[&log]);
+    let m = text
+        .lines()
+        .find(|l| l.contains("MISMATCH at #3"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        m.contains("ranks 0-2 ncclAllReduce(count=1024")
+            && m.contains("rank 3 ncclAllReduce(count=2048"),
+        "{m}"
+    );
+    // All four are stuck in it: said once.
+    assert!(
+        text.contains("#3 ncclAllReduce(count=1024") && text.contains("entered by ranks 0-3 (4)"),
+        "{text}"
+    );
+    assert!(text.contains("every member is in it"), "{text}");
+}
+
+#[test]
+fn a_deadlock_across_two_communicators_is_named() {
+    if skip_root_tests() {
+        return;
+    }
+    let dir = scratch("report-deadlock");
+    let exe = patterns(&dir);
+    let job = vec![
+        exe.display().to_string(),
+        "deadlock".into(),
+        "-t".into(),
+        "100000".into(),
+    ];
+    let log = record_hang(&dir, &job, "rank 1 pid");
+    let text = report_ok(&[&log]);
+    let cycle: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("DEADLOCK 1"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    assert_eq!(cycle.len(), 2, "{text}");
+    // Each waits in #1 on its first communicator for the other's process.
+    let comms: Vec<&str> = cycle
+        .iter()
+        .filter_map(|l| l.split(" of comm ").nth(1)?.split(')').next())
+        .collect();
+    assert_eq!(comms.len(), 2, "{text}");
+    assert_ne!(comms[0], comms[1], "{text}");
+    assert!(
+        cycle
+            .iter()
+            .all(|l| l.contains("waits in #1 ncclAllReduce(")),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_send_without_its_receive_is_named() {
+    if skip_root_tests() {
+        return;
+    }
+    let dir = scratch("report-sendrecv");
+    let exe = patterns(&dir);
+    let job = vec![
+        exe.display().to_string(),
+        "sendrecv".into(),
+        "-t".into(),
+        "100000".into(),
+    ];
+    let log = record_hang(&dir, &job, "rank 1 stays out");
+    let text = report_ok(&[&log]);
+    assert!(
+        text.contains("SEND WITHOUT RECV: rank 0 sent 2 to rank 1, which received 1 from it"),
+        "{text}"
+    );
+    // And rank 0 waits to receive from rank 1, which never sends.
+    let recv = text
+        .lines()
+        .find(|l| l.contains("rank 1 sent 0 to rank 0, which received 1 from it"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        recv.contains("RECV WITHOUT SEND") && recv.contains("in flight for"),
+        "{recv}"
+    );
+}
+
+#[test]
+fn bad_input_is_refused_with_the_reason() {
+    if skip_root_tests() {
+        return;
+    }
+    let dir = scratch("report-bad");
+    let standins = build_standins(&dir.join("standins"));
+    let bin = newest_bpftrace();
+    // A hip-only recording (no communicator) and a rccl one.
+    let hip_log = dir.join("hip.log");
+    let o = Command::new(bthost_bin())
+        .args(["record", "--packs", "hip", "--bpftrace-bin"])
+        .arg(&bin)
+        .arg("--lib")
+        .arg(format!(
+            "hip={}",
+            standins.join("libamdhip64.so.5").display()
+        ))
+        .args(["--duration", "0.5", "-o"])
+        .arg(&hip_log)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let job: Vec<String> = [
+        standins.join("rccl_ranks").display().to_string(),
+        "-n".into(),
+        "2".into(),
+    ]
+    .into();
+    let rccl_log = record_hang(&dir, &job, "all 2 ranks ok");
+
+    let twice = report(&[&rccl_log, &rccl_log], false);
+    let err = String::from_utf8_lossy(&twice.stderr);
+    assert_eq!(twice.status.code(), Some(2), "{err}");
+    assert!(err.contains("is given twice (the same file)"), "{err}");
+    // A copy of it is the same recording.
+    let copy = dir.join("copy.log");
+    std::fs::copy(&rccl_log, &copy).unwrap();
+    let err = String::from_utf8_lossy(&report(&[&rccl_log, &copy], false).stderr).into_owned();
+    assert!(
+        err.contains("is given twice (the same recording as"),
+        "{err}"
+    );
+
+    let mixed = report(&[&rccl_log, &hip_log], false);
+    let err = String::from_utf8_lossy(&mixed.stderr);
+    assert_eq!(mixed.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("was written with packs hip,rccl")
+            && err.contains("with hip: the report joins logs of the same packs"),
+        "{err}"
+    );
+
+    let none = report_ok(&[&hip_log]);
+    assert!(
+        none.contains("no group (communicator) in these logs") && none.contains("rccl: comm"),
+        "{none}"
+    );
+}
