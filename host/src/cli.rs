@@ -159,8 +159,14 @@ pub enum Cmd {
     /// Decode a log into DIR: the per-thread text log (log.txt) and Perfetto traces, one per
     /// link key (trace_<key>.pftrace).
     Convert {
-        /// The log, as `bthost record` or bpftrace with a `bthost build` script wrote it.
-        log: PathBuf,
+        /// The log, as `bthost record` or bpftrace with a `bthost build` script wrote it; or
+        /// several (one per node), put on one timeline by their clock anchors.
+        #[arg(required = true, value_name = "LOG")]
+        logs: Vec<PathBuf>,
+        /// The logs come from one boot of one host: use their times as they are (logs
+        /// without clock anchors, written by plain bpftrace).
+        #[arg(long = "same-boot")]
+        same_boot: bool,
         /// Output folder (default: LOG.d).
         #[arg(short, long, value_name = "DIR")]
         output: Option<PathBuf>,
@@ -174,8 +180,8 @@ pub enum Cmd {
         #[arg(long)]
         combined: bool,
         /// A traced process's memory map, for symbolizing code addresses: PID=FILE (a copy of
-        /// /proc/PID/maps taken while it ran; repeatable). Default: the maps `bthost record`
-        /// kept in LOG.maps/.
+        /// /proc/PID/maps taken while it ran; repeatable; of the first log). Default: the maps
+        /// `bthost record` kept in LOG.maps/ beside each log.
         #[arg(long = "maps", value_name = "PID=FILE")]
         maps: Vec<String>,
         /// Memory for sorting calls and grouping the text log by thread; past it they spill

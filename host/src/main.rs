@@ -246,7 +246,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Cmd::Convert {
-            log,
+            logs,
+            same_boot,
             output,
             schema,
             link,
@@ -261,19 +262,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Some(f) => Some(read_schema_hash(&f)?),
             };
             let out_dir = output.unwrap_or_else(|| {
-                let mut p = log.clone().into_os_string();
+                let mut p = logs[0].clone().into_os_string();
                 p.push(".d");
                 PathBuf::from(p)
             });
-            let maps = if maps.is_empty() {
-                record::recorded_maps(&log)
-            } else {
-                maps.iter()
-                    .map(|m| bthost::symbolize::parse_maps_arg(m).map_err(anyhow::Error::msg))
-                    .collect::<Result<_>>()?
-            };
+            let maps = maps
+                .iter()
+                .map(|m| bthost::symbolize::parse_maps_arg(m).map_err(anyhow::Error::msg))
+                .collect::<Result<_>>()?;
             let opts = ConvertOptions {
-                log,
+                logs,
+                same_boot,
                 out_dir,
                 expect_schema,
                 links: link,
@@ -282,7 +281,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 memory: (memory as usize) << 20,
             };
             let summary = convert::convert(&reg, &opts)?;
-            eprint!("{}", summary.diag);
+            for d in &summary.diags {
+                eprint!("{d}");
+            }
             if verbose {
                 eprintln!(
                     "bthost: read and decoded in {:.2} s ({} sorted runs spilled), wrote in {:.2} s",

@@ -72,6 +72,7 @@ def main(path):
                 "pid": d.thread.pid if d.HasField("thread") else (d.process.pid if d.HasField("process") else None),
                 "tid": d.thread.tid if d.HasField("thread") else None,
                 "thread_name": d.thread.thread_name if d.HasField("thread") else None,
+                "process_name": d.process.process_name if d.HasField("process") else None,
                 "parent": d.parent_uuid if d.HasField("parent_uuid") else None,
             }
         if not p.HasField("track_event"):
@@ -142,7 +143,7 @@ def main(path):
         if fid not in flow_src:
             errors.append(f"flow {fid} comes from nowhere")
     flows = [[flow_src[f]["name"], flow_src[f]["tid"], flow_dst[f]["name"], flow_dst[f]["tid"]] for f in sorted(flow_src) if f in flow_dst]
-    out = {"tracks": len(tracks), "slices": slices, "flows": flows, "errors": errors}
+    out = {"tracks": len(tracks), "track_list": list(tracks.values()), "slices": slices, "flows": flows, "errors": errors}
     json.dump(out, sys.stdout, default=str)
     return 1 if errors else 0
 

@@ -90,6 +90,25 @@ fn bthost_succeeds(args: &[&str]) -> Output {
     o
 }
 
+/// Decodes a trace with Perfetto's official schema and checks the rules viewers rely on
+/// (tests/perfetto/check_trace.py); returns its summary (tracks, slices, flows).
+pub fn check_trace(trace: &Path) -> serde_json::Value {
+    let o = Command::new("python3")
+        .arg(root().join("tests/perfetto/check_trace.py"))
+        .arg(trace)
+        .output()
+        .expect("python3");
+    let out: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "check_trace.py on {}: {e}\n{}\n(pip install perfetto; scripts/setup does it)",
+            trace.display(),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    assert!(o.status.success(), "{}: {}", trace.display(), out["errors"]);
+    out
+}
+
 /// Whether root-only tests must be skipped on this machine (explicitly asked for).
 pub fn skip_root_tests() -> bool {
     if std::env::var_os("BTHOST_SKIP_ROOT_TESTS").is_some_and(|v| v == "1") {

@@ -216,6 +216,49 @@ fn sixty_four_ranks_on_four_hosts_one_skips_collective_five() {
     assert_eq!(m["last"]["returned"], true);
     assert!(m["in_flight"].as_array().unwrap().is_empty(), "{m}");
     assert!(j["deadlocks"].as_array().unwrap().is_empty());
+
+    // convert of the 4 logs: one timeline, processes named by host and pid, a collective's
+    // calls joined across hosts, the report at the top of log.txt.
+    let out = dir.join("out");
+    let mut args: Vec<&str> = vec!["convert"];
+    let names: Vec<String> = logs.iter().map(|l| l.display().to_string()).collect();
+    args.extend(names.iter().map(String::as_str));
+    args.extend(["-o", out.to_str().unwrap()]);
+    bthost_ok_stderr(&args);
+    let txt = std::fs::read_to_string(out.join("log.txt")).unwrap();
+    assert!(
+        txt.starts_with("# bthost text log of 4 logs:"),
+        "{}",
+        &txt[..300]
+    );
+    assert!(
+        txt.contains(&format!(
+            "never entered #5: rank 17 (node2 pid {rank17_pid})"
+        )),
+        "{}",
+        &txt[..2000]
+    );
+    assert!(txt.contains(&format!("\n== process {rank17_pid} on node2 ==\n")));
+    let t = check_trace(&out.join("trace_coll.pftrace"));
+    let names: Vec<&str> = t["track_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|tr| tr["process_name"].as_str())
+        .collect();
+    assert_eq!(names.len(), 64, "{names:?}");
+    assert!(
+        names.contains(&format!("node2 pid {rank17_pid} (rccl_ranks)").as_str()),
+        "{names:?}"
+    );
+    // A collective's flow joins calls of processes recorded on two hosts (each log's
+    // threads are numbered apart above 2^22).
+    let cross = t["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f[1].as_u64().unwrap() >> 22 != f[3].as_u64().unwrap() >> 22);
+    assert!(cross, "no flow across hosts");
 }
 
 /// Records `job` on the stand-ins (one recorder, system-wide) until its stdout says `stuck`,

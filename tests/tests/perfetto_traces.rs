@@ -11,23 +11,6 @@ use std::process::Command;
 use bthost_tests::*;
 use serde_json::Value;
 
-fn check(trace: &std::path::Path) -> Value {
-    let o = Command::new("python3")
-        .arg(root().join("tests/perfetto/check_trace.py"))
-        .arg(trace)
-        .output()
-        .expect("python3");
-    let out: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "check_trace.py on {}: {e}\n{}\n(pip install perfetto; scripts/setup does it)",
-            trace.display(),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    });
-    assert!(o.status.success(), "{}: {}", trace.display(), out["errors"]);
-    out
-}
-
 /// Where a slice (as check_trace.py gives it) ends.
 fn end(s: &Value) -> u64 {
     s["ts"].as_u64().unwrap() + s["dur"].as_u64().unwrap()
@@ -82,7 +65,7 @@ fn traces_per_link_key_pass_the_official_schema() {
             "no trace for {key}"
         );
     }
-    let comm = check(&out_dir.join("trace_comm.pftrace"));
+    let comm = check_trace(&out_dir.join("trace_comm.pftrace"));
     let slices = comm["slices"].as_array().unwrap();
     // Rank 0 (tid 25718) is still in collective #2 at the end: drawn to the end, unfinished.
     let stuck = the_unfinished(slices, "ncclBroadcast", 25718);
@@ -98,7 +81,7 @@ fn traces_per_link_key_pass_the_official_schema() {
         "{flows:?}"
     );
     // One collective: both ranks' AllReduce #1 joined by one `coll` flow.
-    let coll = check(&out_dir.join("trace_coll.pftrace"));
+    let coll = check_trace(&out_dir.join("trace_coll.pftrace"));
     let cflows = coll["flows"].as_array().unwrap();
     assert!(
         cflows.contains(&serde_json::json!([
@@ -114,17 +97,17 @@ fn traces_per_link_key_pass_the_official_schema() {
         ])),
         "{cflows:?}"
     );
-    check(&out_dir.join("trace_device.pftrace"));
-    check(&out_dir.join("trace_stream.pftrace"));
+    check_trace(&out_dir.join("trace_device.pftrace"));
+    check_trace(&out_dir.join("trace_stream.pftrace"));
 
     // --link picks keys; --combined writes one trace with all their flows.
     let one = dir.join("one");
     bthost_convert(&log, &one, &["--link", "comm,stream", "--combined"]);
-    let both = check(&one.join("trace.pftrace"));
+    let both = check_trace(&one.join("trace.pftrace"));
     let n = |v: &Value| v["flows"].as_array().unwrap().len();
     assert_eq!(
         n(&both),
-        n(&comm) + n(&check(&out_dir.join("trace_stream.pftrace")))
+        n(&comm) + n(&check_trace(&out_dir.join("trace_stream.pftrace")))
     );
     assert!(!one.join("trace_device.pftrace").exists());
 }
@@ -143,7 +126,7 @@ fn a_hang_is_drawn_to_when_tracing_stopped() {
         .expect("the END line with its time");
     let out_dir = dir.join("out");
     bthost_convert(&log, &out_dir, &[]);
-    let comm = check(&out_dir.join("trace_comm.pftrace"));
+    let comm = check_trace(&out_dir.join("trace_comm.pftrace"));
     let slices = comm["slices"].as_array().unwrap();
     let stuck = the_unfinished(slices, "ncclBroadcast", 24466);
     // Seconds after the last record: the ranks sat in the hang until bpftrace was stopped.
@@ -163,27 +146,25 @@ fn a_hang_is_drawn_to_when_tracing_stopped() {
         txt.contains("open: from their start to when tracing stopped)"),
         "{txt}"
     );
-    // Under the hung call, what the other rank last did on the same communicator (collective
-    // #1), and that no other thread entered the same collective (#2): the hang in one place.
+    // The report, first: the collective rank 0 waits in, and rank 1, which never entered it
+    // (its last call on the communicator was collective #1, returned).
     let header: Vec<&str> = txt.lines().take_while(|l| l.starts_with('#')).collect();
-    let at = |prefix: &str| {
+    let line = |prefix: &str| {
         header
             .iter()
-            .position(|l| l.starts_with(prefix))
+            .find(|l| l.starts_with(prefix))
             .unwrap_or_else(|| panic!("no {prefix:?} in\n{}", header.join("\n")))
     };
-    let comm = at("#       comm=0xe27627d201dcb580: the other threads' last call on it:");
-    let peer = header[comm + 1];
+    let stuck = line("#   #2 ncclBroadcast(");
     assert!(
-        peer.starts_with("#         pid 24467 tid 24467 (rccl_ranks): ")
-            && peer.contains("ncclAllReduce(")
-            && peer.contains("seq=1,"),
-        "{peer}"
+        stuck.contains("entered by rank 0 on log1, waiting 15.9 s"),
+        "{stuck}"
     );
-    let coll = header[at("#   pid 24466 tid 24466")]
-        .split("coll=")
-        .nth(1)
-        .and_then(|r| r.split(']').next())
-        .expect("the hung call's coll link");
-    at(&format!("#       coll={coll}: no other thread"));
+    let missing = line("#   never entered #2: rank 1 (log1 pid 24467): ");
+    assert!(
+        missing.contains("last #1 ncclAllReduce(") && missing.contains(", returned;"),
+        "{missing}"
+    );
+    // Then the call in flight itself.
+    line("#   pid 24466 tid 24466 (rccl_ranks), open >= 15.89s:");
 }

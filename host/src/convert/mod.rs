@@ -13,6 +13,7 @@ pub mod perfetto;
 mod progress;
 mod reader;
 mod sort;
+pub mod sources;
 pub mod text;
 mod varint;
 
@@ -38,7 +39,10 @@ pub const DEFAULT_MEMORY_MB: usize = 96;
 
 #[derive(Clone, Debug)]
 pub struct ConvertOptions {
-    pub log: PathBuf,
+    /// One log, or several (one per node) to put on one timeline.
+    pub logs: Vec<PathBuf>,
+    /// Several logs from one boot of one host: their times need no clock anchors.
+    pub same_boot: bool,
     pub out_dir: PathBuf,
     /// Refuse the log unless its schema hash is this (from `--schema FILE`).
     pub expect_schema: Option<u64>,
@@ -46,7 +50,8 @@ pub struct ConvertOptions {
     pub links: Option<Vec<String>>,
     /// One trace with the flows of every chosen key, instead of one trace per key.
     pub combined: bool,
-    /// Memory maps of traced processes (pid, copy of /proc/PID/maps), for symbolization.
+    /// Memory maps of traced processes (pid, copy of /proc/PID/maps), for symbolization, of
+    /// the first log; the others' are those `record` kept beside them.
     pub maps: Vec<(u32, PathBuf)>,
     /// Bytes of sorting and text buffers before they spill to disk (see [`DEFAULT_MEMORY_MB`]).
     pub memory: usize,
@@ -54,8 +59,10 @@ pub struct ConvertOptions {
 
 /// What a conversion found.
 pub struct Summary {
+    /// Of all the logs together.
     pub stats: Stats,
-    pub diag: Diagnostics,
+    /// Each log's.
+    pub diags: Vec<Diagnostics>,
     pub outputs: Vec<PathBuf>,
     pub schema_hash: u64,
     /// Code addresses resolved to symbols, and those left as addresses.
@@ -236,42 +243,97 @@ pub fn read_calls(
 
 /// Converts a log into `opts.out_dir`: the per-thread text log and the Perfetto traces.
 pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
+    let sources = sources::Sources::plan(&opts.logs, opts.same_boot)?;
     // Every output is created (never through a link, crate::safe_out) before the log is read:
     // a refused one is said at once.
     let out_dir = OutDir::create(&opts.out_dir)?;
     let text_file = out_dir.create_file("log.txt")?;
     let mut symbols = Symbolizer::default();
-    for (pid, path) in &opts.maps {
-        symbols.add_maps(*pid, path).map_err(anyhow::Error::msg)?;
+    for src in &sources.list {
+        let maps = if src.index == 0 && !opts.maps.is_empty() {
+            opts.maps.clone()
+        } else {
+            crate::record::recorded_maps(&src.path)
+        };
+        for (pid, path) in maps {
+            symbols
+                .add_maps(sources.id(src.index, pid), &path)
+                .map_err(anyhow::Error::msg)?;
+        }
     }
     let t_read = std::time::Instant::now();
     let sorter = Sorter::new(&out_dir, opts.memory / 3 * 2);
     let mut calls = Collector::new(Some(sorter), symbols);
     // The report's view of the hang, from the same pass, for the top of log.txt.
-    let mut gather = crate::report::gather::Gather::new(crate::report::specs(registry));
-    gather.start_log(0, &mut calls.strings);
-    calls.report = Some(gather);
-    let Decoded {
-        stats,
-        diag,
-        schema_hash: hash,
-        threads: comms,
-        ..
-    } = for_each_event(
+    calls.report = Some(crate::report::gather::Gather::new(crate::report::specs(
         registry,
-        &opts.log,
-        opts.expect_schema,
-        Vec::new(),
-        |_, e| {
-            calls
-                .push(e)
-                .with_context(|| format!("sorting calls in {}", opts.out_dir.display()))
-        },
-    )?;
+    )));
+    let mut stats = Stats::default();
+    let mut diags = Vec::new();
+    let mut comms = std::collections::HashMap::new();
+    let mut hash = 0;
+    let mut stops = Vec::new();
+    let mut packs: Option<(Vec<String>, PathBuf)> = None;
+    let several = sources.several();
+    for src in &sources.list {
+        if let Some(g) = calls.report.as_mut() {
+            g.start_log(src.index, &mut calls.strings);
+        }
+        let d = for_each_event(
+            registry,
+            &src.path,
+            opts.expect_schema,
+            Vec::new(),
+            |_, e| {
+                let r = if several {
+                    // Numbered apart and on the first log's clock.
+                    let mut e = e.clone();
+                    e.pid = sources.id(src.index, e.pid);
+                    e.tid = sources.id(src.index, e.tid);
+                    e.ts = sources.time(src.index, e.ts);
+                    calls.push(&e)
+                } else {
+                    calls.push(e)
+                };
+                r.with_context(|| format!("sorting calls in {}", opts.out_dir.display()))
+            },
+        )?;
+        match &packs {
+            Some((p, first)) if *p != d.packs => anyhow::bail!(
+                "{} was written with packs {}, {} with {}: logs converted together must have the same packs",
+                first.display(),
+                p.join(","),
+                src.path.display(),
+                d.packs.join(",")
+            ),
+            Some(_) => {}
+            None => packs = Some((d.packs.clone(), src.path.clone())),
+        }
+        let threads: std::collections::HashMap<u32, (u32, String)> = d
+            .threads
+            .iter()
+            .map(|(&t, (p, c))| {
+                (
+                    sources.id(src.index, t),
+                    (sources.id(src.index, *p), c.clone()),
+                )
+            })
+            .collect();
+        if let Some(g) = calls.report.as_mut() {
+            g.name_procs(&src.host, &threads);
+        }
+        comms.extend(threads);
+        hash = if hash == 0 { d.schema_hash } else { hash };
+        let stop = d.stats.stopped_at.map(|t| sources.time(src.index, t));
+        stops.push(stop);
+        merge_stats(&mut stats, &d.stats, stop);
+        diags.push(d.diag);
+    }
     let in_flight = calls
         .finish()
         .with_context(|| format!("sorting calls in {}", opts.out_dir.display()))?;
-    let report = report_text(&mut calls, &in_flight, &stats, &comms, &opts.log);
+    let log_names = sources.describe();
+    let report = report_text(&mut calls, &in_flight, &sources, &stops);
     let t_first = calls.t_first.unwrap_or(0);
     // Calls still open are drawn to when tracing stopped, if the log says (format 2), else to
     // its last record.
@@ -299,7 +361,8 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         let f = out_dir.create_file(&name)?;
         files.push((opts.out_dir.join(name), f, keys));
     }
-    let layout = perfetto::layout::Layout::new(comms.clone(), t_first, t_last);
+    let hosts = sources.hosts(&comms);
+    let layout = perfetto::layout::Layout::new(comms.clone(), hosts.clone(), t_first, t_last);
     let mut traces = perfetto::TraceSet::new(
         t_first,
         files,
@@ -327,10 +390,11 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
     let out = opts.out_dir.join("log.txt");
     let mut w = std::io::BufWriter::with_capacity(1 << 20, text_file);
     let header = text::Header {
-        log: &opts.log,
+        log: &log_names,
+        hosts: hosts.as_ref(),
         schema_hash: hash,
         stats: &stats,
-        diag: &diag,
+        diags: &diags,
         comms: &comms,
         in_flight: &in_flight,
         strings: &strings,
@@ -343,7 +407,7 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
     outputs.extend(traces.into_iter().map(|(p, _)| p));
     Ok(Summary {
         stats,
-        diag,
+        diags,
         outputs,
         schema_hash: hash,
         symbols: (symbols.resolved, symbols.unresolved),
@@ -353,13 +417,27 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
     })
 }
 
-/// `bthost report`'s text for one log, when its packs declare groups and it has some.
+/// Adds one log's counts to those of the logs before it; `stop`: when its tracing stopped,
+/// on the common timeline.
+fn merge_stats(all: &mut Stats, one: &Stats, stop: Option<u64>) {
+    all.lines += one.lines;
+    all.records += one.records;
+    all.events += one.events;
+    all.lost_events += one.lost_events;
+    all.threads += one.threads;
+    all.lost_records += one.lost_records;
+    all.overwritten += one.overwritten;
+    all.attached_probes = all.attached_probes.or(one.attached_probes);
+    all.stopped_at = all.stopped_at.max(stop);
+    all.anchors.extend(one.anchors.iter().cloned());
+}
+
+/// `bthost report`'s text for the logs, when their packs declare groups and they have some.
 fn report_text(
     calls: &mut Collector,
     in_flight: &[Call],
-    stats: &Stats,
-    comms: &std::collections::HashMap<u32, (u32, String)>,
-    log: &Path,
+    sources: &sources::Sources,
+    stops: &[Option<u64>],
 ) -> Option<String> {
     use crate::report;
     let mut g = calls.report.take()?;
@@ -367,27 +445,26 @@ fn report_text(
         return None;
     }
     g.see_in_flight(in_flight, &calls.strings);
-    let host = stats
-        .anchors
-        .first()
-        .map_or_else(|| "log1".to_string(), |a| a.host.clone());
-    g.name_procs(&host, comms);
-    let stop = stats.stopped_at.or(calls.t_last).unwrap_or(0);
+    let stops: Vec<u64> = stops
+        .iter()
+        .map(|s| s.or(calls.t_last).unwrap_or(0))
+        .collect();
     let cx = report::Context {
-        logs: vec![report::LogInfo {
-            path: log.to_path_buf(),
-            host,
-            boot: stats.anchors.first().map(|a| a.boot.clone()),
-            stopped_at: stop,
-            packs: Vec::new(),
-        }],
-        alignment: crate::timeline::Alignment {
-            shifts: vec![0],
-            uncertainty: 0,
-            how: "one log".into(),
-        },
+        logs: sources
+            .list
+            .iter()
+            .zip(&stops)
+            .map(|(s, &stop)| report::LogInfo {
+                path: s.path.clone(),
+                host: s.host.clone(),
+                boot: None,
+                stopped_at: stop,
+                packs: Vec::new(),
+            })
+            .collect(),
+        alignment: sources.alignment.clone(),
     };
-    let findings = report::analyze::analyze(&g, &[stop]);
+    let findings = report::analyze::analyze(&g, &stops);
     Some(report::text::render(&cx, &g, &findings))
 }
 

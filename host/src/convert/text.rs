@@ -11,13 +11,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
-use std::path::Path;
 
 use super::bgwrite::BgWriter;
 use super::call::{Call, Strings, V};
 use super::numfmt::{push_hex, push_i64, push_nine, push_u64};
 use crate::decode::Stats;
 use crate::log::Diagnostics;
+use crate::report::gather::PID_MASK;
 use crate::safe_out::OutDir;
 
 #[derive(Default)]
@@ -45,10 +45,14 @@ pub struct TextWriter {
 
 /// What the header of the text log says.
 pub struct Header<'a> {
-    pub log: &'a Path,
+    /// The log (or logs) converted, as named at the top.
+    pub log: &'a str,
+    /// Each process's host, by its number (several logs only, crate::convert::sources).
+    pub hosts: Option<&'a HashMap<u32, String>>,
     pub schema_hash: u64,
     pub stats: &'a Stats,
-    pub diag: &'a Diagnostics,
+    /// Each log's problems.
+    pub diags: &'a [Diagnostics],
     /// tid -> (pid, comm)
     pub comms: &'a HashMap<u32, (u32, String)>,
     /// The calls that never returned, by thread, outermost first.
@@ -106,10 +110,15 @@ impl TextWriter {
         let comm = h.comms.get(&c.tid).map_or("", |x| x.1.as_str());
         let mut s = String::new();
         line(&mut s, c, self.t0, 0, h.strings);
-        (
-            format!("pid {} tid {} ({comm})", c.pid, c.tid),
-            s.trim_start().to_string(),
-        )
+        let who = match h.hosts.and_then(|hs| hs.get(&c.pid)) {
+            Some(host) => format!(
+                "{host} pid {} tid {} ({comm})",
+                c.pid & PID_MASK,
+                c.tid & PID_MASK
+            ),
+            None => format!("pid {} tid {} ({comm})", c.pid, c.tid),
+        };
+        (who, s.trim_start().to_string())
     }
 
     fn spill_all(&mut self) -> io::Result<()> {
@@ -142,8 +151,7 @@ impl TextWriter {
         writeln!(
             w,
             "# bthost text log of {} (schema {:016x})",
-            h.log.display(),
-            h.schema_hash
+            h.log, h.schema_hash
         )?;
         writeln!(
             w,
@@ -174,8 +182,8 @@ impl TextWriter {
                 h.stats.overwritten
             )?;
         }
-        if !h.diag.is_empty() {
-            for l in h.diag.to_string().lines() {
+        for d in h.diags.iter().filter(|d| !d.is_empty()) {
+            for l in d.to_string().lines() {
                 writeln!(w, "# {l}")?;
             }
         }
@@ -222,7 +230,10 @@ impl TextWriter {
         let mut last_pid = None;
         for ((pid, tid), th) in &self.threads {
             if last_pid != Some(*pid) {
-                writeln!(w, "\n== process {pid} ==")?;
+                match h.hosts.and_then(|hs| hs.get(pid)) {
+                    Some(host) => writeln!(w, "\n== process {} on {host} ==", pid & PID_MASK)?,
+                    None => writeln!(w, "\n== process {pid} ==")?,
+                }
                 last_pid = Some(*pid);
             }
             let comm = h.comms.get(tid).map_or("", |c| c.1.as_str());

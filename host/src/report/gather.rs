@@ -192,13 +192,23 @@ impl Gather {
         threads: &std::collections::HashMap<u32, (u32, String)>,
     ) {
         for (&tid, (pid, comm)) in threads {
-            let pid = *pid & PID_MASK;
-            let p = self.procs.entry((self.log, pid)).or_default();
+            let key = self.proc_key(*pid);
+            let p = self.procs.entry(key).or_default();
             p.host = host.to_string();
-            p.pid = pid;
-            if tid & PID_MASK == pid || p.comm.is_empty() {
+            p.pid = key.1;
+            if tid & PID_MASK == key.1 || p.comm.is_empty() {
                 p.comm = comm.clone();
             }
+        }
+    }
+
+    /// The process of `pid`: of the current log, or, above 2^22, of the log its number says
+    /// (crate::convert::sources numbers several logs' processes apart).
+    fn proc_key(&self, pid: u32) -> ProcKey {
+        if pid > PID_MASK {
+            (((pid >> 22) - 1) as u16, pid & PID_MASK)
+        } else {
+            (self.log, pid)
         }
     }
 
@@ -260,7 +270,7 @@ impl Gather {
             .and_then(|s| arg(c, s))
             .and_then(num)
             .and_then(|n| u32::try_from(n).ok());
-        let proc = (self.log, c.pid & PID_MASK);
+        let proc = self.proc_key(c.pid);
         let Some(order) = order else {
             // The group's creation (or a query): who the member is, not an operation.
             let g = Self::group(&mut self.groups, spec, gid);
@@ -401,8 +411,9 @@ impl Gather {
                     s
                 }
             };
-            let p = self.procs.entry((self.log, c.pid & PID_MASK)).or_default();
-            p.pid = c.pid & PID_MASK;
+            let key = self.proc_key(c.pid);
+            let p = self.procs.entry(key).or_default();
+            p.pid = key.1;
             p.open.push(OpenCall {
                 tid: c.tid,
                 desc,

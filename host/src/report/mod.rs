@@ -54,7 +54,7 @@ pub fn specs(reg: &Registry) -> Vec<(String, crate::pack::ReportSpec)> {
 }
 
 /// Refuses a log given twice: the same file, or the same recording (its first clock anchor).
-fn check_distinct(logs: &[PathBuf]) -> Result<()> {
+pub fn check_distinct(logs: &[PathBuf]) -> Result<()> {
     let mut seen: Vec<(PathBuf, Option<String>)> = Vec::new();
     for l in logs {
         let canon =

@@ -31,6 +31,9 @@ struct Lane {
 pub struct Layout {
     /// tid -> (pid, comm), from the log's thread lines.
     comms: HashMap<u32, (u32, String)>,
+    /// pid -> host, when several logs are converted together (their pids numbered apart,
+    /// crate::convert::sources): a process track is then named `host pid N (comm)`.
+    hosts: Option<HashMap<u32, String>>,
     /// pid -> process track uuid.
     processes: FxHashMap<u32, u64>,
     threads: FxHashMap<(u32, u32), Vec<Lane>>,
@@ -45,9 +48,15 @@ pub struct Layout {
 impl Layout {
     /// `t_first`/`t_last`: where calls whose entry predates the log start, and where calls
     /// still open at its end are drawn to.
-    pub fn new(comms: HashMap<u32, (u32, String)>, t_first: u64, t_last: u64) -> Layout {
+    pub fn new(
+        comms: HashMap<u32, (u32, String)>,
+        hosts: Option<HashMap<u32, String>>,
+        t_first: u64,
+        t_last: u64,
+    ) -> Layout {
         Layout {
             comms,
+            hosts,
             processes: FxHashMap::default(),
             threads: FxHashMap::default(),
             open: BinaryHeap::new(),
@@ -86,8 +95,20 @@ impl Layout {
                 let mut pd = Msg::default();
                 pd.uint(1, u64::from(c.pid));
                 let comm = self.comm(c.tid);
-                if !comm.is_empty() {
-                    pd.string(6, comm);
+                match self.hosts.as_ref().and_then(|h| h.get(&c.pid)) {
+                    Some(host) => {
+                        let pid = c.pid & crate::report::gather::PID_MASK;
+                        let name = if comm.is_empty() {
+                            format!("{host} pid {pid}")
+                        } else {
+                            format!("{host} pid {pid} ({comm})")
+                        };
+                        pd.string(6, &name);
+                    }
+                    None if !comm.is_empty() => {
+                        pd.string(6, comm);
+                    }
+                    None => {}
                 }
                 let mut td = Msg::default();
                 td.uint(1, p_uuid).msg(3, &pd);

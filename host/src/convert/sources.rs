@@ -1,0 +1,106 @@
+//! The logs one conversion reads: one, or several (one per node) on one timeline. Several
+//! logs are placed by their clock anchors (crate::timeline); each log's processes and threads
+//! are numbered apart, above Linux's largest pid (2^22: log i's pid p becomes (i+1) << 22 | p),
+//! so that a pid seen on two hosts stays two processes; the traces and the text log name each
+//! process by its host and its own pid.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use crate::log::anchor;
+use crate::report::gather::PID_MASK;
+use crate::timeline::{self, Alignment, LogClock};
+
+/// One log of the conversion.
+pub struct Source {
+    pub path: PathBuf,
+    pub index: u16,
+    /// What to add to its times (ns) to put them on the first log's clock.
+    pub shift: i64,
+    pub host: String,
+}
+
+pub struct Sources {
+    pub list: Vec<Source>,
+    pub alignment: Alignment,
+}
+
+impl Sources {
+    /// Checks the logs (each once) and places them on one timeline.
+    pub fn plan(logs: &[PathBuf], same_boot: bool) -> Result<Sources> {
+        anyhow::ensure!(!logs.is_empty(), "no log given");
+        crate::report::check_distinct(logs)?;
+        let mut clocks = Vec::new();
+        for l in logs {
+            let a = anchor::read_from(l).with_context(|| format!("cannot open {}", l.display()))?;
+            clocks.push((l.display().to_string(), LogClock::from_anchors(&a)));
+        }
+        let alignment = timeline::align(&clocks, same_boot).map_err(anyhow::Error::msg)?;
+        let list = logs
+            .iter()
+            .zip(&clocks)
+            .zip(&alignment.shifts)
+            .enumerate()
+            .map(|(i, ((path, (_, clock)), &shift))| Source {
+                path: path.clone(),
+                index: i as u16,
+                shift,
+                host: clock
+                    .as_ref()
+                    .map_or_else(|| format!("log{}", i + 1), |c| c.host.clone()),
+            })
+            .collect();
+        Ok(Sources { list, alignment })
+    }
+
+    pub fn several(&self) -> bool {
+        self.list.len() > 1
+    }
+
+    /// A pid or tid of log `index`, numbered apart from the other logs' when there are several.
+    pub fn id(&self, index: u16, id: u32) -> u32 {
+        if self.several() {
+            ((u32::from(index) + 1) << 22) | (id & PID_MASK)
+        } else {
+            id
+        }
+    }
+
+    /// A time of log `index` on the common timeline.
+    pub fn time(&self, index: u16, t: u64) -> u64 {
+        t.saturating_add_signed(self.list[index as usize].shift)
+    }
+
+    /// Each process's host, by its number in the conversion (several logs only).
+    pub fn hosts(&self, threads: &HashMap<u32, (u32, String)>) -> Option<HashMap<u32, String>> {
+        if !self.several() {
+            return None;
+        }
+        Some(
+            threads
+                .values()
+                .map(|&(pid, _)| (pid, self.list[(pid >> 22) as usize - 1].host.clone()))
+                .collect(),
+        )
+    }
+
+    /// How the logs are named in the outputs.
+    pub fn describe(&self) -> String {
+        if !self.several() {
+            return self.list[0].path.display().to_string();
+        }
+        let each: Vec<String> = self
+            .list
+            .iter()
+            .map(|s| format!("{} ({})", s.path.display(), s.host))
+            .collect();
+        format!(
+            "{} logs: {}; clocks: {}",
+            self.list.len(),
+            each.join(", "),
+            self.alignment.how
+        )
+    }
+}
