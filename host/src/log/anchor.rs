@@ -139,6 +139,32 @@ fn hostname() -> String {
     plain(&String::from_utf8_lossy(&buf[..n]))
 }
 
+/// The clock anchors of the log at `path`, read from its first lines and its last 8 KiB
+/// (where `record` writes them), without reading the whole log.
+pub fn read_from(path: &std::path::Path) -> std::io::Result<Vec<Anchor>> {
+    use std::io::{BufRead, Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let mut out = Vec::new();
+    for l in std::io::BufReader::new(&f).lines().take(4) {
+        if let Ok(a) = Anchor::parse(&l?) {
+            out.push(a);
+        }
+    }
+    let len = f.metadata()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(8192)))?;
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail)?;
+    for l in String::from_utf8_lossy(&tail).lines().rev().take(8) {
+        if let Ok(a) = Anchor::parse(l) {
+            if a.at_end {
+                out.push(a);
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,30 +193,4 @@ mod tests {
         }
         assert_eq!(plain("node 1/x"), "node_1_x");
     }
-}
-
-/// The clock anchors of the log at `path`, read from its first lines and its last 8 KiB
-/// (where `record` writes them), without reading the whole log.
-pub fn read_from(path: &std::path::Path) -> std::io::Result<Vec<Anchor>> {
-    use std::io::{BufRead, Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(path)?;
-    let mut out = Vec::new();
-    for l in std::io::BufReader::new(&f).lines().take(4) {
-        if let Ok(a) = Anchor::parse(&l?) {
-            out.push(a);
-        }
-    }
-    let len = f.metadata()?.len();
-    f.seek(SeekFrom::Start(len.saturating_sub(8192)))?;
-    let mut tail = Vec::new();
-    f.read_to_end(&mut tail)?;
-    for l in String::from_utf8_lossy(&tail).lines().rev().take(8) {
-        if let Ok(a) = Anchor::parse(l) {
-            if a.at_end {
-                out.push(a);
-                break;
-            }
-        }
-    }
-    Ok(out)
 }
