@@ -6,8 +6,6 @@
 //! collective (plugins/rccl/tests/data/hang-2ranks.log, here cut while rank 0 waits; and
 //! hang-2ranks-format2.log, bpftrace stopped while rank 0 waits).
 
-use std::process::Command;
-
 use bthost_tests::*;
 use serde_json::Value;
 
