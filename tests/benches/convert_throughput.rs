@@ -4,7 +4,8 @@
 //! through `wc -l` is the floor.
 //!
 //! `cargo bench -p bthost-tests --bench convert_throughput` (BTHOST_BENCH_LOG_MB, default 1024).
-//! Prints MB/s and the converter's peak RSS (getrusage of the child).
+//! Prints MB/s and the peak RSS (getrusage of the child) of `bthost report` (first: the peak
+//! is the largest child's so far) and of `bthost convert`.
 
 use std::process::Command;
 use std::time::Instant;
@@ -44,6 +45,18 @@ fn main() {
         bin.is_file(),
         "build bthost in release first: cargo build --release -p bthost"
     );
+    let t = Instant::now();
+    let o = Command::new(&bin).arg("report").arg(&log).output().unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    println!(
+        "bthost report: {:.1} s, {:.0} MB/s, peak RSS {} MB; it says:\n{}",
+        secs,
+        size as f64 / 1e6 / secs,
+        children_maxrss_kib() / 1024,
+        String::from_utf8_lossy(&o.stdout)
+    );
+
     let before = children_maxrss_kib();
     let t = Instant::now();
     let o = Command::new(&bin)

@@ -211,17 +211,8 @@ fn main() {
     let secs = env_num("BTHOST_STRESS_SECONDS", 60);
     let dir = scratch("bench-record-stress");
     let standins = build_standins(&dir.join("standins"));
-    let loop_bin = dir.join("call_loop");
-    let o = Command::new("cc")
-        .args(["-O2", "-o"])
-        .arg(&loop_bin)
-        .arg(root().join("tests/bench/call_loop.c"))
-        .arg(format!("-L{}", standins.display()))
-        .arg(format!("-Wl,-rpath,{}", standins.display()))
-        .args(["-l:librccl.so.1", "-l:libamdhip64.so.5", "-lpthread"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let loop_bin =
+        compile_on_standins("tests/bench/call_loop.c", &standins, &dir.join("call_loop"));
     let lib = standins.join("libamdhip64.so.5");
     let mut table = String::new();
     let _ = writeln!(

@@ -242,6 +242,26 @@ pub fn build_standins(dir: &Path) -> PathBuf {
     dir.to_path_buf()
 }
 
+/// Compiles `src` (relative to the workspace root) into `out`, linked against the RCCL/HIP
+/// stand-ins in `standins` (found there at run time too), optimized (-O2).
+pub fn compile_on_standins(src: &str, standins: &Path, out: &Path) -> PathBuf {
+    let o = Command::new("cc")
+        .args(["-O2", "-g", "-o"])
+        .arg(out)
+        .arg(root().join(src))
+        .arg(format!("-L{}", standins.display()))
+        .arg(format!("-Wl,-rpath,{}", standins.display()))
+        .args(["-l:librccl.so.1", "-l:libamdhip64.so.5", "-lpthread"])
+        .output()
+        .expect("run cc");
+    assert!(
+        o.status.success(),
+        "cc {src}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out.to_path_buf()
+}
+
 /// Traces `cmd` system-wide: starts `bin -B line script > log` (no `-c`; and not `-o`, which
 /// bpftrace fully buffers whatever `-B` says), waits until the script's BEGIN has written the
 /// header (bpftrace runs BEGIN once every probe is attached), runs `cmd`

@@ -297,18 +297,11 @@ fn record_hang(dir: &Path, job: &[String], stuck: &str) -> PathBuf {
 
 fn patterns(dir: &Path) -> PathBuf {
     let standins = build_standins(&dir.join("standins"));
-    let exe = dir.join("rccl_patterns");
-    let o = Command::new("cc")
-        .args(["-O1", "-g", "-o"])
-        .arg(&exe)
-        .arg(root().join("tests/workloads/rccl_patterns.c"))
-        .arg(format!("-L{}", standins.display()))
-        .arg(format!("-Wl,-rpath,{}", standins.display()))
-        .args(["-l:librccl.so.1", "-l:libamdhip64.so.5"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    exe
+    compile_on_standins(
+        "tests/workloads/rccl_patterns.c",
+        &standins,
+        &dir.join("rccl_patterns"),
+    )
 }
 
 #[test]

@@ -15,17 +15,8 @@ fn a_full_map_is_counted_and_reported() {
     for (bin, version) in &available_bpftraces() {
         let dir = scratch(&format!("record-loss-{version}"));
         let standins = build_standins(&dir.join("standins"));
-        let loop_bin = dir.join("call_loop");
-        let o = Command::new("cc")
-            .args(["-O2", "-o"])
-            .arg(&loop_bin)
-            .arg(root().join("tests/bench/call_loop.c"))
-            .arg(format!("-L{}", standins.display()))
-            .arg(format!("-Wl,-rpath,{}", standins.display()))
-            .args(["-l:librccl.so.1", "-l:libamdhip64.so.5"])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let loop_bin =
+            compile_on_standins("tests/bench/call_loop.c", &standins, &dir.join("call_loop"));
         let log = dir.join("run.log");
         let o = {
             let _serial = system_wide_lock();

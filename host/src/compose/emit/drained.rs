@@ -63,17 +63,8 @@ impl Strategy for Drained {
         vec![format!("{PHASE} = 0;")]
     }
 
-    fn keep_entry(
-        &mut self,
-        pending: u32,
-        values: &[String],
-        _maps: &mut Vec<String>,
-    ) -> Vec<String> {
-        self.entries.keep(pending, values)
-    }
-
-    fn take_entry(&mut self, pending: u32, n_values: usize) -> Vec<String> {
-        self.entries.take(pending, n_values)
+    fn entries(&mut self) -> Option<&mut Entries> {
+        Some(&mut self.entries)
     }
 
     // Every record is stored, those that create handles too: `convert` orders them by time.

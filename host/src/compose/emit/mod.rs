@@ -81,18 +81,34 @@ pub(super) trait Strategy {
     /// Statements for BEGIN, after the schema's lines.
     fn begin(&self) -> Vec<String>;
 
+    /// The entry maps of the strategies that store records (crate::compose::emit::stored).
+    fn entries(&mut self) -> Option<&mut stored::Entries> {
+        None
+    }
+
     /// Statements at a call's entry that keep its start time (`nsecs`) and `values` for its
-    /// exit, under the pending record id `pending`. Names its maps into `maps`.
+    /// exit, under the pending record id `pending`. Names its maps into `maps` (those the
+    /// strategy does not name itself).
     fn keep_entry(
         &mut self,
         pending: u32,
         values: &[String],
-        maps: &mut Vec<String>,
-    ) -> Vec<String>;
+        _maps: &mut Vec<String>,
+    ) -> Vec<String> {
+        let e = self
+            .entries()
+            .expect("a strategy without entry maps keeps entries its own way");
+        e.keep(pending, values)
+    }
 
     /// Statements at the exit that take the entry back: `$s` (the start, 0 if the entry was
     /// not seen), and `$e` (the tuple `(start, values...)`) when it has `n_values` > 0.
-    fn take_entry(&mut self, pending: u32, n_values: usize) -> Vec<String>;
+    fn take_entry(&mut self, pending: u32, n_values: usize) -> Vec<String> {
+        let e = self
+            .entries()
+            .expect("a strategy without entry maps takes entries its own way");
+        e.take(pending, n_values)
+    }
 
     /// Statements that write record `id` of thread `$t` with `fields` (`fields[0]` is [`NOW`]).
     /// `at_once`: other threads' records may depend on it (it creates a handle).

@@ -38,17 +38,8 @@ impl Strategy for Ring {
         Vec::new()
     }
 
-    fn keep_entry(
-        &mut self,
-        pending: u32,
-        values: &[String],
-        _maps: &mut Vec<String>,
-    ) -> Vec<String> {
-        self.entries.keep(pending, values)
-    }
-
-    fn take_entry(&mut self, pending: u32, n_values: usize) -> Vec<String> {
-        self.entries.take(pending, n_values)
+    fn entries(&mut self) -> Option<&mut Entries> {
+        Some(&mut self.entries)
     }
 
     // A record that creates a handle (a communicator, a stream: rare) is printed at once, not
