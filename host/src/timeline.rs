@@ -132,8 +132,9 @@ mod tests {
 
     #[test]
     fn logs_of_other_boots_are_shifted_by_their_anchors() {
-        // Host a booted 1000 s before host b: the same instant is mono 2000 s on a and 1000 s
-        // on b; b's realtime runs 3 us ahead at its end (a slew).
+        // Host a booted 1000 s before host b: a's mono 2000 s and b's mono 1000 s paired with
+        // realtimes 500 ns apart, so b's times are 1000 s + 500 ns later on a's clock; b's
+        // realtime moved 3 us against its mono by its end (a slew).
         let s = 1_000_000_000u64;
         let a = clock(&[
             anchor(false, "a", "A", 2000 * s, 5000 * s, 100),
@@ -144,8 +145,7 @@ mod tests {
             anchor(true, "b", "B", 1010 * s, 5010 * s + 3500, 200),
         ]);
         let al = align(&[("a.log".into(), a), ("b.log".into(), b)], false).unwrap();
-        // b's times + 1000 s (less the 500 ns b's clock is ahead) are a's.
-        assert_eq!(al.shifts, vec![0, (1000 * s - 500) as i64]);
+        assert_eq!(al.shifts, vec![0, (1000 * s + 500) as i64]);
         // Pairing errors (100 + 100, 200 + 200) and b's 3 us drift.
         assert_eq!(al.uncertainty, 3000 + 400 + 200);
         assert!(
