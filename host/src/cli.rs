@@ -105,6 +105,11 @@ pub enum Cmd {
         /// Trace only this process and the processes it starts from then on (repeatable).
         #[arg(long = "pid", value_name = "PID", value_delimiter = ',')]
         pids: Vec<u32>,
+        /// Trace (also) the processes that `bthost announce --token TOKEN` names, and those they
+        /// start: `auto` derives the token from Slurm's job and node (contrib/slurm/bthost-run
+        /// announces each task of a job step with srun's --task-prolog).
+        #[arg(long, value_name = "TOKEN|auto")]
+        announced: Option<String>,
         /// Stop tracing after this many seconds.
         #[arg(long, value_name = "SECONDS")]
         duration: Option<f64>,
@@ -133,6 +138,17 @@ pub enum Cmd {
         /// clock anchors (logs written by plain bpftrace).
         #[arg(long = "same-boot")]
         same_boot: bool,
+    },
+    /// Tell a recorder (`record --announced TOKEN`) to trace this process's parent (or --pid)
+    /// and what it starts: run as srun's --task-prolog, the parent is the task, before its
+    /// program starts.
+    Announce {
+        /// The recorder's token: a number, or `auto` (from Slurm's job and node).
+        #[arg(long, default_value = "auto", value_name = "TOKEN|auto")]
+        token: String,
+        /// The process to announce (default: the parent).
+        #[arg(long, value_name = "PID")]
+        pid: Option<u32>,
     },
     /// Ask running flight recorders (`bthost record --flight-recorder`) to dump what they
     /// hold into their logs now (SIGUSR1 to each).

@@ -166,6 +166,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             lib,
             emit: emit_args,
             pids,
+            announced,
             duration,
             on_hang,
             output,
@@ -185,6 +186,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 command,
                 emit: emit(&emit_args),
                 pids,
+                announced: announced
+                    .as_deref()
+                    .map(record::announce::token)
+                    .transpose()
+                    .map_err(anyhow::Error::msg)?,
                 duration: seconds("--duration", duration)?,
                 on_hang: seconds("--on-hang", on_hang)?,
                 map_keys: emit_args.map_keys,
@@ -212,6 +218,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 print!("{}", bthost::report::text::render(&cx, &gather, &findings));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Announce { token, pid } => {
+            let token = record::announce::token(&token).map_err(anyhow::Error::msg)?;
+            record::announce::announce(token, pid);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Dump { pid } => {

@@ -230,6 +230,7 @@ fn record_hooks_script() {
         hooks: Some(Hooks {
             exe: "/usr/bin/bthost".into(),
             token: 4242,
+            filter: true,
             pids: vec![100, 200],
             libc: Some("/lib/x86_64-linux-gnu/libc.so.6".into()),
         }),

@@ -238,6 +238,9 @@ static int slurm_rank(void) {
     }
     me = atoi(r);
     nranks = atoi(n);
+    const char *node = getenv("SLURMD_NODENAME");
+    printf("rank %d pid %d node %s\n", me, getpid(), node ? node : "?");
+    fflush(stdout);
     ncclUniqueId id;
     if (me == 0) {
         if (ncclGetUniqueId(&id) != ncclSuccess) return EXIT_FAIL;

@@ -11,16 +11,32 @@ pub fn report(reg: &Registry, libs: &LibOverrides, verbose: bool) -> String {
     for (name, e) in &reg.entries {
         let p = &e.pack;
         let _ = writeln!(s, "{name} {}  {}", p.version, p.description);
-        let _ = writeln!(s, "  folder:   {}", p.dir.display());
+        let from = if crate::registry::builtin::is_builtin(&p.dir) {
+            "built into bthost".to_string()
+        } else if e.overrides_builtin {
+            format!("{} (overrides the built-in pack)", p.dir.display())
+        } else {
+            p.dir.display().to_string()
+        };
+        let _ = writeln!(s, "  from:     {from}");
         let ranges: Vec<_> = p.variants.iter().map(|v| v.range_text.as_str()).collect();
         let _ = writeln!(s, "  bpftrace: {}", ranges.join(" | "));
         match &e.plugin {
             Some(pl) => {
                 let _ = writeln!(
                     s,
-                    "  plugin:   {} (ABI {})",
-                    pl.path.display(),
-                    pl.info.abi_version
+                    "  plugin:   {} (ABI {}){}",
+                    if pl.path.as_os_str() == "<built-in>" {
+                        "built into bthost".to_string()
+                    } else {
+                        pl.path.display().to_string()
+                    },
+                    pl.info.abi_version,
+                    if e.plugin_overrides_builtin {
+                        " (overrides the built-in plugin)"
+                    } else {
+                        ""
+                    }
                 );
             }
             None => {

@@ -44,9 +44,12 @@ pub const ATTACHED_LINE: &str = "#A all probes attached";
 pub struct Hooks {
     /// bthost's own executable, whose `bthost_*` functions are probed.
     pub exe: String,
-    /// The recorder's token: its sentinel probes act only on calls that pass it.
-    pub token: u32,
-    /// Trace only these processes and those they start from then on (empty: every process).
+    /// The recorder's token: its sentinel probes act only on calls that pass it (its pid, or
+    /// the token its announced processes are named with: crate::record::announce).
+    pub token: u64,
+    /// Trace only chosen processes: those of `pids`, those announced with the token, and those
+    /// they start from then on (false: every process).
+    pub filter: bool,
     pub pids: Vec<u32>,
     /// libc, whose `exit`, `_exit` and `dlopen` are probed so that a traced process's memory
     /// map is copied before it exits (None: not done).
@@ -77,7 +80,8 @@ impl Hooks {
 
     /// The first statement of every pack probe: leave unless the process is traced.
     pub fn guard(&self, d: &Dialect) -> Option<String> {
-        (!self.pids.is_empty()).then(|| format!("if ({TRACED}[{}] == 0) {{ return; }}", d.pid))
+        self.filter
+            .then(|| format!("if ({TRACED}[{}] == 0) {{ return; }}", d.pid))
     }
 
     /// Statements run with a thread's first record (its `T` line): the process is traced,
@@ -94,7 +98,7 @@ impl Hooks {
     /// The maps the hooks use (cleared at END).
     pub fn maps(&self) -> Vec<String> {
         let mut m = Vec::new();
-        if !self.pids.is_empty() {
+        if self.filter {
             m.push(TRACED.to_string());
         }
         if self.libc.is_some() {
@@ -111,10 +115,10 @@ impl Hooks {
         let exe = &self.exe;
         let tok = self.token;
         let pid = d.pid;
-        if !self.pids.is_empty() || self.libc.is_some() {
+        if self.filter || self.libc.is_some() {
             let _ = writeln!(s, "\n// bthost record: processes");
         }
-        if !self.pids.is_empty() {
+        if self.filter {
             // A new process (not a thread: CLONE_THREAD is 0x10000) of a traced one is traced.
             let _ = writeln!(
                 s,
@@ -131,7 +135,7 @@ impl Hooks {
             s,
             "tracepoint:sched:sched_process_exit\n{{\n\t$p = curtask->tgid;\n\tif (curtask->pid == $p) {{"
         );
-        if !self.pids.is_empty() {
+        if self.filter {
             let _ = writeln!(s, "\t\tif ({TRACED}[$p] != 0) {{ delete({TRACED}[$p]); }}");
         }
         if self.libc.is_some() {

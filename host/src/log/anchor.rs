@@ -37,7 +37,7 @@ impl Anchor {
         let m2 = read(libc::CLOCK_MONOTONIC);
         Anchor {
             at_end,
-            host: hostname(),
+            host: host_name(),
             boot: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
                 .map(|b| plain(b.trim()))
                 .unwrap_or_else(|_| "unknown".into()),
@@ -126,6 +126,15 @@ fn plain(s: &str) -> String {
         "unknown".into()
     } else {
         p
+    }
+}
+
+/// The node's name: Slurm's (`SLURMD_NODENAME`, set in a job's steps) where there is one,
+/// since several emulated nodes may share a host; else the host's name.
+fn host_name() -> String {
+    match std::env::var("SLURMD_NODENAME") {
+        Ok(n) if !n.is_empty() => plain(&n),
+        _ => hostname(),
     }
 }
 

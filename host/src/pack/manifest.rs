@@ -209,6 +209,17 @@ pub fn load(dir: &Path) -> Result<Pack, ManifestError> {
 
 /// Parses a manifest's text; `file` is used in messages, `dir` to find fragments.
 pub fn parse(dir: &Path, file: &Path, text: &str) -> Result<Pack, ManifestError> {
+    parse_with(dir, file, text, &|p| std::fs::read_to_string(p))
+}
+
+/// [`parse`], reading the pack's other files (fragments) with `read` (the binary's built-in
+/// packs have no folder: crate::registry::builtin).
+pub fn parse_with(
+    dir: &Path,
+    file: &Path,
+    text: &str,
+    read: &dyn Fn(&Path) -> std::io::Result<String>,
+) -> Result<Pack, ManifestError> {
     let cx = Ctx { file, text };
     let raw: RawManifest = toml::from_str(text).map_err(|e| {
         let line = e
@@ -387,7 +398,7 @@ pub fn parse(dir: &Path, file: &Path, text: &str) -> Result<Pack, ManifestError>
                 );
             }
             let path = dir.join(rel);
-            let text = std::fs::read_to_string(&path).or_else(|e| {
+            let text = read(&path).or_else(|e| {
                 cx.err(
                     f.span(),
                     format!("cannot read fragment {}: {e}", path.display()),

@@ -15,6 +15,7 @@
 //! 3. only then bpftrace is told to stop; it detaches its probes (seconds: the kernel
 //!    unregisters each uprobe) on its own, without holding the user or the log.
 
+pub mod announce;
 pub mod dump;
 mod hang;
 mod lines;
@@ -53,8 +54,11 @@ pub struct RecordOptions {
     pub command: Vec<String>,
     /// How records leave the kernel.
     pub emit: Emit,
-    /// Trace only these processes and those they start (empty: every process).
+    /// Trace only these processes and those they start (empty: every process, unless
+    /// `announced`).
     pub pids: Vec<u32>,
+    /// Trace (also) the processes announced with this token (crate::record::announce).
+    pub announced: Option<u64>,
     pub duration: Option<Duration>,
     /// Flight recorder: dump when calls have been in flight this long with none completing.
     pub on_hang: Option<Duration>,
@@ -220,17 +224,22 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
     let log_file = dir.create_file(&log_name)?;
     let keeper = maps::MapsKeeper::new(&dir, &log_name)?;
 
-    let token = std::process::id();
+    let token = opts
+        .announced
+        .unwrap_or_else(|| u64::from(std::process::id()));
     let hooks = match sentinel::probeable_exe() {
         Ok(exe) => Some(Hooks {
             exe,
             token,
+            filter: !opts.pids.is_empty() || opts.announced.is_some(),
             pids: opts.pids.clone(),
             libc: libc_path(),
         }),
         Err(why) => {
-            if !opts.pids.is_empty() {
-                bail!("--pid needs bthost's own probes, which cannot be placed: {why}");
+            if !opts.pids.is_empty() || opts.announced.is_some() {
+                bail!(
+                    "--pid and --announced need bthost's own probes, which cannot be placed: {why}"
+                );
             }
             eprintln!(
                 "bthost: warning: {why}: record cannot talk to its script; it stops bpftrace \
@@ -239,9 +248,7 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
             None
         }
     };
-    let chan = hooks.as_ref().map(|_| Channel {
-        token: u64::from(token),
-    });
+    let chan = hooks.as_ref().map(|_| Channel { token });
     let map_keys = opts
         .map_keys
         .unwrap_or_else(|| default_map_keys(&opts.emit));
@@ -262,10 +269,15 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
 
     runner::raise_memlock();
     signals::install_all();
+    // A live dump prints the held records' map, which printf's probes delete from: bpftrace
+    // before 0.19 dies of that, so there bpftrace's own END (after it has detached) prints it,
+    // and bpftrace must answer SIGINT.
+    let live_dump = chan.is_some() && (opts.emit != Emit::Printf || dialect.print_survives_deletes);
     let settings = runner::Settings {
         map_keys: Some(map_keys),
         perf_rb_pages: opts.perf_rb_pages,
         unsafe_actions: hooks.as_ref().is_some_and(|h| h.libc.is_some()),
+        shielded: live_dump,
     };
     let (mut bt, _script_fd) =
         runner::spawn(&opts.bpftrace_bin, &built.script, &dialect, &settings)?;
@@ -345,7 +357,9 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
         Some(prog) => {
             let mut cmd = Command::new(prog);
             cmd.args(&opts.command[1..]);
-            if let (Some(c), false) = (chan, opts.pids.is_empty()) {
+            // With a filter, the command is traced too: it says so itself, before its exec.
+            let filtering = !opts.pids.is_empty() || opts.announced.is_some();
+            if let (Some(c), true) = (chan, filtering) {
                 // SAFETY: the sentinel call and getpid are async-signal-safe.
                 unsafe {
                     cmd.pre_exec(move || {
@@ -363,9 +377,6 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
     // Stop in order: nothing written before now is lost, and the log is complete at once.
     let t_stop = Instant::now();
     let is_fin = |s: &Seen| matches!(s, Seen::Finished(_));
-    // A live dump prints the held records' map, which printf's probes delete from: bpftrace
-    // before 0.19 dies of that, so there bpftrace's own END (after it has detached) prints it.
-    let live_dump = opts.emit != Emit::Printf || dialect.print_survives_deletes;
     let fin = match chan {
         Some(c) => {
             // Processes exiting from now on are not held: record is about to stop releasing.
@@ -380,8 +391,15 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
                 unsafe { libc::kill(t.bt.id() as i32, libc::SIGINT) };
             }
             let fin = t.wait_for(Duration::from_secs(600), is_fin);
-            // SAFETY: as above: it detaches its probes and exits on its own.
-            unsafe { libc::kill(t.bt.id() as i32, libc::SIGINT) };
+            // The log is complete: bpftrace ignores SIGINT (shielded), so it is killed; the
+            // kernel detaches its probes as it exits.
+            let sig = if live_dump {
+                libc::SIGKILL
+            } else {
+                libc::SIGINT
+            };
+            // SAFETY: as above.
+            unsafe { libc::kill(t.bt.id() as i32, sig) };
             fin
         }
         None => {

@@ -19,6 +19,9 @@ pub struct Settings {
     pub perf_rb_pages: Option<u32>,
     /// The script sends signals (the hold at exit): bpftrace wants `--unsafe` for that.
     pub unsafe_actions: bool,
+    /// bpftrace ignores the signals that stop it (record writes the log's end itself and then
+    /// kills it): see [`spawn`].
+    pub shielded: bool,
 }
 
 /// The script in memory, in a descriptor bpftrace opens as `/proc/self/fd/N`: nobody can
@@ -45,6 +48,7 @@ pub const BPFTRACE_NICE: i32 = -10;
 pub fn spawn(bin: &Path, script: &str, d: &Dialect, set: &Settings) -> Result<(Child, OwnedFd)> {
     let fd = script_fd(script)?;
     let raw = fd.as_raw_fd();
+    let shielded = set.shielded;
     let mut cmd = Command::new(bin);
     // Line-buffered: the barrier and the drains depend on seeing each line when printed.
     cmd.args(["-B", "line"]);
@@ -68,6 +72,20 @@ pub fn spawn(bin: &Path, script: &str, d: &Dialect, set: &Settings) -> Result<(C
             // tracing in order, quickly) and the workload, not bpftrace (which would first
             // detach every probe, for seconds, before writing the calls in flight).
             libc::setpgid(0, 0);
+            // Shielded: the signals that would stop bpftrace stay pending (a blocked signal
+            // survives exec, and bpftrace does not unblock them). A scheduler cancelling a
+            // job signals every process of the step, bpftrace too (Slurm with
+            // proctrack/linuxproc): bpftrace would first detach its probes, for seconds, and
+            // not answer record's last dump, and the scheduler would kill both before the log
+            // was complete. record stops it (SIGKILL) once the log is complete.
+            if shielded {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+                    libc::sigaddset(&mut set, sig);
+                }
+                libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            }
             // Ahead of busy workloads: the records wait in the kernel's maps until bpftrace
             // prints them (about four system calls each), and a bpftrace starved of CPU by
             // the job's threads falls behind until the maps are full and records are lost
@@ -75,7 +93,12 @@ pub fn spawn(bin: &Path, script: &str, d: &Dialect, set: &Settings) -> Result<(C
             // 47% of the records were lost).
             libc::setpriority(libc::PRIO_PROCESS, 0, BPFTRACE_NICE);
             // If bthost dies, bpftrace stops too instead of tracing on for nobody.
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT);
+            let death = if shielded {
+                libc::SIGKILL
+            } else {
+                libc::SIGINT
+            };
+            libc::prctl(libc::PR_SET_PDEATHSIG, death);
             // The script's descriptor, inherited by bpftrace alone.
             libc::fcntl(raw, libc::F_SETFD, 0);
             Ok(())

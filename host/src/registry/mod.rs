@@ -1,6 +1,8 @@
 //! Discovering packs and plugins, checking them, and saying what was skipped and why.
 //!
 //! Packs are found by walking folders, never by a list in the host: a new pack is a new folder.
+//! The binary also carries the source tree's packs and the built-in plugins' decoders
+//! (builtin.rs), used where no folder gives the pack or plugin: a folder's overrides them.
 //! Search order (the first pack of a name wins; later ones are reported as shadowed):
 //! `--pack-path` folders; `$BTHOST_PACK_PATH` (colon-separated); the source tree's `packs/` when
 //! bthost runs from `target/<profile>/`; `<prefix>/share/bthost/packs` beside an installed
@@ -8,6 +10,7 @@
 //! `$BTHOST_PLUGIN_PATH`, beside the binary (cargo's output folder) and in
 //! `<prefix>/lib/bthost/plugins`.
 
+pub mod builtin;
 pub mod plugin;
 pub mod trust;
 
@@ -74,6 +77,9 @@ impl SearchPaths {
 pub struct Entry {
     pub pack: Pack,
     pub plugin: Option<Plugin>,
+    /// A folder's pack (or plugin) used instead of the one the binary carries.
+    pub overrides_builtin: bool,
+    pub plugin_overrides_builtin: bool,
 }
 
 /// Something found but not used.
@@ -109,10 +115,22 @@ impl Registry {
                 reg.add_pack_dir(&dir, as_root);
             }
         }
+        // The binary's own packs, where no folder gave one.
+        for p in builtin::packs() {
+            match p {
+                Ok(pack) => match reg.entries.get_mut(&pack.name) {
+                    Some(e) => e.overrides_builtin = true,
+                    None => reg.insert(pack),
+                },
+                Err(e) => reg.skip(&e.file.clone(), format!("built-in pack: {e}"), None),
+            }
+        }
         if load_plugins {
             let mut files = Vec::new();
             for e in reg.entries.values() {
-                files.extend(plugin_files(&e.pack.dir, 2));
+                if !builtin::is_builtin(&e.pack.dir) {
+                    files.extend(plugin_files(&e.pack.dir, 2));
+                }
             }
             for d in &paths.plugins {
                 files.extend(plugin_files(d, 1));
@@ -120,8 +138,36 @@ impl Registry {
             for f in files {
                 reg.add_plugin(&f, as_root);
             }
+            for p in builtin::plugins() {
+                reg.add_builtin_plugin(p);
+            }
         }
         reg
+    }
+
+    fn insert(&mut self, pack: Pack) {
+        self.entries.insert(
+            pack.name.clone(),
+            Entry {
+                pack,
+                plugin: None,
+                overrides_builtin: false,
+                plugin_overrides_builtin: false,
+            },
+        );
+    }
+
+    /// A plugin the binary carries, for its pack if no folder's plugin serves it and the
+    /// versions agree (a folder's pack of another version needs its own plugin).
+    fn add_builtin_plugin(&mut self, p: Plugin) {
+        let Some(entry) = self.entries.get_mut(p.info.pack.as_str()) else {
+            return;
+        };
+        if entry.plugin.is_some() {
+            entry.plugin_overrides_builtin = true;
+        } else if p.info.pack_version.as_str() == entry.pack.version.to_string() {
+            entry.plugin = Some(p);
+        }
     }
 
     fn skip(&mut self, path: &Path, why: impl Into<String>, detail: Option<String>) {
@@ -149,8 +195,7 @@ impl Registry {
                     );
                     return self.skip(dir, why, None);
                 }
-                self.entries
-                    .insert(pack.name.clone(), Entry { pack, plugin: None });
+                self.insert(pack);
             }
         }
     }

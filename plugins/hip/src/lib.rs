@@ -1,36 +1,8 @@
-//! The `hip` pack's plugin: the current device of each thread.
-//!
-//! HIP keeps a current device per host thread; calls name streams and pointers, not devices.
-//! The decoder learns the device from successful `hipSetDevice` / `hipGetDevice` calls and sets
-//! the `device` link key on every later event of that thread, so the traces can link all work
-//! done on one GPU. Until a thread's device is known, its events carry no `device` key (HIP's
-//! default is device 0, but the thread may have set another before tracing began).
+//! The `hip` pack's plugin: its decoder (`decoder/`, which the bthost binary also carries
+//! built in), exported for loading from a folder (a plugin found there overrides the built-in
+//! one; `bthost packs` says which is used).
 #![allow(non_local_definitions)]
 
-mod device;
-
-use abi_stable::std_types::{RResult, RString, RVec};
-use bthost_plugin_api::{
-    abi_stable::sabi_trait::TD_Opaque, DecoderBox, DecoderConfig, Decoder_TO, PluginInfo,
-    ABI_VERSION,
-};
-
-pub use device::DeviceTracker;
-
-/// The pack version this plugin decodes for (must equal packs/hip/pack.toml's).
-pub const PACK_VERSION: &str = env!("CARGO_PKG_VERSION");
-
-pub extern "C" fn info() -> PluginInfo {
-    PluginInfo {
-        pack: "hip".into(),
-        pack_version: PACK_VERSION.into(),
-        abi_version: ABI_VERSION.into(),
-        links: RVec::from(vec!["device".into()]),
-    }
-}
-
-pub extern "C" fn new_decoder(_cfg: &DecoderConfig) -> RResult<DecoderBox, RString> {
-    RResult::ROk(Decoder_TO::from_value(DeviceTracker::default(), TD_Opaque))
-}
+pub use bthost_hip_decoder::*;
 
 bthost_plugin_api::export_pack_plugin!(info, new_decoder);
