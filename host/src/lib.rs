@@ -7,6 +7,7 @@ pub mod compose;
 pub mod convert;
 pub mod decode;
 pub mod hash;
+pub mod hostlist;
 pub mod ident;
 pub mod library;
 pub mod log;

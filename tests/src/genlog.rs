@@ -17,6 +17,11 @@ use crate::root;
 /// The script `bthost build --packs hip,rccl` makes for bpftrace 0.17, with every probe
 /// kept (library paths made up: only the schema and the record format matter here).
 pub fn hip_rccl_built() -> bthost::compose::Built {
+    hip_rccl_built_as(bthost::compose::emit::Emit::Printf)
+}
+
+/// The same, with records leaving the kernel as `emit` says.
+pub fn hip_rccl_built_as(emit: bthost::compose::emit::Emit) -> bthost::compose::Built {
     let packs: Vec<_> = ["packs/hip", "packs/rccl"]
         .iter()
         .map(|p| manifest::load(&root().join(p)).unwrap())
@@ -34,12 +39,11 @@ pub fn hip_rccl_built() -> bthost::compose::Built {
                 .collect(),
         })
         .collect();
-    compose(
-        &inputs,
-        &semver::Version::new(0, 17, 0),
-        &Options::default(),
-    )
-    .unwrap()
+    let options = Options {
+        emit,
+        ..Options::default()
+    };
+    compose(&inputs, &semver::Version::new(0, 17, 0), &options).unwrap()
 }
 
 /// Writes about `bytes` bytes of log to `log`, ending with two calls in flight (as the

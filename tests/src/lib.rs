@@ -8,10 +8,14 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod genjob;
 mod genlog;
+mod measure;
 mod recording;
 mod threadlog;
-pub use genlog::{generate_log, hip_rccl_built};
+pub use genjob::{generate_job, job_built, JobSpec};
+pub use genlog::{generate_log, hip_rccl_built, hip_rccl_built_as};
+pub use measure::{children_maxrss_kib, run_measured, Measured};
 pub use recording::{Job, Recording};
 pub use threadlog::{decode_thread_log, decode_thread_log_in_format, record_id};
 
@@ -464,28 +468,6 @@ pub fn system_wide_lock() -> std::fs::File {
     let f = std::fs::File::create(&path).expect("create the tracing lock");
     f.lock().expect("take the tracing lock");
     f
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct Rusage {
-    utime: [i64; 2],
-    stime: [i64; 2],
-    maxrss: i64,
-    rest: [i64; 13],
-}
-
-extern "C" {
-    fn getrusage(who: i32, usage: *mut Rusage) -> i32;
-}
-
-/// The largest peak RSS (KiB) among the children this process has waited for
-/// (getrusage(RUSAGE_CHILDREN)): a converter's peak memory, run as the only child.
-pub fn children_maxrss_kib() -> i64 {
-    let mut r = Rusage::default();
-    // SAFETY: RUSAGE_CHILDREN (-1) fills the struct, which has the kernel's layout.
-    unsafe { getrusage(-1, &mut r) };
-    r.maxrss
 }
 
 /// Whether `needle` occurs in `hay`.

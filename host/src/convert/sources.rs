@@ -5,7 +5,7 @@
 //! process by its host and its own pid.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -91,15 +91,43 @@ impl Sources {
         if !self.several() {
             return self.list[0].path.display().to_string();
         }
-        let each: Vec<String> = self
-            .list
-            .iter()
-            .map(|s| format!("{} ({})", s.path.display(), s.host))
-            .collect();
+        // A few logs: each by its path. Many (a job's nodes): their folder and hosts.
+        const LISTED: usize = 8;
+        let logs = if self.list.len() <= LISTED {
+            let each: Vec<String> = self
+                .list
+                .iter()
+                .map(|s| format!("{} ({})", s.path.display(), s.host))
+                .collect();
+            each.join(", ")
+        } else {
+            let folder = |s: &Source| {
+                s.path
+                    .parent()
+                    .map(|p| {
+                        if p.as_os_str().is_empty() {
+                            Path::new(".")
+                        } else {
+                            p
+                        }
+                    })
+                    .map(Path::to_path_buf)
+            };
+            let first = folder(&self.list[0]);
+            let place = match &first {
+                Some(f) if self.list.iter().all(|s| folder(s).as_ref() == Some(f)) => {
+                    format!("in {}", f.display())
+                }
+                _ => "in several folders".to_string(),
+            };
+            format!(
+                "{place}, of hosts {}",
+                crate::hostlist::compress(self.list.iter().map(|s| s.host.as_str()))
+            )
+        };
         format!(
-            "{} logs: {}; clocks: {}",
+            "{} logs: {logs}; clocks: {}",
             self.list.len(),
-            each.join(", "),
             self.alignment.how
         )
     }

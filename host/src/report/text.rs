@@ -31,9 +31,12 @@ fn hosts(g: &Gather, procs: impl IntoIterator<Item = ProcKey>) -> String {
         .collect();
     hs.sort();
     hs.dedup();
+    let list = crate::hostlist::compress(hs.iter().map(String::as_str));
     match hs.len() {
         0 => String::new(),
-        1..=4 => format!(" on {}", hs.join(", ")),
+        1 => format!(" on {list}"),
+        // Short enough to read at a glance (`n[1-64,66-128]`), else only how many.
+        n if list.len() <= 40 => format!(" on {n} hosts ({list})"),
         n => format!(" on {n} hosts"),
     }
 }
@@ -96,13 +99,13 @@ fn missing_state(g: &Gather, m: &Missing) -> String {
 
 pub fn render(cx: &Context, g: &Gather, f: &Findings) -> String {
     let mut out = String::new();
-    let hosts_all: Vec<&str> = cx.logs.iter().map(|l| l.host.as_str()).collect();
+    let hosts_all = crate::hostlist::compress(cx.logs.iter().map(|l| l.host.as_str()));
     let _ = writeln!(
         out,
         "bthost report: {} log{} ({}), {} processes, {} group calls; clocks: {}",
         cx.logs.len(),
         if cx.logs.len() == 1 { "" } else { "s" },
-        hosts_all.join(", "),
+        hosts_all,
         g.procs.len(),
         g.group_calls,
         cx.alignment.how

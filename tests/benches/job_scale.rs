@@ -1,0 +1,96 @@
+//! `report` and `convert` of a whole job at cluster scale: 16, 32, 64 and 128 generated node
+//! logs of 8 ranks each (tests/src/genjob.rs: format 3 as `record` writes it, each node its own
+//! clock; one rank never enters a collective, the others wait in it), each log
+//! BTHOST_JOB_COLLECTIVES collectives per rank (default 5000: about 25 s of a training loop at
+//! one AllReduce and one stream synchronization per 5 ms). Prints, per size, the logs' bytes,
+//! and each command's wall time, CPU time and peak RSS (wait4 of the child) and MB/s.
+//!
+//! `cargo build --release -p bthost && cargo bench -p bthost-tests --bench job_scale`
+
+use std::process::Command;
+
+use bthost_tests::*;
+
+fn main() {
+    let collectives: usize = std::env::var("BTHOST_JOB_COLLECTIVES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
+    let bin = out_dir().join("bthost");
+    assert!(
+        bin.is_file(),
+        "build bthost in release first: cargo build --release -p bthost"
+    );
+    println!(
+        "{:>5} {:>6} {:>9} | {:>8} {:>8} {:>7} {:>7} | {:>8} {:>8} {:>7} {:>7}",
+        "logs",
+        "ranks",
+        "MB",
+        "report s",
+        "cpu s",
+        "MB/s",
+        "RSS MB",
+        "convert s",
+        "cpu s",
+        "MB/s",
+        "RSS MB"
+    );
+    for nodes in [16, 32, 64, 128] {
+        let dir = scratch(&format!("bench-job-{nodes}"));
+        let spec = JobSpec {
+            nodes,
+            ranks_per_node: 8,
+            collectives,
+            skip: Some((nodes * 4 + 5, collectives - 1)),
+        };
+        let logs = generate_job(&dir, &spec);
+        let bytes: u64 = logs
+            .iter()
+            .map(|l| std::fs::metadata(l).unwrap().len())
+            .sum();
+        let mb = bytes as f64 / 1e6;
+        let report = run_measured(Command::new(&bin).arg("report").args(&logs));
+        assert!(
+            report.output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&report.output.stderr)
+        );
+        let said = String::from_utf8_lossy(&report.output.stdout);
+        assert!(
+            said.contains(&format!(
+                "never entered #{}: rank {}",
+                collectives,
+                nodes * 4 + 5
+            )),
+            "{said}"
+        );
+        let convert = run_measured(
+            Command::new(&bin)
+                .arg("convert")
+                .args(&logs)
+                .arg("-o")
+                .arg(dir.join("out")),
+        );
+        assert!(
+            convert.output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&convert.output.stderr)
+        );
+        println!(
+            "{:>5} {:>6} {:>9.0} | {:>8.2} {:>8.2} {:>7.0} {:>7} | {:>9.2} {:>8.2} {:>7.0} {:>7}",
+            nodes,
+            nodes * 8,
+            mb,
+            report.wall_secs,
+            report.cpu_secs,
+            mb / report.wall_secs,
+            report.maxrss_kib / 1024,
+            convert.wall_secs,
+            convert.cpu_secs,
+            mb / convert.wall_secs,
+            convert.maxrss_kib / 1024
+        );
+        // The next size's logs need the room.
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

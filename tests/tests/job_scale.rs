@@ -1,0 +1,78 @@
+//! A job at cluster scale: 1024 ranks on 128 nodes, as 128 generated logs (tests/src/genjob.rs:
+//! format 3 as `record` writes it, each node its own host, boot and clock), rank 517 (n65)
+//! never entering collective #4. `report` names it, its node and pid, and the 1023 ranks
+//! waiting, in a few lines; `convert` puts the 128 logs on one timeline, 1024 processes in the
+//! official Perfetto schema. (Time and memory at this scale: benches/job_scale.rs.)
+
+use bthost_tests::*;
+use serde_json::Value;
+
+#[test]
+fn a_thousand_ranks_on_128_nodes_one_skips() {
+    let dir = scratch("job-scale");
+    let spec = JobSpec {
+        nodes: 128,
+        ranks_per_node: 8,
+        collectives: 6,
+        skip: Some((517, 3)),
+    };
+    let logs = generate_job(&dir, &spec);
+    let names: Vec<String> = logs.iter().map(|l| l.display().to_string()).collect();
+    let mut args: Vec<&str> = vec!["report"];
+    args.extend(names.iter().map(String::as_str));
+    let text = bthost_ok(&args);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() <= 12, "{text}");
+    assert!(
+        text.contains("128 logs (n[1-128]), 1024 processes"),
+        "{text}"
+    );
+    assert!(
+        text.contains("#4 ncclAllReduce(count=1048576")
+            && text.contains("entered by ranks 0-516,518-1023 (1023) on 128 hosts (n[1-128])"),
+        "{text}"
+    );
+    // rank 517 is n65's sixth rank: pid 41000 + 5 * 61.
+    assert!(
+        text.contains("never entered #4: rank 517 (n65 pid 41305): last #3 ncclAllReduce("),
+        "{text}"
+    );
+
+    args.push("--json");
+    let j: Value = serde_json::from_str(&bthost_ok(&args)).unwrap();
+    assert_eq!(j["logs"].as_array().unwrap().len(), 128);
+    let g = &j["groups"][0];
+    assert_eq!(
+        (g["size"].as_u64(), g["members_seen"].as_u64()),
+        (Some(1024), Some(1024))
+    );
+    assert_eq!(g["divergence"]["missing_ranks"], "517");
+    assert_eq!(g["divergence"]["entered"].as_array().unwrap().len(), 1023);
+    // Other boots: placed by their anchors, and said to be.
+    assert!(
+        j["clocks"]["uncertainty_ns"].as_u64().unwrap() > 0,
+        "{}",
+        j["clocks"]
+    );
+
+    let out = dir.join("out");
+    let mut args: Vec<&str> = vec!["convert"];
+    args.extend(names.iter().map(String::as_str));
+    args.extend(["-o", out.to_str().unwrap()]);
+    bthost_ok_stderr(&args);
+    let t = check_trace(&out.join("trace_coll.pftrace"));
+    let procs: Vec<&str> = t["track_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|tr| tr["process_name"].as_str())
+        .collect();
+    assert_eq!(procs.len(), 1024, "{procs:?}");
+    assert!(procs.contains(&"n65 pid 41305 (train.py)"), "{procs:?}");
+    let txt = std::fs::read_to_string(out.join("log.txt")).unwrap();
+    assert!(
+        txt.starts_with("# bthost text log of 128 logs:"),
+        "{}",
+        &txt[..300]
+    );
+}
