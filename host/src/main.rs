@@ -57,8 +57,9 @@ fn report_recorded(r: &record::Recorded, log: &std::path::Path, verbose: bool) {
         r.stopped_by
     );
     eprintln!(
-        "bthost: memory maps of {} processes in {}{}",
+        "bthost: memory maps of {} process{} in {}{}",
         r.processes,
+        if r.processes == 1 { "" } else { "es" },
         r.maps_dir.display(),
         if r.held > 0 {
             format!(" ({} held at their exit to copy them)", r.held)
@@ -79,6 +80,7 @@ fn report_recorded(r: &record::Recorded, log: &std::path::Path, verbose: bool) {
             r.lost
         );
     }
+    eprintln!("bthost: {}", r.cost.describe());
     if r.detaching && verbose {
         eprintln!("bthost: bpftrace is detaching its probes on its own");
     }

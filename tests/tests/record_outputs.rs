@@ -165,3 +165,43 @@ fn record_refuses_bad_options_before_starting() {
         assert!(!log.exists(), "{extra:?}: nothing is written");
     }
 }
+
+/// As root, a bpftrace that another user could replace (in a world-writable folder) is never
+/// run, not even for `--version`: it would run as root.
+#[test]
+fn record_as_root_refuses_a_bpftrace_others_can_replace() {
+    if skip_root_tests() {
+        return;
+    }
+    let dir = scratch("record-unsafe-bpftrace");
+    let app = compile_workload("short_app", &dir, &[]);
+    let open = dir.join("open");
+    std::fs::create_dir_all(&open).unwrap();
+    std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let fake = open.join("bpftrace");
+    let ran = dir.join("ran");
+    std::fs::write(
+        &fake,
+        format!("#!/bin/sh\ntouch {}\nexec bpftrace \"$@\"\n", ran.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let log = dir.join("x.log");
+    let o = record(&log, &["--bpftrace-bin", fake.to_str().unwrap()], &app);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "not running {} as root: {} is writable by everyone",
+            fake.display(),
+            open.display()
+        )),
+        "{err}"
+    );
+    assert!(!ran.exists() && !log.exists());
+    // The same file, once no other user can change it, runs.
+    std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let o = record(&log, &["--bpftrace-bin", fake.to_str().unwrap()], &app);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(ran.exists());
+}

@@ -175,6 +175,14 @@ fn a_slurm_job_is_recorded_on_every_node() {
         assert_eq!(pids_in(&log), want, "{node}");
         let err = std::fs::read_to_string(out.join(format!("{node}.stderr"))).unwrap();
         assert!(err.contains("bthost: the log is complete"), "{node}: {err}");
+        // Each recorder says what it cost its node: its BPF maps are real kernel memory.
+        let maps_mib: f64 = err
+            .split(" MiB of BPF maps")
+            .next()
+            .and_then(|s| s.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{node}: no recorder cost: {err}"));
+        assert!(maps_mib >= 1.0, "{node}: {err}");
     }
     // The report names the skipping rank, its node and the collective.
     let report = std::fs::read_to_string(out.join("report.txt"))

@@ -29,8 +29,36 @@ pub fn parse_version(s: &str) -> Option<Version> {
     }
 }
 
+/// Where `bin` is: itself if it names a path, else the first executable of that name on PATH.
+fn resolve(bin: &Path) -> Option<std::path::PathBuf> {
+    if bin.components().count() > 1 {
+        return Some(bin.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(bin))
+        .find(|p| p.is_file())
+}
+
+/// As root, bpftrace must be a file no other user can replace or change (nor any folder above
+/// it): `record` and `build` run it as root. Says which path is unsafe and why.
+pub fn check_runnable(bpftrace: &Path) -> Result<(), String> {
+    if !crate::registry::trust::running_as_root() {
+        return Ok(());
+    }
+    let Some(path) = resolve(bpftrace) else {
+        return Err(format!(
+            "{} not found on PATH: install bpftrace (apt-get install -y bpftrace) or give --bpftrace-bin",
+            bpftrace.display()
+        ));
+    };
+    crate::registry::trust::check_trusted(&path)
+        .map_err(|why| format!("not running {} as root: {why}", path.display()))
+}
+
 /// Runs `bpftrace --version` and parses it.
 pub fn detect(bpftrace: &Path) -> Result<Version, String> {
+    check_runnable(bpftrace)?;
     let out = Command::new(bpftrace)
         .arg("--version")
         .output()

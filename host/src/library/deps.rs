@@ -16,15 +16,17 @@ pub struct Deps {
 }
 
 pub fn read(path: &Path) -> Result<Deps, String> {
-    let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mapped =
+        super::mapped::Mapped::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let data = mapped.bytes();
     let err = |e: object::Error| format!("{}: {e}", path.display());
-    let header = elf::FileHeader64::<object::Endianness>::parse(&*data).map_err(err)?;
+    let header = elf::FileHeader64::<object::Endianness>::parse(data).map_err(err)?;
     let endian = header.endian().map_err(err)?;
-    let sections = header.sections(endian, &*data).map_err(err)?;
-    let Some((dynamic, link)) = sections.dynamic(endian, &*data).map_err(err)? else {
+    let sections = header.sections(endian, data).map_err(err)?;
+    let Some((dynamic, link)) = sections.dynamic(endian, data).map_err(err)? else {
         return Ok(Deps::default());
     };
-    let strings = sections.strings(endian, &*data, link).map_err(err)?;
+    let strings = sections.strings(endian, data, link).map_err(err)?;
     let origin = path.parent().unwrap_or(Path::new("/"));
     let mut deps = Deps::default();
     for d in dynamic {

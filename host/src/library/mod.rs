@@ -1,6 +1,7 @@
 //! Finding the library a pack probes, and which functions it exports.
 
 pub mod deps;
+mod mapped;
 pub mod symbols;
 
 use std::collections::BTreeMap;

@@ -47,8 +47,9 @@ impl Functions {
 
 /// Reads the functions `path` defines (exported or local).
 pub fn functions(path: &Path) -> Result<Functions, String> {
-    let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let file = object::File::parse(&*data).map_err(|e| {
+    let data = crate::library::mapped::Mapped::open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let file = object::File::parse(data.bytes()).map_err(|e| {
         format!(
             "{}: not an ELF file bpftrace can probe: {e}",
             path.display()

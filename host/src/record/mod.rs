@@ -16,6 +16,7 @@
 //!    unregisters each uprobe) on its own, without holding the user or the log.
 
 pub mod announce;
+pub mod cost;
 pub mod dump;
 mod hang;
 mod lines;
@@ -99,6 +100,8 @@ pub struct Recorded {
     pub stop_to_closed: Duration,
     /// bpftrace is still detaching its probes (not waited for).
     pub detaching: bool,
+    /// What the recording cost (sampled at the stop).
+    pub cost: cost::Cost,
 }
 
 /// A running bpftrace and what record knows of it.
@@ -352,6 +355,7 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
         }
     );
     let started = Instant::now();
+    let cost_start = cost::Start::now(t.bt.id());
     let mut child = match opts.command.first() {
         None => None,
         Some(prog) => {
@@ -376,6 +380,7 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
 
     // Stop in order: nothing written before now is lost, and the log is complete at once.
     let t_stop = Instant::now();
+    let cost = cost::Cost::sample(t.bt.id(), cost_start, started.elapsed());
     let is_fin = |s: &Seen| matches!(s, Seen::Finished(_));
     let fin = match chan {
         Some(c) => {
@@ -447,6 +452,7 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
         stopped_by,
         stop_to_closed,
         detaching,
+        cost,
     })
 }
 

@@ -102,6 +102,11 @@ impl Channel {
 /// bthost's executable, if its sentinels can be probed there: its path is written into a
 /// root-run script, so only plain path characters pass (it is not validated pack text), and a
 /// stripped binary has no symbols to probe.
+///
+/// The script names it `/proc/<bthost's pid>/exe`: the kernel resolves that link to the file
+/// this process runs, even if the path now holds another (bthost reinstalled, or rebuilt,
+/// between its start and bpftrace's attach: a probe on the new file never fired, and record
+/// waited for its attach sentinel forever).
 pub fn probeable_exe() -> Result<String, String> {
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find bthost's executable: {e}"))?;
@@ -115,5 +120,5 @@ pub fn probeable_exe() -> Result<String, String> {
             "{path} has no probeable {missing} (a stripped binary?)"
         ));
     }
-    Ok(path.to_string())
+    Ok(format!("/proc/{}/exe", std::process::id()))
 }
