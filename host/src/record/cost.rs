@@ -7,20 +7,25 @@
 
 use std::time::Duration;
 
-/// CPU times at the start of tracing.
+/// CPU times at the start of tracing, and how long bpftrace took to get there.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Start {
     pub bpftrace: Duration,
     pub bthost: Duration,
+    /// Wall time from bpftrace's start to every probe attached: the delay before a job may
+    /// start. Mostly the kernel registering uprobes, which several recorders on one kernel
+    /// (emulated nodes) take turns at: it grows with them while the CPU time does not.
+    pub attach_wall: Duration,
 }
 
 impl Start {
-    /// bpftrace's (`pid`) and this process's CPU time so far.
-    pub fn now(pid: u32) -> Start {
+    /// bpftrace's (`pid`) and this process's CPU time so far; bpftrace started `attach_wall` ago.
+    pub fn now(pid: u32, attach_wall: Duration) -> Start {
         let cpu = |dir: &str| usage(dir).unwrap_or_default().cpu;
         Start {
             bpftrace: cpu(&format!("/proc/{pid}")),
             bthost: cpu("/proc/self"),
+            attach_wall,
         }
     }
 }
@@ -78,11 +83,12 @@ impl Cost {
         let bt = self.bpftrace.cpu.saturating_sub(self.start.bpftrace);
         let own = self.bthost.cpu.saturating_sub(self.start.bthost);
         format!(
-            "recorder cost over {:.1} s of tracing: bpftrace {:.2} s CPU{} (and {:.2} s to compile and attach), {:.0} MiB resident ({:.0} at peak), {:.0} MiB of BPF maps; bthost {:.2} s CPU{} (and {:.2} s to start), {:.0} MiB resident ({:.0} at peak)",
+            "recorder cost over {:.1} s of tracing: bpftrace {:.2} s CPU{} (and {:.2} s CPU, {:.1} s, to compile and attach), {:.0} MiB resident ({:.0} at peak), {:.0} MiB of BPF maps; bthost {:.2} s CPU{} (and {:.2} s to start), {:.0} MiB resident ({:.0} at peak)",
             self.traced.as_secs_f64(),
             bt.as_secs_f64(),
             share(bt),
             self.start.bpftrace.as_secs_f64(),
+            self.start.attach_wall.as_secs_f64(),
             mb(self.bpftrace.rss),
             mb(self.bpftrace.peak_rss),
             mb(self.bpf_maps),
@@ -164,7 +170,7 @@ mod tests {
     fn this_process_has_a_cost() {
         let u = usage("/proc/self").unwrap();
         assert!(u.rss > 0 && u.peak_rss >= u.rss);
-        let start = Start::now(std::process::id());
+        let start = Start::now(std::process::id(), Duration::from_millis(1500));
         let c = Cost::sample(std::process::id(), start, Duration::from_secs(2));
         assert_eq!(c.bpf_maps, 0);
         let text = c.describe();
@@ -173,5 +179,9 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("% of one CPU"), "{text}");
+        assert!(
+            text.contains(" s CPU, 1.5 s, to compile and attach"),
+            "{text}"
+        );
     }
 }

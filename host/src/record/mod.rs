@@ -282,6 +282,7 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
         unsafe_actions: hooks.as_ref().is_some_and(|h| h.libc.is_some()),
         shielded: live_dump,
     };
+    let spawned = Instant::now();
     let (mut bt, _script_fd) =
         runner::spawn(&opts.bpftrace_bin, &built.script, &dialect, &settings)?;
     let stderr = runner::pass_stderr(&mut bt);
@@ -355,7 +356,7 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
         }
     );
     let started = Instant::now();
-    let cost_start = cost::Start::now(t.bt.id());
+    let cost_start = cost::Start::now(t.bt.id(), spawned.elapsed());
     let mut child = match opts.command.first() {
         None => None,
         Some(prog) => {
