@@ -37,6 +37,7 @@ pub fn hip_rccl_built_as(emit: bthost::compose::emit::Emit) -> bthost::compose::
                 .iter()
                 .map(|n| (format!("/lib/{}", n.library).into(), true))
                 .collect(),
+            lib_version: None,
         })
         .collect();
     let options = Options {

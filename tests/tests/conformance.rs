@@ -67,9 +67,11 @@ fn every_probe_exists_in_its_library() {
         let p = &reg.entries[&name].pack;
         let found = library::find(p, &libs, &cache).unwrap_or_else(|e| panic!("{e}"));
         let funcs = library::symbols::functions(&found.path).unwrap();
+        // The probes for this file's version (a pack may carry layouts for others).
+        let version = library::version::read(&found.path, &p.library.version_from);
         let missing: Vec<_> = p
-            .probes
-            .iter()
+            .probes_for(version.as_ref().map(|v| &v.version))
+            .into_iter()
             .filter(|pr| !pr.optional && !funcs.probeable(&pr.function))
             .map(|pr| pr.function.as_str())
             .collect();
@@ -254,7 +256,7 @@ fn every_pack_records_in_every_way_on_a_real_bpftrace() {
     for name in repo_packs(&reg) {
         let p = &reg.entries[&name].pack;
         for (bin, bver) in available_bpftraces() {
-            if p.variant_for(&bver).is_none() {
+            if !p.supports_bpftrace(&bver) {
                 continue;
             }
             for (way, extra) in [

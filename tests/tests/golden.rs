@@ -26,6 +26,7 @@ fn input<'a>(p: &'a Pack, lib: &str) -> PackInput<'a> {
             .iter()
             .map(|n| (PathBuf::from(format!("/lib/{}", n.library)), true))
             .collect(),
+        lib_version: None,
     }
 }
 

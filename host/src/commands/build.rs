@@ -69,18 +69,24 @@ pub fn build(reg: &Registry, opts: &BuildOptions) -> Result<Built> {
                 .probeable(&n.function);
             nested.push((lib.path, present));
         }
+        let lib_version = library::version::read(&found.path, &e.pack.library.version_from);
         inputs.push(PackInput {
             pack: &e.pack,
             library: found.path,
             functions,
             nested,
+            lib_version,
         });
     }
     Ok(compose::compose(&inputs, &version, &opts.script)?)
 }
 
-/// Names, on stderr, each probe left out of `built` and why.
+/// Says, on stderr, the variant picked for each pack and why, and each probe left out of
+/// `built` and why.
 pub fn warn_left_out(built: &Built) {
+    for c in &built.chosen {
+        eprintln!("bthost: pack {}: {}", c.pack, c.why);
+    }
     for l in &built.left_out {
         eprintln!(
             "bthost: warning: pack {}: {} {}; its probe is left out",

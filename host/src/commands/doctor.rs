@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::bpftrace;
+use crate::compose;
 use crate::library::{self, LdCache, LibOverrides};
 use crate::registry::{trust, Registry};
 
@@ -28,12 +29,13 @@ pub fn run(
     let mut v = Vec::new();
     let mut push = |status, what: String| v.push(Check { status, what });
 
-    match bpftrace::detect(bpftrace_bin) {
+    let detected = bpftrace::detect(bpftrace_bin);
+    match &detected {
         Ok(ver) => {
             let mut ok_for_all = true;
             for name in packs {
                 if let Some(e) = reg.entries.get(name) {
-                    if e.pack.variant_for(&ver).is_none() {
+                    if !e.pack.supports_bpftrace(ver) {
                         ok_for_all = false;
                         push(
                             Status::Fail,
@@ -106,19 +108,28 @@ pub fn run(
         match library::find(&e.pack, libs, &cache) {
             Ok(f) => match library::symbols::functions(&f.path) {
                 Ok(funcs) => {
-                    let missing: Vec<_> = e
-                        .pack
-                        .probes
+                    let lib_version = library::version::read(&f.path, &e.pack.library.version_from);
+                    let lv = lib_version.as_ref().map(|l| &l.version);
+                    if let Ok(ver) = &detected {
+                        match compose::choose_variant(&e.pack, ver, &f.path, lib_version.as_ref()) {
+                            Ok((_, chosen)) => {
+                                push(Status::Ok, format!("pack {name}: {}", chosen.why))
+                            }
+                            Err(err) => push(Status::Fail, format!("{err}")),
+                        }
+                    }
+                    let probes = e.pack.probes_for(lv);
+                    let missing: Vec<_> = probes
                         .iter()
                         .filter(|p| !funcs.probeable(&p.function))
                         .map(|p| p.function.as_str())
                         .collect();
-                    let kept = e.pack.probes.len() - missing.len();
+                    let kept = probes.len() - missing.len();
                     let mut what = format!(
                         "pack {name}: {} ({}), {kept} of {} probes present",
                         f.path.display(),
                         f.how,
-                        e.pack.probes.len()
+                        probes.len()
                     );
                     if !missing.is_empty() {
                         let _ = write!(

@@ -12,6 +12,7 @@ use semver::Version;
 
 use crate::bpftrace::Dialect;
 use crate::library::symbols::Functions;
+use crate::library::version::LibVersion;
 use crate::pack::{Pack, Probe, ProbeMode, Variant};
 use schema::{FieldSpec, RecordSpec, Schema};
 
@@ -23,6 +24,8 @@ pub struct PackInput<'a> {
     /// For each of the pack's `[[nested]]` entries, in order: the library file its call
     /// reaches, and whether that file defines the function.
     pub nested: Vec<(PathBuf, bool)>,
+    /// The library's version, where the pack reads it (`[library] version_from`).
+    pub lib_version: Option<LibVersion>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -49,6 +52,83 @@ pub struct Built {
     pub left_out: Vec<LeftOut>,
     /// Number of probes (uprobe + uretprobe) the script attaches.
     pub probe_count: usize,
+    /// Which variant of each pack was picked, and why (for `build` and `doctor`).
+    pub chosen: Vec<Chosen>,
+}
+
+/// The variant picked for a pack, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chosen {
+    pub pack: String,
+    /// 1-based, in pack.toml's order.
+    pub variant: usize,
+    pub variants: usize,
+    /// `variant 2 of 3 (bpftrace ">=0.17.0, <0.23.0", library ">=2.19"): libnccl.so.2 is 2.32.3 (from ...)`
+    pub why: String,
+}
+
+/// Picks `pack`'s variant for bpftrace `bpftrace` and the library version `lib`.
+pub fn choose_variant<'p>(
+    pack: &'p Pack,
+    bpftrace: &Version,
+    library: &std::path::Path,
+    lib: Option<&LibVersion>,
+) -> Result<(&'p Variant, Chosen), ComposeError> {
+    let lib_name = library
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let lib_said = match lib {
+        Some(l) => format!("{lib_name} is {} ({})", l.version, l.how),
+        None if pack.library.version_from.is_empty() => String::new(),
+        None => format!(
+            "the version of {lib_name} is unknown (read from {})",
+            pack.library
+                .version_from
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let Some(variant) = pack.variant_for(bpftrace, lib.map(|l| &l.version)) else {
+        let ranges = if pack.supports_bpftrace(bpftrace) {
+            let v: Vec<_> = pack.variants.iter().map(Variant::describe).collect();
+            format!("{}; {lib_said}", v.join("; "))
+        } else {
+            pack.supported_ranges()
+        };
+        return Err(ComposeError::NoVariant(Box::new(NoVariant {
+            pack: pack.name.clone(),
+            version: pack.version.clone(),
+            bpftrace: bpftrace.clone(),
+            ranges,
+        })));
+    };
+    let n = pack
+        .variants
+        .iter()
+        .position(|v| std::ptr::eq(v, variant))
+        .unwrap_or(0)
+        + 1;
+    let mut why = format!(
+        "variant {n} of {} ({}) for bpftrace {bpftrace}",
+        pack.variants.len(),
+        variant.describe()
+    );
+    if !lib_said.is_empty() {
+        why.push_str(": ");
+        why.push_str(&lib_said);
+    }
+    Ok((
+        variant,
+        Chosen {
+            pack: pack.name.clone(),
+            variant: n,
+            variants: pack.variants.len(),
+            why,
+        },
+    ))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,23 +192,20 @@ pub fn compose(
     let mut planned = Vec::new();
     let mut left_out = Vec::new();
     let mut nested = Vec::new();
+    let mut chosen = Vec::new();
     for input in &sorted {
         let pack = input.pack;
-        let variant = pack.variant_for(bpftrace).ok_or_else(|| {
-            ComposeError::NoVariant(Box::new(NoVariant {
-                pack: pack.name.clone(),
-                version: pack.version.clone(),
-                bpftrace: bpftrace.clone(),
-                ranges: pack.supported_ranges(),
-            }))
-        })?;
+        let (variant, why) =
+            choose_variant(pack, bpftrace, &input.library, input.lib_version.as_ref())?;
+        chosen.push(why);
+        let lib_version = input.lib_version.as_ref().map(|l| &l.version);
         let library = input
             .library
             .to_str()
             .map(str::to_string)
             .unwrap_or_default();
         crate::ident::check_lib_path(&library).map_err(ComposeError::Library)?;
-        for probe in &pack.probes {
+        for probe in pack.probes_for(lib_version) {
             if let Some(why) = input.functions.why_not(&probe.function) {
                 left_out.push(LeftOut {
                     pack: pack.name.clone(),
@@ -198,6 +275,7 @@ pub fn compose(
         schema,
         left_out,
         probe_count,
+        chosen,
     })
 }
 

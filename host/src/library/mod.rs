@@ -3,6 +3,7 @@
 pub mod deps;
 mod mapped;
 pub mod symbols;
+pub mod version;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

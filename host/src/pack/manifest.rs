@@ -9,10 +9,11 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::ident::{self, IdentKind};
+use crate::library::version::Source;
 use crate::pack::fragment::Fragment;
 use crate::pack::types::FieldType;
 use crate::pack::{
-    Arg, EnumTable, Library, Nested, Pack, Probe, ProbeMode, ReportSpec, Ret, Variant,
+    Arg, EnumTable, LibRange, Library, Nested, Pack, Probe, ProbeMode, ReportSpec, Ret, Variant,
 };
 
 #[derive(Deserialize)]
@@ -93,6 +94,10 @@ struct RawLibrary {
     soname: Spanned<String>,
     #[serde(default)]
     also: Vec<Spanned<String>>,
+    /// Where the library's version is read from (crate::library::version), for variants and
+    /// probes that carry `library = "RANGE"`.
+    #[serde(default)]
+    version_from: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -106,6 +111,8 @@ struct RawDefaults {
 #[serde(deny_unknown_fields)]
 struct RawVariant {
     bpftrace: Spanned<String>,
+    /// The library versions this variant is for (its fragments' struct offsets, say).
+    library: Option<Spanned<String>>,
     #[serde(default)]
     fragments: Vec<Spanned<String>>,
 }
@@ -121,6 +128,8 @@ struct RawProbe {
     /// Some releases of the library lack this function (build leaves the probe out).
     #[serde(default)]
     optional: bool,
+    /// The library versions this probe's layout is for; a function may have one probe per range.
+    library: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -256,6 +265,35 @@ pub fn parse_with(
             .iter()
             .map(|n| library_name(&cx, n))
             .collect::<Result<_, _>>()?,
+        version_from: raw
+            .library
+            .version_from
+            .iter()
+            .map(|s| Source::parse(s.get_ref()).or_else(|e| cx.err(s.span(), e)))
+            .collect::<Result<_, _>>()?,
+    };
+    // A `library = "RANGE"` needs the library's version: say so where it is written.
+    let lib_range = |r: &Option<Spanned<String>>| -> Result<Option<LibRange>, ManifestError> {
+        let Some(r) = r else { return Ok(None) };
+        if library.version_from.is_empty() {
+            return cx.err(
+                r.span(),
+                "`library = \"RANGE\"` needs [library] version_from = [\"file\"] or [\"text:PREFIX\"]: where the library's version is read from",
+            );
+        }
+        let range = VersionReq::parse(r.get_ref()).or_else(|e| {
+            cx.err(
+                r.span(),
+                format!(
+                    "library range {:?} is not a semver range (e.g. \">=2.19.0, <3\"): {e}",
+                    r.get_ref()
+                ),
+            )
+        })?;
+        Ok(Some(LibRange {
+            range,
+            text: r.get_ref().clone(),
+        }))
     };
 
     let mut enums = BTreeMap::new();
@@ -321,11 +359,16 @@ pub fn parse_with(
     let mut seen = BTreeMap::new();
     for p in &raw.probes {
         let function = cx.ident(IdentKind::Symbol, &p.function)?;
-        if seen.insert(function.clone(), ()).is_some() {
-            return cx.err(
-                p.function.span(),
-                format!("probe {function} is declared twice"),
-            );
+        let library_range = lib_range(&p.library)?;
+        // One probe per function, or one per library range (each with `library`).
+        let versioned = library_range.is_some();
+        if let Some(prev_versioned) = seen.insert(function.clone(), versioned) {
+            if !(versioned && prev_versioned) {
+                return cx.err(
+                    p.function.span(),
+                    format!("probe {function} is declared twice (several probes of one function each need `library = \"RANGE\"`: one layout per library version)"),
+                );
+            }
         }
         let probe_mode = match &p.mode {
             Some(m) => mode(&cx, m)?,
@@ -365,6 +408,7 @@ pub fn parse_with(
             args,
             ret,
             optional: p.optional,
+            library: library_range,
         });
     }
     if probes.is_empty() {
@@ -426,6 +470,7 @@ pub fn parse_with(
         variants.push(Variant {
             range,
             range_text: v.bpftrace.get_ref().clone(),
+            library: lib_range(&v.library)?,
             fragments,
         });
     }

@@ -57,9 +57,36 @@ pub struct ReportSpec {
 }
 
 impl Pack {
-    /// The variant for bpftrace `v`: the first whose range matches.
-    pub fn variant_for(&self, v: &Version) -> Option<&Variant> {
-        self.variants.iter().find(|x| x.range.matches(v))
+    /// The variant for bpftrace `v` and the library's version `lib` (None: unknown): the first
+    /// whose bpftrace range matches and whose library range, if it has one, matches `lib`.
+    pub fn variant_for(&self, v: &Version, lib: Option<&Version>) -> Option<&Variant> {
+        self.variants
+            .iter()
+            .find(|x| x.range.matches(v) && LibRange::admits(&x.library, lib))
+    }
+
+    /// Whether some variant supports bpftrace `v`, whatever the library's version.
+    pub fn supports_bpftrace(&self, v: &Version) -> bool {
+        self.variants.iter().any(|x| x.range.matches(v))
+    }
+
+    /// The probes for the library's version `lib`: of a function's probes, the first whose
+    /// library range matches `lib`, else its probe without a range (none: left out).
+    pub fn probes_for(&self, lib: Option<&Version>) -> Vec<&Probe> {
+        let mut out: Vec<&Probe> = Vec::new();
+        for p in &self.probes {
+            if out.iter().any(|q| q.function == p.function) {
+                continue;
+            }
+            let same = || self.probes.iter().filter(|q| q.function == p.function);
+            let pick = same()
+                .find(|q| q.library.is_some() && LibRange::admits(&q.library, lib))
+                .or_else(|| same().find(|q| q.library.is_none()));
+            if let Some(q) = pick {
+                out.push(q);
+            }
+        }
+        out
     }
 
     /// The bpftrace ranges the pack supports, for messages.
@@ -80,14 +107,47 @@ pub struct Library {
     pub soname: String,
     /// Other file names to try (e.g. the unversioned development link).
     pub also: Vec<String>,
+    /// Where its version is read from (empty: not read).
+    pub version_from: Vec<crate::library::version::Source>,
 }
 
-/// A variant of a pack's bpftrace code, for a range of bpftrace versions.
+/// A variant of a pack's bpftrace code, for a range of bpftrace versions (and of the
+/// library's, where struct offsets differ between its releases).
 #[derive(Clone, Debug)]
 pub struct Variant {
     pub range: VersionReq,
     pub range_text: String,
+    pub library: Option<LibRange>,
     pub fragments: Vec<Fragment>,
+}
+
+impl Variant {
+    /// For messages: `bpftrace ">=0.17.0, <0.23.0", library ">=2.19"`.
+    pub fn describe(&self) -> String {
+        match &self.library {
+            None => format!("bpftrace \"{}\"", self.range_text),
+            Some(l) => format!("bpftrace \"{}\", library \"{}\"", self.range_text, l.text),
+        }
+    }
+}
+
+/// A range of the library's versions (`library = ">=2.19.0"`).
+#[derive(Clone, Debug)]
+pub struct LibRange {
+    pub range: VersionReq,
+    pub text: String,
+}
+
+impl LibRange {
+    /// Whether `r` (None: any version) admits the library's version `lib` (None: unknown,
+    /// which only a variant or probe without a range admits).
+    pub fn admits(r: &Option<LibRange>, lib: Option<&Version>) -> bool {
+        match (r, lib) {
+            (None, _) => true,
+            (Some(r), Some(v)) => r.range.matches(v),
+            (Some(_), None) => false,
+        }
+    }
 }
 
 /// How a probe's call is recorded. `Call` and `Split` both write one record at exit (the
@@ -121,6 +181,8 @@ pub struct Probe {
     pub ret: Option<Ret>,
     /// Some releases of the library lack the function; the conformance test allows its absence.
     pub optional: bool,
+    /// The library versions this probe's layout is for (None: any).
+    pub library: Option<LibRange>,
 }
 
 #[derive(Clone, Debug)]
