@@ -162,6 +162,23 @@ pub enum Cmd {
         #[command(flatten)]
         lib: LibArgs,
     },
+    /// Start a pack for a new library (or a program's own functions): packs/NAME/pack.toml
+    /// listing the functions the file defines as probes to pick from; with --plugin, a decoder
+    /// crate plugins/NAME/ in the workspace. Prints the next steps.
+    NewPack {
+        /// The pack's name (an identifier: letters, digits, _).
+        name: String,
+        /// The library: a name the dynamic linker knows (libcudart.so.12) or a path to a shared
+        /// library or an executable.
+        #[arg(long, value_name = "SONAME|PATH")]
+        lib: String,
+        /// Also a plugin crate (plugins/NAME/, a decoder with a unit test), added to the workspace.
+        #[arg(long)]
+        plugin: bool,
+        /// The source tree to write into (default: the one around the current folder, else it).
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+    },
     /// Check that this machine can trace: bpftrace, rights, tracefs, BTF, pack libraries.
     Doctor {
         /// Packs whose libraries to check (default: all found).

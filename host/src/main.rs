@@ -237,6 +237,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print!("{}", packs::report(&reg, &libs(&lib)?, verbose));
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::NewPack {
+            name,
+            lib,
+            plugin,
+            root,
+        } => {
+            let reg = Registry::discover(&paths, false);
+            let req = bthost::commands::new_pack::NewPack {
+                name,
+                lib,
+                plugin,
+                root,
+            };
+            let done = bthost::commands::new_pack::scaffold(&reg, &req)?;
+            for f in &done.files {
+                eprintln!("bthost: wrote {}", f.display());
+            }
+            eprint!("{}", done.next_steps);
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Doctor {
             packs: chosen,
             bpftrace_bin,

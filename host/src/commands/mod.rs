@@ -2,4 +2,5 @@
 
 pub mod build;
 pub mod doctor;
+pub mod new_pack;
 pub mod packs;

@@ -1,7 +1,7 @@
 //! Finding the library a pack probes, and which functions it exports.
 
 pub mod deps;
-mod mapped;
+pub(crate) mod mapped;
 pub mod symbols;
 pub mod version;
 

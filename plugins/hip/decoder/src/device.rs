@@ -7,13 +7,35 @@ use bthost_plugin_api::{Decoder, Event, Phase, Record, Value};
 
 const DEVICE: &str = "device";
 
-#[derive(Default, Debug)]
+/// HIP's calls that set or report the thread's device, and the field holding it.
+pub const HIP_DEVICE_CALLS: &[(&str, &str)] =
+    &[("hipSetDevice", "deviceId"), ("hipGetDevice", "deviceId")];
+
+/// The same runtime model serves CUDA (the cuda pack's plugin): a device per host thread,
+/// set and read by calls named in `calls`.
+#[derive(Debug)]
 pub struct DeviceTracker {
+    /// (function, field) pairs whose successful call sets or reports the current device.
+    calls: &'static [(&'static str, &'static str)],
     /// tid -> current device.
     current: HashMap<u32, i64>,
 }
 
+impl Default for DeviceTracker {
+    fn default() -> Self {
+        DeviceTracker::new(HIP_DEVICE_CALLS)
+    }
+}
+
 impl DeviceTracker {
+    /// A tracker learning the device from `calls`: (function, field holding the device).
+    pub fn new(calls: &'static [(&'static str, &'static str)]) -> DeviceTracker {
+        DeviceTracker {
+            calls,
+            current: HashMap::new(),
+        }
+    }
+
     pub fn current(&self, tid: u32) -> Option<i64> {
         self.current.get(&tid).copied()
     }
@@ -30,12 +52,11 @@ impl DeviceTracker {
         if !ok {
             return Ok(()); // a failed call leaves the device as it was
         }
-        let device = match rec.probe.as_str() {
-            "hipSetDevice" | "hipGetDevice" => rec.field("deviceId"),
-            _ => return Ok(()),
+        let Some(&(_, field)) = self.calls.iter().find(|(f, _)| *f == rec.probe.as_str()) else {
+            return Ok(());
         };
-        let Some(dev) = device.and_then(|a| a.value.as_i64()) else {
-            return Err(format!("{} without a deviceId field", rec.probe));
+        let Some(dev) = rec.field(field).and_then(|a| a.value.as_i64()) else {
+            return Err(format!("{} without a {field} field", rec.probe));
         };
         if !(0..=4096).contains(&dev) {
             return Err(format!(

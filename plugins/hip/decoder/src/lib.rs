@@ -15,7 +15,7 @@ use bthost_plugin_api::{
     ABI_VERSION,
 };
 
-pub use device::DeviceTracker;
+pub use device::{DeviceTracker, HIP_DEVICE_CALLS};
 
 /// The pack version this decoder is for (must equal packs/hip/pack.toml's).
 pub const PACK_VERSION: &str = env!("CARGO_PKG_VERSION");
