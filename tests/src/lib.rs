@@ -222,6 +222,12 @@ pub fn test_lib_overrides() -> bthost::library::LibOverrides {
         "{REAL_RCCL} is missing: run tests/standins/fetch-real-rccl.sh (scripts/setup does it)"
     );
     m.insert("rccl".into(), PathBuf::from(REAL_RCCL));
+    let nv = nvidia_dir();
+    m.insert(
+        "cuda".into(),
+        nv.join("nvidia/cuda_runtime/lib/libcudart.so.12"),
+    );
+    m.insert("nccl".into(), nv.join("nvidia/nccl/lib/libnccl.so.2"));
     if let Ok(v) = std::env::var("BTHOST_TEST_LIBS") {
         for part in v.split(',').filter(|p| !p.is_empty()) {
             let (k, p) = bthost::library::parse_override(part).expect("BTHOST_TEST_LIBS");
@@ -229,6 +235,26 @@ pub fn test_lib_overrides() -> bthost::library::LibOverrides {
         }
     }
     m
+}
+
+/// The folder holding NVIDIA's real libraries and headers from PyPI's wheels
+/// (`nvidia/cuda_runtime/{lib,include}`, `nvidia/nccl/{lib,include}`), fetched once
+/// (tests/standins/fetch-nvidia.sh; scripts/setup runs it too).
+pub fn nvidia_dir() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let o = Command::new("sh")
+            .arg(root().join("tests/standins/fetch-nvidia.sh"))
+            .output()
+            .expect("run tests/standins/fetch-nvidia.sh");
+        assert!(
+            o.status.success(),
+            "tests/standins/fetch-nvidia.sh: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())
+    })
+    .clone()
 }
 
 /// Builds the RCCL/HIP stand-ins and the multi-rank workload into `dir` (tests/standins/build.sh).

@@ -133,10 +133,10 @@ fn every_variant_is_accepted_by_a_real_bpftrace() {
                     bin.display(),
                     script.display()
                 );
-                let want = format!("Attaching {} probes", built.probe_count + 2);
+                let want = built.probe_count + 2;
                 assert!(
-                    all.contains(&want),
-                    "bpftrace {bver} did not attach every probe of {name} ({want}):\n{all}"
+                    attached(&all) >= want,
+                    "bpftrace {bver} did not attach every probe of {name} (Attaching {want} probes):\n{all}"
                 );
                 assert!(
                     all.contains(&built.schema.header_line()),
@@ -226,6 +226,18 @@ fn decoders_never_panic_on_garbage_records() {
     }
 }
 
+/// The number in bpftrace's "Attaching N probes". It may exceed the script's probes: bpftrace
+/// 0.17 also attaches a function's uprobe at C++ function-local objects whose demangled names
+/// start with it (libnccl's `ncclCommInitRank::schema`: data, never executed), so NCCL's
+/// ncclCommInitRank, ncclGroupEnd and ncclCommFinalize count 3 each there.
+fn attached(out: &str) -> usize {
+    out.split("Attaching ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 /// The probes in a script: one per probe header line (a multi-probe line `a,` counts each).
 fn probes_in(script: &str) -> usize {
     script
@@ -281,10 +293,10 @@ fn every_pack_records_in_every_way_on_a_real_bpftrace() {
                 assert!(o.status.success(), "{name} {bver} {way}: {err}");
                 let text = std::fs::read_to_string(&log).unwrap();
                 let script = std::fs::read_to_string(log.with_extension("log.bt")).unwrap();
-                let want = format!("Attaching {} probes", probes_in(&script));
+                let want = probes_in(&script);
                 assert!(
-                    text.contains(&want) || err.contains(&want),
-                    "{name} {bver} {way}: wanted {want:?}: {err}"
+                    attached(&text).max(attached(&err)) >= want,
+                    "{name} {bver} {way}: wanted Attaching {want} probes: {err}"
                 );
                 assert!(
                     text.contains("\n#Z ffffffff\n"),

@@ -16,6 +16,7 @@ const COLLECTIVES: &[&str] = &[
     "ncclAllGather",
     "ncclReduceScatter",
     "ncclAllToAll",
+    "ncclAlltoAll", // NCCL's spelling (2.28+)
     "ncclAllToAllv",
     "ncclGather",
     "ncclScatter",
@@ -23,8 +24,8 @@ const COLLECTIVES: &[&str] = &[
     "ncclRecv",
 ];
 
-/// Bytes per element of each ncclDataType_t.
-const DATATYPE_SIZE: [u64; 10] = [1, 1, 4, 4, 8, 8, 2, 4, 8, 2];
+/// Bytes per element of each ncclDataType_t (10, 11: NCCL's 8-bit floats).
+const DATATYPE_SIZE: [u64; 12] = [1, 1, 4, 4, 8, 8, 2, 4, 8, 2, 1, 1];
 
 /// A call begun on a thread whose exit will complete what it taught.
 #[derive(Debug, Clone)]
