@@ -57,7 +57,7 @@ fn unknown_pack_lists_the_known_ones() {
     let (code, err) = stderr_of(&["build", "--packs", "nosuch", "-o", "/dev/null"]);
     assert_eq!(code, 2);
     assert!(
-        err.contains("unknown pack \"nosuch\"; known packs: hip"),
+        err.contains("unknown pack \"nosuch\"; known packs: cuda, hip, hsa, nccl, rccl"),
         "{err}"
     );
 }
@@ -127,6 +127,31 @@ fn unsafe_or_wrong_manifests_are_refused_with_file_and_line() {
             "badlink",
             ("ret = \"i32\"", "args = [{ name = \"x\", type = \"ptr\", link = \"stream\" }]"),
             "pack.toml:13: link key \"stream\" is not declared in [pack] links = []",
+        ),
+        (
+            "dim3ret",
+            ("ret = \"i32\"", "ret = \"dim3\""),
+            "pack.toml:13: a return value cannot be of type dim3",
+        ),
+        (
+            "retkey",
+            ("ret = \"i32\"", "ret = { type = \"i32\", enums = \"E\" }"),
+            "pack.toml:13: `ret`: expected \"none\", a type like \"i32\", or a table with exactly `type`",
+        ),
+        (
+            "twice",
+            ("ret = \"i32\"", "ret = \"i32\"\n\n[[probe]]\nfunction = \"getpid\""),
+            "pack.toml:16: probe getpid is declared twice (several probes of one function each need `library = \"RANGE\"`",
+        ),
+        (
+            "libnover",
+            ("ret = \"i32\"", "ret = \"i32\"\nlibrary = \">=2\""),
+            "pack.toml:14: `library = \"RANGE\"` needs [library] version_from",
+        ),
+        (
+            "badsource",
+            ("soname = \"libc.so.6\"", "soname = \"libc.so.6\"\nversion_from = [\"call:gnu_get_libc_version\"]"),
+            "pack.toml:7: version source \"call:gnu_get_libc_version\": expected \"file\"",
         ),
     ];
     for (name, (from, to), want) in &cases {
@@ -204,6 +229,17 @@ fn untrusted_pack_folders_are_refused_as_root() {
         out.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{err}");
+    // A file others can write, in a folder only root can: refused too (it reaches the script).
+    let manifest = p.join("pack.toml");
+    std::fs::set_permissions(&manifest, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (code, err) = build_from(&dir, "loose");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("not trusted as root")
+            && err.contains(&format!("{} is writable by everyone", manifest.display())),
+        "{err}"
+    );
+    std::fs::set_permissions(&manifest, std::fs::Permissions::from_mode(0o644)).unwrap();
 }
 
 fn hip_schema(v: &str) -> String {
@@ -275,14 +311,14 @@ fn logs_from_elsewhere_are_refused_with_the_reason() {
     let foreign = Schema {
         bpftrace: Version::new(0, 17, 0),
         storage: Default::default(),
-        packs: vec![("nccl".into(), Version::new(0, 1, 0))],
+        packs: vec![("mpi".into(), Version::new(0, 1, 0))],
         records: vec![],
     };
-    let (code, err) = convert("nccl.log", &foreign.to_text(), &[]);
+    let (code, err) = convert("mpi.log", &foreign.to_text(), &[]);
     assert_eq!(code, 2);
     assert!(
         err.contains(
-            "nccl.log:1: the log was written with pack nccl 0.1.0, which is not installed here"
+            "mpi.log:1: the log was written with pack mpi 0.1.0, which is not installed here"
         ),
         "{err}"
     );

@@ -25,6 +25,11 @@ fn fragment_values_reach_the_log() {
         "-o",
         script.to_str().unwrap(),
     ]);
+    // The fragment's variables live in their own namespace (`$first` is `$f_first`): a
+    // fragment cannot overwrite the generated code's own (`$t`, `$e`, ...).
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert!(text.contains("$f_first = (uint8)0;"), "{text}");
+    assert!(!text.contains(" $first"), "{text}");
     let prog = compile_workload("libc_demo", &dir, &[]);
     let (_, out) = bpftrace_run("bpftrace", &script, &log, prog.to_str().unwrap());
     let printed_pid: i64 = String::from_utf8_lossy(&out.stdout)

@@ -104,7 +104,7 @@ fn fragment_pack_script() {
     assert!(
         built
             .script
-            .contains("\t// from first-byte.bt\n\t$first = (uint8)0;"),
+            .contains("\t// from first-byte.bt\n\t$f_first = (uint8)0;"),
         "{}",
         built.script
     );

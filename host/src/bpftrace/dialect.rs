@@ -50,7 +50,11 @@ impl Dialect {
             (
                 "tid",
                 "pid",
-                "<0.23: tid and pid builtins; stack arguments via sargN",
+                if *v < Version::new(0, 21, 0) {
+                    "<0.21: tid and pid builtins; stack arguments via sargN"
+                } else {
+                    "0.21-0.22: tid and pid builtins; stack arguments via reg(\"sp\") (sargN is deprecated)"
+                },
             )
         } else {
             (

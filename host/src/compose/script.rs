@@ -178,7 +178,7 @@ fn config_block(d: &Dialect, opts: &Options) -> Option<String> {
 /// The expression that reads `a` at entry (a register, a stack slot, or a fragment's variable).
 fn entry_value(a: &Arg, slot: usize, d: &Dialect) -> String {
     match &a.from {
-        Some(var) => format!("${var}"),
+        Some(var) => format!("{FRAGMENT_VAR}{var}"),
         None => d.arg(a.index + slot),
     }
 }
@@ -209,9 +209,21 @@ fn fragment_lines(out: &mut Vec<String>, p: &Planned, at: Where, d: &Dialect) {
             out.push(format!("// from {}", frag.name));
         }
         for l in lines {
-            out.push(l.replace("{tid}", d.tid).replace("{pid}", d.pid));
+            out.push(fragment_vars(
+                &l.replace("{tid}", d.tid).replace("{pid}", d.pid),
+            ));
         }
     }
+}
+
+/// The prefix of a fragment's scratch variables in the script: `$grid` is written `$f_grid`,
+/// so that a fragment cannot overwrite the variables the generated code keeps (`$t`, `$e`...).
+const FRAGMENT_VAR: &str = "$f_";
+
+/// `line` with each `$name` renamed into the fragments' namespace (a checked fragment line
+/// has `$` only before its scratch variables).
+fn fragment_vars(line: &str) -> String {
+    line.replace('$', FRAGMENT_VAR)
 }
 
 /// The per-thread map a pack's capture lives in.

@@ -156,13 +156,19 @@ struct RawArg {
 #[serde(untagged)]
 enum RawRet {
     Short(String),
-    Full {
-        #[serde(rename = "type")]
-        ty: String,
-        #[serde(rename = "enum")]
-        enum_name: Option<String>,
-        link: Option<String>,
-    },
+    Full(RawRetFull),
+}
+
+/// The table form of `ret`, strict like every other table (an unknown key is an error, not
+/// silently a plain integer).
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawRetFull {
+    #[serde(rename = "type")]
+    ty: String,
+    #[serde(rename = "enum")]
+    enum_name: Option<String>,
+    link: Option<String>,
 }
 
 /// A manifest error: file, line and message.
@@ -235,10 +241,15 @@ pub fn parse_with(
             .span()
             .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
             .unwrap_or(0);
+        let msg = if e.message().contains("untagged enum RawRet") {
+            "`ret`: expected \"none\", a type like \"i32\", or a table with exactly `type` and optionally `enum` and `link`: { type = \"i32\", enum = \"myError_t\" }".to_string()
+        } else {
+            e.message().to_string()
+        };
         ManifestError {
             file: file.to_path_buf(),
             line,
-            msg: e.message().to_string(),
+            msg,
         }
     })?;
 
@@ -384,10 +395,10 @@ pub fn parse_with(
                     format!("argument name {} is used twice", arg.name),
                 );
             }
-            if arg.out && probe_mode == ProbeMode::Entry {
+            if arg.at_exit() && probe_mode == ProbeMode::Entry {
                 return cx.err(
                     a.name.span(),
-                    "an `out` argument needs the function's exit; mode \"entry\" has none",
+                    "an `out` or `capture` argument is read at the function's exit; mode \"entry\" has none",
                 );
             }
             args.push(arg);
@@ -702,16 +713,22 @@ fn resolve_ret(
     let at = |s: &String| Spanned::new(span.clone(), s.clone());
     match r.get_ref() {
         RawRet::Short(s) if s == "none" => Ok(None),
-        RawRet::Short(s) => Ok(Some(Ret {
-            ty: field_type(cx, &at(s))?,
-            enum_name: None,
-            link: None,
-        })),
-        RawRet::Full {
+        RawRet::Short(s) => {
+            let t = field_type(cx, &at(s))?;
+            if t.slots() != 1 {
+                return cx.err(span, format!("a return value cannot be of type {t}"));
+            }
+            Ok(Some(Ret {
+                ty: t,
+                enum_name: None,
+                link: None,
+            }))
+        }
+        RawRet::Full(RawRetFull {
             ty,
             enum_name,
             link,
-        } => {
+        }) => {
             let t = field_type(cx, &at(ty))?;
             if t.slots() != 1 {
                 return cx.err(span, format!("a return value cannot be of type {t}"));

@@ -180,8 +180,16 @@ impl Registry {
 
     fn add_pack_dir(&mut self, dir: &Path, as_root: bool) {
         if as_root {
-            if let Err(why) = trust::check_trusted(dir) {
-                return self.skip(dir, format!("not trusted as root: {why}"), None);
+            // The folder, and every file in it (pack.toml, fragments; a link is checked where
+            // it leads): a file others can write in a root-owned folder still reaches root's
+            // script.
+            let files = walkdir::WalkDir::new(dir).follow_links(false).into_iter();
+            for p in std::iter::once(dir.to_path_buf())
+                .chain(files.filter_map(Result::ok).map(|e| e.into_path()))
+            {
+                if let Err(why) = trust::check_trusted(&p) {
+                    return self.skip(dir, format!("not trusted as root: {why}"), None);
+                }
             }
         }
         match manifest::load(dir) {
