@@ -67,6 +67,14 @@ pub fn plugins() -> Vec<Plugin> {
             info: bthost_rccl_decoder::info,
             new_decoder: bthost_rccl_decoder::new_decoder,
         }),
+        module(PackMod {
+            info: bthost_cuda_decoder::info,
+            new_decoder: bthost_cuda_decoder::new_decoder,
+        }),
+        module(PackMod {
+            info: bthost_nccl_decoder::info,
+            new_decoder: bthost_nccl_decoder::new_decoder,
+        }),
     ];
     v.drain(..)
         .map(|m| Plugin {
