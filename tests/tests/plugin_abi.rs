@@ -156,7 +156,8 @@ fn plugins_of_another_abi_are_refused_clearly() {
         2,
         "{out}"
     );
-    assert!(out.lines().count() < 40, "{out}");
+    // (About 8 lines per pack found: the tree's and the test's.)
+    assert!(out.lines().count() < 80, "{out}");
     let verbose = run(true);
     assert!(
         verbose.lines().count() > out.lines().count() + 5,

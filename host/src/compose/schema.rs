@@ -210,6 +210,20 @@ pub struct SchemaBuilder {
     pub records: Vec<RecordSpec>,
 }
 
+/// The packs a log was written with, from its `#bthost` header (read from the first 256
+/// lines: bpftrace may print a few before it); None if it has none there.
+pub fn log_packs(log: &std::path::Path) -> Option<Vec<String>> {
+    use std::io::BufRead;
+    let f = std::fs::File::open(log).ok()?;
+    std::io::BufReader::new(f)
+        .lines()
+        .take(256)
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("#bthost "))
+        .and_then(|l| SchemaBuilder::header(&l).ok())
+        .map(|b| b.packs.into_iter().map(|(n, _)| n).collect())
+}
+
 impl SchemaBuilder {
     /// Parses a `#bthost ...` line.
     pub fn header(line: &str) -> Result<SchemaBuilder, String> {

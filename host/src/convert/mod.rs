@@ -222,7 +222,8 @@ pub fn read_calls(
     gather: &mut crate::report::gather::Gather,
 ) -> Result<ReadCalls> {
     let mut calls = Collector::new(None, Symbolizer::default());
-    gather.start_log(index, &mut calls.strings);
+    let packs = crate::compose::schema::log_packs(log);
+    gather.start_log(index, &mut calls.strings, packs.as_deref());
     calls.report = Some(std::mem::take(gather));
     let read = for_each_event(registry, log, None, Vec::new(), |_, e| {
         calls.push(e).context("reading calls")
@@ -277,7 +278,8 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
     let several = sources.several();
     for src in &sources.list {
         if let Some(g) = calls.report.as_mut() {
-            g.start_log(src.index, &mut calls.strings);
+            let packs = crate::compose::schema::log_packs(&src.path);
+            g.start_log(src.index, &mut calls.strings, packs.as_deref());
         }
         let d = for_each_event(
             registry,

@@ -165,14 +165,24 @@ impl Gather {
         }
     }
 
-    /// The calls that follow are of log `log`, whose names are interned in `strings`.
-    pub fn start_log(&mut self, log: u16, strings: &mut Strings) {
+    /// The calls that follow are of log `log`, whose names are interned in `strings`, written
+    /// with `packs` (None: unknown, every spec applies). Only those packs' specs read its
+    /// calls: two packs may declare the same fields (rccl and nccl: the NCCL API), and a
+    /// call is its own pack's.
+    pub fn start_log(&mut self, log: u16, strings: &mut Strings, packs: Option<&[String]>) {
         self.log = log;
+        let in_log = |pack: &String| !matches!(packs, Some(p) if !p.contains(pack));
+        // A spec of a pack the log lacks matches nothing: its group name is one no call has.
+        let absent = strings.id("\u{0}not in this log");
         self.ids = self
             .specs
             .iter()
-            .map(|(_, s)| SpecIds {
-                group: strings.id(&s.group),
+            .map(|(pack, s)| SpecIds {
+                group: if in_log(pack) {
+                    strings.id(&s.group)
+                } else {
+                    absent
+                },
                 member: strings.id(&s.member),
                 size: s.size.as_deref().map(|n| strings.id(n)),
                 order: strings.id(&s.order),
