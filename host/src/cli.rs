@@ -107,9 +107,14 @@ pub enum Cmd {
         pids: Vec<u32>,
         /// Trace (also) the processes that `bthost announce --token TOKEN` names, and those they
         /// start: `auto` derives the token from Slurm's job and node (contrib/slurm/bthost-run
-        /// announces each task of a job step with srun's --task-prolog).
-        #[arg(long, value_name = "TOKEN|auto")]
+        /// announces each task of a job step with srun's --task-prolog), `slurm:JOB:NODE`
+        /// gives them explicitly (a recorder started through sudo, which clears the environment).
+        #[arg(long, value_name = "TOKEN|auto|slurm:JOB:NODE")]
         announced: Option<String>,
+        /// The node's name in the log, which reports and traces show (default: Slurm's
+        /// $SLURMD_NODENAME, else the host's name).
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
         /// Stop tracing after this many seconds.
         #[arg(long, value_name = "SECONDS")]
         duration: Option<f64>,

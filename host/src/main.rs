@@ -169,11 +169,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             emit: emit_args,
             pids,
             announced,
+            node,
             duration,
             on_hang,
             output,
             command,
         } => {
+            if let Some(n) = node {
+                bthost::log::anchor::set_node_name(&n);
+            }
             let reg = Registry::discover(&paths, false);
             eprint!("{}", packs::skipped_report(&reg, verbose));
             let opts = record::RecordOptions {

@@ -485,6 +485,17 @@ pub fn ranks_of(stdout: &str) -> Vec<(i64, u32, i64, u64, u64)> {
     v
 }
 
+/// Runs `bthost record ARGS...` holding the tracing lock (the probes are system-wide), and
+/// returns its output: stderr has what record says, stdout the traced command's.
+pub fn bthost_record(args: &[&str]) -> Output {
+    let _serial = system_wide_lock();
+    Command::new(bthost_bin())
+        .arg("record")
+        .args(args)
+        .output()
+        .expect("run bthost record")
+}
+
 /// Probes are system-wide: two tests tracing the same library at once would see each other's
 /// workloads. Tests that trace hold this lock (a file lock, so it also serialises tests that
 /// run in separate processes, as under nextest).

@@ -26,21 +26,20 @@ fn each_launch_flows_to_its_completion() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let log = dir.join("gpu.log");
     let launches = 12;
-    let o = {
-        let _serial = system_wide_lock();
-        Command::new(bthost_bin())
-            .args(["record", "--pack-path"])
-            .arg(&examples)
-            .args(["--packs", "gpu_completion", "--lib"])
-            .arg(format!("gpu_completion={}", app.display()))
-            .arg("-o")
-            .arg(&log)
-            .arg("--")
-            .arg(&app)
-            .arg(launches.to_string())
-            .output()
-            .unwrap()
-    };
+    let lib = format!("gpu_completion={}", app.display());
+    let o = bthost_record(&[
+        "--pack-path",
+        examples.to_str().unwrap(),
+        "--packs",
+        "gpu_completion",
+        "--lib",
+        &lib,
+        "-o",
+        log.to_str().unwrap(),
+        "--",
+        app.to_str().unwrap(),
+        &launches.to_string(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).trim(),

@@ -6,7 +6,6 @@
 //! With no GPU the CUDA calls fail (cudaErrorInsufficientDriver) and every probe fires.
 
 use std::path::Path;
-use std::process::Command;
 
 use bthost_tests::*;
 
@@ -43,22 +42,24 @@ fn traces_the_real_cuda_runtime_and_nccl_on_every_bpftrace() {
 fn traces(dir: &Path, bpftrace: &Path, prog: &Path, cudart: &Path, nccl: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     let log = dir.join("run.log");
-    let o = {
-        let _serial = system_wide_lock();
-        Command::new(bthost_bin())
-            .args(["record", "--packs", "cuda,nccl", "--bpftrace-bin"])
-            .arg(bpftrace)
-            .arg("--lib")
-            .arg(format!("cuda={}", cudart.display()))
-            .arg("--lib")
-            .arg(format!("nccl={}", nccl.display()))
-            .arg("-o")
-            .arg(&log)
-            .arg("--")
-            .arg(prog)
-            .output()
-            .unwrap()
-    };
+    let (cuda, nccl) = (
+        format!("cuda={}", cudart.display()),
+        format!("nccl={}", nccl.display()),
+    );
+    let o = bthost_record(&[
+        "--packs",
+        "cuda,nccl",
+        "--bpftrace-bin",
+        bpftrace.to_str().unwrap(),
+        "--lib",
+        &cuda,
+        "--lib",
+        &nccl,
+        "-o",
+        log.to_str().unwrap(),
+        "--",
+        prog.to_str().unwrap(),
+    ]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "record: {err}");
     // The nccl variant was picked knowing the library's version, read from its text.

@@ -64,20 +64,19 @@ fn each_release_gets_its_layout_and_offsets() {
     for (version, variant, range) in [("1.9.0", 1, "<2.0.0"), ("2.21.5", 2, ">=2.0.0, <3.0.0")] {
         let (lib, app) = release(&dir, version);
         let log = dir.join(format!("v{version}.log"));
-        let o = {
-            let _serial = system_wide_lock();
-            Command::new(bthost_bin())
-                .args(["record", "--pack-path"])
-                .arg(&fixtures)
-                .args(["--packs", "verlib", "--lib"])
-                .arg(format!("verlib={}", lib.display()))
-                .arg("-o")
-                .arg(&log)
-                .arg("--")
-                .arg(&app)
-                .output()
-                .unwrap()
-        };
+        let lib_arg = format!("verlib={}", lib.display());
+        let o = bthost_record(&[
+            "--pack-path",
+            fixtures.to_str().unwrap(),
+            "--packs",
+            "verlib",
+            "--lib",
+            &lib_arg,
+            "-o",
+            log.to_str().unwrap(),
+            "--",
+            app.to_str().unwrap(),
+        ]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(o.status.success(), "{version}: {err}");
         assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "verlib_work 57");

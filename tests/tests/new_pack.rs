@@ -171,42 +171,21 @@ fn a_library_pack_with_a_plugin_builds_and_tests_as_generated() {
         "plugin not loaded:\n{mine}"
     );
 
-    // Names that exist, or are not identifiers, are refused.
-    let (ok, err) = new_pack(&[
-        "mylib",
-        "--lib",
-        "libamdhip64.so.5",
-        "--root",
-        t.to_str().unwrap(),
-    ]);
-    assert!(!ok && err.contains("exists: choose another name"), "{err}");
-    let (ok, err) = new_pack(&[
-        "hip",
-        "--lib",
-        "libamdhip64.so.5",
-        "--root",
-        t.to_str().unwrap(),
-    ]);
-    assert!(!ok && err.contains("a pack named hip exists"), "{err}");
-    let (ok, err) = new_pack(&[
-        "my-lib",
-        "--lib",
-        "libamdhip64.so.5",
-        "--root",
-        t.to_str().unwrap(),
-    ]);
-    assert!(!ok && err.contains("invalid pack name"), "{err}");
-    let (ok, err) = new_pack(&[
-        "other",
-        "--lib",
-        "libnothere.so.9",
-        "--root",
-        t.to_str().unwrap(),
-    ]);
-    assert!(
-        !ok && err.contains("libnothere.so.9: the dynamic linker does not know it"),
-        "{err}"
-    );
+    // Names that exist, or are not identifiers, and unknown libraries are refused.
+    let root_arg = t.to_str().unwrap();
+    for (name, lib, want) in [
+        ("mylib", "libamdhip64.so.5", "exists: choose another name"),
+        ("hip", "libamdhip64.so.5", "a pack named hip exists"),
+        ("my-lib", "libamdhip64.so.5", "invalid pack name"),
+        (
+            "other",
+            "libnothere.so.9",
+            "libnothere.so.9: the dynamic linker does not know it",
+        ),
+    ] {
+        let (ok, err) = new_pack(&[name, "--lib", lib, "--root", root_arg]);
+        assert!(!ok && err.contains(want), "{name}: {err}");
+    }
 }
 
 #[test]
@@ -238,6 +217,12 @@ fn an_executable_pack_lists_the_program_s_functions_and_traces() {
         err.contains(&format!("--lib app={}", app.display())),
         "{err}"
     );
+    // Outside the source tree, the next steps name the folder of packs.
+    let in_packs = format!(
+        "bthost record --pack-path {}",
+        root_dir.join("packs").display()
+    );
+    assert!(err.contains(&in_packs), "{err}");
     let manifest = root_dir.join("packs/app/pack.toml");
     let text = std::fs::read_to_string(&manifest).unwrap();
     assert!(text.contains("soname = \"completion_demo\""), "{text}");
@@ -259,19 +244,20 @@ fn an_executable_pack_lists_the_program_s_functions_and_traces() {
     std::fs::write(&manifest, text).unwrap();
     let packs = root_dir.join("packs");
     let log = dir.join("app.log");
-    let o = {
-        let _serial = system_wide_lock();
-        Command::new(bthost_bin())
-            .args(["record", "--pack-path"])
-            .arg(&packs)
-            .args(["--packs", "app", "--lib"])
-            .arg(format!("app={}", app.display()))
-            .arg("-o")
-            .arg(&log)
-            .args(["--", app.to_str().unwrap(), "3"])
-            .output()
-            .unwrap()
-    };
+    let lib = format!("app={}", app.display());
+    let o = bthost_record(&[
+        "--pack-path",
+        packs.to_str().unwrap(),
+        "--packs",
+        "app",
+        "--lib",
+        &lib,
+        "-o",
+        log.to_str().unwrap(),
+        "--",
+        app.to_str().unwrap(),
+        "3",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = dir.join("out");
     bthost_convert(&log, &out, &["--pack-path", packs.to_str().unwrap()]);

@@ -140,7 +140,8 @@ fn a_slurm_job_is_recorded_on_every_node() {
     let job = sbatch(
         &dir,
         &format!(
-            "exec {} --bthost {} --packs rccl --lib rccl={} -o {} -- -O {} -S {}/uid -k 3 -s 5:1 -t 600000",
+            // --sudo, as a user who is not root runs it (root's sudo needs no rule).
+            "exec {} --sudo --bthost {} --packs rccl --lib rccl={} -o {} -- -O {} -S {}/uid -k 3 -s 5:1 -t 600000",
             recipe().display(),
             bthost_bin().display(),
             standins.join("librccl.so.1").display(),

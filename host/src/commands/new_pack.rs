@@ -93,7 +93,7 @@ pub fn scaffold(reg: &Registry, req: &NewPack) -> Result<Scaffolded> {
         files.push(workspace);
     }
     Ok(Scaffolded {
-        next_steps: next_steps(&req.name, &target, req.plugin),
+        next_steps: next_steps(&req.name, &target, req.plugin, &root),
         files,
     })
 }
@@ -245,14 +245,23 @@ fn pack_toml(name: &str, t: &Target) -> String {
     s
 }
 
-fn next_steps(name: &str, t: &Target, plugin: bool) -> String {
+fn next_steps(name: &str, t: &Target, plugin: bool, root: &Path) -> String {
     let lib = if t.executable || !t.path.starts_with("/usr") && !t.path.starts_with("/lib") {
         format!(" --lib {name}={}", t.path.display())
     } else {
         String::new()
     };
+    // Outside bthost's source tree the folder of packs is not searched unless named.
+    let in_tree = root.join("plugin-api").is_dir();
+    let packs = if in_tree {
+        String::new()
+    } else {
+        format!(" --pack-path {}", root.join("packs").display())
+    };
+    let manifest = root.join("packs").join(name).join("pack.toml");
     let mut s = format!(
-        "next:\n  1. edit packs/{name}/pack.toml: uncomment the probes you want and give their arguments\n  2. bthost build --packs {name}{lib} -o {name}.bt        # the script, and what was left out\n  3. bthost record --packs {name}{lib} -o {name}.log -- PROGRAM   # as root\n  4. bthost convert {name}.log\n"
+        "next:\n  1. edit {}: uncomment the probes you want and give their arguments\n  2. bthost build{packs} --packs {name}{lib} -o {name}.bt        # the script, and what was left out\n  3. bthost record{packs} --packs {name}{lib} -o {name}.log -- PROGRAM   # as root\n  4. bthost convert{packs} {name}.log\n",
+        manifest.display()
     );
     if plugin {
         let _ = write!(
@@ -260,7 +269,10 @@ fn next_steps(name: &str, t: &Target, plugin: bool) -> String {
             "  5. cargo test -p bthost-pack-{name}      # the decoder's unit test (plugins/{name}/src/lib.rs)\n  6. cargo build -p bthost-pack-{name}     # bthost finds the plugin beside it in target/\n"
         );
     }
-    s.push_str("  the conformance test checks the pack on every bpftrace here: cargo test -p bthost-tests --test conformance\n  guide: docs/writing-a-pack.md\n");
+    if in_tree {
+        s.push_str("  the conformance test checks the pack on every bpftrace here: cargo test -p bthost-tests --test conformance\n");
+    }
+    s.push_str("  guide: docs/writing-a-pack.md\n");
     s
 }
 

@@ -129,9 +129,21 @@ fn plain(s: &str) -> String {
     }
 }
 
-/// The node's name: Slurm's (`SLURMD_NODENAME`, set in a job's steps) where there is one,
-/// since several emulated nodes may share a host; else the host's name.
+/// The node's name as given (`record --node`), for the anchors written from then on.
+static NODE_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Names this node (`record --node NAME`): a recorder started through sudo has no Slurm
+/// environment to read it from.
+pub fn set_node_name(name: &str) {
+    let _ = NODE_NAME.set(plain(name));
+}
+
+/// The node's name: as given, else Slurm's (`SLURMD_NODENAME`, set in a job's steps) where
+/// there is one, since several emulated nodes may share a host; else the host's name.
 fn host_name() -> String {
+    if let Some(n) = NODE_NAME.get() {
+        return n.clone();
+    }
     match std::env::var("SLURMD_NODENAME") {
         Ok(n) if !n.is_empty() => plain(&n),
         _ => hostname(),

@@ -12,8 +12,15 @@
 
 use super::sentinel::Channel;
 
-/// A token as given: a number, or `auto` (from Slurm's environment).
+/// A token as given: a number, `auto` (from Slurm's environment), or `slurm:JOB:NODE` (the
+/// same, given explicitly: a recorder started through sudo, which clears the environment).
 pub fn token(arg: &str) -> Result<u64, String> {
+    if let Some(rest) = arg.strip_prefix("slurm:") {
+        return match rest.split_once(':') {
+            Some((job, node)) if !job.is_empty() && !node.is_empty() => Ok(slurm_token(job, node)),
+            _ => Err(format!("token {arg:?}: expected slurm:JOB_ID:NODE_NAME")),
+        };
+    }
     if arg != "auto" {
         return arg
             .parse()
@@ -50,6 +57,13 @@ pub fn announce(token: u64, pid: Option<u32>) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_explicit_slurm_token_is_auto_s() {
+        assert_eq!(token("slurm:7:n1"), Ok(slurm_token("7", "n1")));
+        assert!(token("slurm:7").is_err());
+        assert!(token("slurm::n1").is_err());
+    }
 
     #[test]
     fn tokens_differ_per_node_and_job() {
