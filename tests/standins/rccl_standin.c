@@ -885,6 +885,13 @@ static uint64_t id_magic(const ncclUniqueId *id) {
     return m;
 }
 
+/* Its version as text, as RCCL carries it ("RCCL version 2.13.4+hip5.7"): the rccl pack reads
+ * it (`version_from`) to choose the probes of this API version. */
+#define STR2(x) #x
+#define STR(x) STR2(x)
+__attribute__((used)) const char rccl_standin_version[] =
+    "RCCL version " STR(NCCL_MAJOR) "." STR(NCCL_MINOR) "." STR(NCCL_PATCH) "+standin";
+
 API ncclResult_t ncclGetVersion(int *version) {
     if (version == NULL) return ncclInvalidArgument;
     *version = NCCL_VERSION_CODE;

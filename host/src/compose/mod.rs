@@ -205,7 +205,21 @@ pub fn compose(
             .map(str::to_string)
             .unwrap_or_default();
         crate::ident::check_lib_path(&library).map_err(ComposeError::Library)?;
-        for probe in pack.probes_for(lib_version) {
+        let chosen_probes = pack.probes_for(lib_version);
+        // A function whose every probe is for other library versions: said, as a missing one is.
+        for p in &pack.probes {
+            let named = left_out
+                .iter()
+                .any(|l: &LeftOut| l.pack == pack.name && l.function == p.function);
+            if !named && !chosen_probes.iter().any(|c| c.function == p.function) {
+                left_out.push(LeftOut {
+                    pack: pack.name.clone(),
+                    function: p.function.clone(),
+                    why: "is declared only for other versions of the library (`library` ranges)",
+                });
+            }
+        }
+        for probe in chosen_probes {
             if let Some(why) = input.functions.why_not(&probe.function) {
                 left_out.push(LeftOut {
                     pack: pack.name.clone(),
