@@ -146,24 +146,46 @@ pub fn require_hip() {
     );
 }
 
+/// Runs the C compiler with `args`, asserting it succeeds (its errors in the message).
+pub fn cc(args: &[&str]) {
+    let o = Command::new("cc").args(args).output().expect("run cc");
+    assert!(
+        o.status.success(),
+        "cc {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 /// Compiles `tests/workloads/<name>.c` into `dir/<name>` with extra `libs`.
 pub fn compile_workload(name: &str, dir: &Path, libs: &[&str]) -> PathBuf {
     let src = root().join("tests/workloads").join(format!("{name}.c"));
     let exe = dir.join(name);
-    let o = Command::new("cc")
-        .args(["-O1", "-g", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .args(libs)
-        .output()
-        .expect("run cc");
-    assert!(
-        o.status.success(),
-        "cc {}: {}",
-        src.display(),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let mut args = vec![
+        "-O1",
+        "-g",
+        "-o",
+        exe.to_str().unwrap(),
+        src.to_str().unwrap(),
+    ];
+    args.extend_from_slice(libs);
+    cc(&args);
     exe
+}
+
+/// Compiles the example application of docs/examples/gpu_completion (a launch wrapper and
+/// its completion callback) into `dir/completion_demo`.
+pub fn compile_completion_demo(dir: &Path) -> PathBuf {
+    let src = root().join("docs/examples/gpu_completion/completion_demo.c");
+    let app = dir.join("completion_demo");
+    cc(&[
+        "-O2",
+        "-g",
+        "-pthread",
+        "-o",
+        app.to_str().unwrap(),
+        src.to_str().unwrap(),
+    ]);
+    app
 }
 
 /// Runs `bpftrace script -o log -c cmd` and returns (log text, bpftrace's output).
@@ -275,20 +297,19 @@ pub fn build_standins(dir: &Path) -> PathBuf {
 /// Compiles `src` (relative to the workspace root) into `out`, linked against the RCCL/HIP
 /// stand-ins in `standins` (found there at run time too), optimized (-O2).
 pub fn compile_on_standins(src: &str, standins: &Path, out: &Path) -> PathBuf {
-    let o = Command::new("cc")
-        .args(["-O2", "-g", "-o"])
-        .arg(out)
-        .arg(root().join(src))
-        .arg(format!("-L{}", standins.display()))
-        .arg(format!("-Wl,-rpath,{}", standins.display()))
-        .args(["-l:librccl.so.1", "-l:libamdhip64.so.5", "-lpthread"])
-        .output()
-        .expect("run cc");
-    assert!(
-        o.status.success(),
-        "cc {src}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let src = root().join(src);
+    cc(&[
+        "-O2",
+        "-g",
+        "-o",
+        out.to_str().unwrap(),
+        src.to_str().unwrap(),
+        &format!("-L{}", standins.display()),
+        &format!("-Wl,-rpath,{}", standins.display()),
+        "-l:librccl.so.1",
+        "-l:libamdhip64.so.5",
+        "-lpthread",
+    ]);
     out.to_path_buf()
 }
 

@@ -4,8 +4,6 @@
 //! trace of the `token` key (read with Perfetto's schema) every launch has exactly one flow,
 //! to its own completion on the callback's thread.
 
-use std::process::Command;
-
 use bthost_tests::*;
 
 #[test]
@@ -15,15 +13,7 @@ fn each_launch_flows_to_its_completion() {
     }
     let dir = scratch("completion");
     let examples = root().join("docs/examples");
-    let src = examples.join("gpu_completion/completion_demo.c");
-    let app = dir.join("completion_demo");
-    let o = Command::new("cc")
-        .args(["-O2", "-g", "-pthread", "-o"])
-        .arg(&app)
-        .arg(&src)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let app = compile_completion_demo(&dir);
     let log = dir.join("gpu.log");
     let launches = 12;
     let lib = format!("gpu_completion={}", app.display());

@@ -6,18 +6,8 @@
 //! release the pack has no variant for is refused by name, with the version it read.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use bthost_tests::*;
-
-fn cc(args: &[&str]) {
-    let o = Command::new("cc").args(args).output().expect("cc");
-    assert!(
-        o.status.success(),
-        "cc {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
 
 /// Builds release `version` of libverlib into `dir` (libverlib.so.MAJOR -> libverlib.so.VERSION)
 /// and the program that calls it; returns (library link, program).

@@ -102,19 +102,23 @@ fn a_library_pack_with_a_plugin_builds_and_tests_as_generated() {
     // The plugin crate builds and its unit tests pass, as generated (offline: the lock file
     // of this workspace has every crate it needs).
     let target = root().join("target/new-pack-test");
-    let o = Command::new(env!("CARGO"))
-        .args([
-            "test",
-            "--offline",
-            "-q",
-            "-p",
-            "bthost-pack-mylib",
-            "--manifest-path",
-        ])
-        .arg(t.join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", &target)
-        .output()
-        .unwrap();
+    // `cargo SUBCOMMAND` on the scaffold's crate, in the copied workspace.
+    let cargo = |sub: &str| {
+        Command::new(env!("CARGO"))
+            .args([
+                sub,
+                "--offline",
+                "-q",
+                "-p",
+                "bthost-pack-mylib",
+                "--manifest-path",
+            ])
+            .arg(t.join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .unwrap()
+    };
+    let o = cargo("test");
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         o.status.success() && out.contains("test result: ok. 2 passed"),
@@ -122,19 +126,7 @@ fn a_library_pack_with_a_plugin_builds_and_tests_as_generated() {
         String::from_utf8_lossy(&o.stderr)
     );
 
-    let o = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--offline",
-            "-q",
-            "-p",
-            "bthost-pack-mylib",
-            "--manifest-path",
-        ])
-        .arg(t.join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", &target)
-        .output()
-        .unwrap();
+    let o = cargo("build");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     // Uncomment a probe: the pack builds a script; the plugin, put in the pack's folder, loads.
@@ -197,14 +189,7 @@ fn an_executable_pack_lists_the_program_s_functions_and_traces() {
     let root_dir = dir.join("tree");
     let _ = std::fs::remove_dir_all(&root_dir);
     std::fs::create_dir_all(&root_dir).unwrap();
-    let app = dir.join("completion_demo");
-    let o = Command::new("cc")
-        .args(["-O2", "-g", "-pthread", "-o"])
-        .arg(&app)
-        .arg(root().join("docs/examples/gpu_completion/completion_demo.c"))
-        .output()
-        .unwrap();
-    assert!(o.status.success());
+    let app = compile_completion_demo(&dir);
     let (ok, err) = new_pack(&[
         "app",
         "--lib",

@@ -127,10 +127,9 @@ fn read_target(lib: &str) -> Result<Target> {
             path.display()
         )
     })?;
-    let soname = match &file {
-        object::File::Elf64(elf) => elf_soname(elf),
-        _ => None,
-    };
+    let soname = crate::library::deps::read(&path)
+        .map_err(anyhow::Error::msg)?
+        .soname;
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -171,20 +170,6 @@ fn listed(name: &str, executable: bool) -> bool {
     ident::check(IdentKind::Symbol, name).is_ok()
         && !name.starts_with('_')
         && !(executable && CRT.contains(&name) && name != "main")
-}
-
-fn elf_soname(elf: &object::read::elf::ElfFile64) -> Option<String> {
-    use object::read::elf::{Dyn, FileHeader};
-    let endian = elf.endian();
-    let data = elf.data();
-    let sections = elf.elf_header().sections(endian, data).ok()?;
-    let (dynamic, link) = sections.dynamic(endian, data).ok()??;
-    let strings = sections.strings(endian, data, link).ok()?;
-    dynamic
-        .iter()
-        .find(|d| d.tag32(endian) == Some(object::elf::DT_SONAME))
-        .and_then(|d| d.string(endian, strings).ok())
-        .map(|s| String::from_utf8_lossy(s).into_owned())
 }
 
 fn pack_toml(name: &str, t: &Target) -> String {

@@ -1,4 +1,5 @@
-//! What a library loads: its DT_NEEDED names and the folders of its DT_RUNPATH / DT_RPATH.
+//! What a library loads: its DT_NEEDED names and the folders of its DT_RUNPATH / DT_RPATH;
+//! and the name it is loaded by (DT_SONAME).
 //! A pack that probes calls its library makes into another one (`[[nested]]`) must probe the
 //! file *that* library loads, which may be a private copy found through its runpath, not the
 //! one ldconfig knows.
@@ -13,6 +14,8 @@ use object::read::elf::{Dyn, FileHeader};
 pub struct Deps {
     pub needed: Vec<String>,
     pub runpath: Vec<PathBuf>,
+    /// DT_SONAME: a shared library has one, an executable none.
+    pub soname: Option<String>,
 }
 
 pub fn read(path: &Path) -> Result<Deps, String> {
@@ -31,7 +34,14 @@ pub fn read(path: &Path) -> Result<Deps, String> {
     let mut deps = Deps::default();
     for d in dynamic {
         let tag = d.tag32(endian).unwrap_or(0);
-        if tag != elf::DT_NEEDED && tag != elf::DT_RUNPATH && tag != elf::DT_RPATH {
+        if ![
+            elf::DT_NEEDED,
+            elf::DT_RUNPATH,
+            elf::DT_RPATH,
+            elf::DT_SONAME,
+        ]
+        .contains(&tag)
+        {
             continue;
         }
         let Ok(s) = d.string(endian, strings) else {
@@ -40,6 +50,8 @@ pub fn read(path: &Path) -> Result<Deps, String> {
         let s = String::from_utf8_lossy(s);
         if tag == elf::DT_NEEDED {
             deps.needed.push(s.into_owned());
+        } else if tag == elf::DT_SONAME {
+            deps.soname = Some(s.into_owned());
         } else {
             for dir in s.split(':').filter(|d| !d.is_empty()) {
                 let dir = dir.replace("${ORIGIN}", "$ORIGIN");

@@ -104,6 +104,8 @@ pub struct Proc {
 
 /// The ids of a spec's names in one log's string table.
 struct SpecIds {
+    /// The spec's pack wrote the current log: only then do its calls read as groups.
+    in_log: bool,
     group: u32,
     member: u32,
     size: Option<u32>,
@@ -171,18 +173,12 @@ impl Gather {
     /// call is its own pack's.
     pub fn start_log(&mut self, log: u16, strings: &mut Strings, packs: Option<&[String]>) {
         self.log = log;
-        let in_log = |pack: &String| !matches!(packs, Some(p) if !p.contains(pack));
-        // A spec of a pack the log lacks matches nothing: its group name is one no call has.
-        let absent = strings.id("\u{0}not in this log");
         self.ids = self
             .specs
             .iter()
             .map(|(pack, s)| SpecIds {
-                group: if in_log(pack) {
-                    strings.id(&s.group)
-                } else {
-                    absent
-                },
+                in_log: !matches!(packs, Some(p) if !p.contains(pack)),
+                group: strings.id(&s.group),
                 member: strings.id(&s.member),
                 size: s.size.as_deref().map(|n| strings.id(n)),
                 order: strings.id(&s.order),
@@ -225,7 +221,7 @@ impl Gather {
     /// The group call `c` is, if it is one: (spec, group id, member, order). A call with a
     /// member and no order (the group's creation) says which process the member is in.
     fn group_call(&self, c: &Call) -> Option<(usize, u64, u32, Option<u64>)> {
-        for (i, ids) in self.ids.iter().enumerate() {
+        for (i, ids) in self.ids.iter().enumerate().filter(|(_, ids)| ids.in_log) {
             let Some(&(_, gid)) = c.links.iter().find(|l| l.0 == ids.group) else {
                 continue;
             };
