@@ -2,6 +2,7 @@
 //! readable per-thread logs and traces. The binary (`main.rs`) is a thin CLI over this library.
 
 pub mod bpftrace;
+pub mod calls;
 pub mod commands;
 pub mod compose;
 pub mod convert;
@@ -17,4 +18,3 @@ pub mod registry;
 pub mod report;
 pub mod safe_out;
 pub mod symbolize;
-pub mod timeline;

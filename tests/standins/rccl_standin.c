@@ -10,23 +10,43 @@
  *     and joins a rendezvous in POSIX shared memory named after the magic
  *     (/dev/shm/standin-rccl-<magic hex>): whichever rank arrives first creates it, ranks may
  *     arrive in any order, and init returns once all nranks have joined. The last rank to leave
- *     (ncclCommDestroy/ncclCommAbort) unlinks it.
- *   - Every collective has a per-rank sequence number; it blocks (at the call, or in
- *     ncclGroupEnd inside a group) until all nranks of the communicator reached the same
+ *     unlinks it. Init, ncclCommSplit and ncclCommDestroy are synchronous, as on RCCL.
+ *   - Collectives and Send/Recv are asynchronous, as on a GPU: the call checks its arguments,
+ *     takes the per-rank sequence number, queues the operation on its HIP stream and returns
+ *     ncclSuccess at once. The stream's worker thread (the HIP stand-in's "device") runs it
+ *     when the stream reaches it: the rendezvous waits until all nranks reached the same
  *     collective, then moves the data through the shared memory (in chunks of
  *     $STANDIN_RCCL_CHUNK_BYTES, default 4 MiB) and reduces on the host: buffers are host
  *     memory, since the HIP stand-in's hipMalloc is malloc. All types and ncclSum/Prod/Max/Min/Avg
- *     are implemented, bitwise identically on every rank.
+ *     are implemented, bitwise identically on every rank. The queued item owns a copy of the
+ *     operation. It is queued with standin_hip_enqueue (standin_private.h), not a HIP API
+ *     call, so a tracer sees no hip call from inside a collective. A communicator's items run
+ *     in the order they were queued, whatever their streams.
+ *   - ncclGroupStart..ncclGroupEnd: the group's operations are queued at ncclGroupEnd as ONE
+ *     item, which returns at once; with several streams, the group runs once every stream
+ *     reached it, and their later work waits for it. A group with an init in it runs at
+ *     ncclGroupEnd, synchronously.
  *   - Send/Recv go through one mailbox per ordered rank pair; a send completes once its data is
  *     in the mailbox (so exchanging pairs do not deadlock), a receive when the data arrived.
- *   - Waiting gives up after $STANDIN_RCCL_TIMEOUT_MS (default 10000; 0 = wait forever) and the
- *     call returns ncclSystemError (2), the code real NCCL returns when its bootstrap/proxy
- *     socket waits fail; the communicator then keeps that error (ncclCommGetAsyncError, later
- *     calls). A warning naming the missing ranks goes to stderr (unless $STANDIN_RCCL_QUIET=1).
- *     On real hardware a rank that skips a collective leaves the others hanging forever; the
- *     timeout only keeps tests finite.
  *   - Ranks whose collectives at the same sequence number differ (kind, type, count, op, root)
- *     hang like mismatched collectives do on a GPU, until the timeout.
+ *     hang on the device like mismatched collectives on a GPU: the call returns, the stream's
+ *     work waits (so does a host sync of it).
+ *   - A wait on the device gives up after $STANDIN_RCCL_TIMEOUT_MS (default 10000; 0 = wait
+ *     forever): the communicator then keeps ncclSystemError (2), the code real NCCL gives when
+ *     its bootstrap/proxy socket waits fail, as its asynchronous error (ncclCommGetAsyncError);
+ *     the stream's later work still runs, so a host sync returns; later calls on the
+ *     communicator fail with it at the call, and items already queued are dropped. A warning
+ *     naming the missing ranks goes to stderr (unless $STANDIN_RCCL_QUIET=1). On real
+ *     hardware a rank that skips a collective leaves the others hanging forever; the timeout
+ *     only keeps tests finite. Init still times out at the call.
+ *   - ncclCommAbort returns at once and ends the communicator's waiting and queued work (the
+ *     streams go on); the handle stays readable by ncclCommGetAsyncError (ncclSystemError
+ *     unless it had an error already) and every other call on it fails (ncclInvalidArgument).
+ *     ncclCommDestroy first waits for the communicator's queued work to complete (forever if
+ *     it hangs: abort instead).
+ * $STANDIN_SYNC=1 (read once; the HIP stand-in reads it too) restores the old synchronous
+ * model: every collective blocks at the call (in ncclGroupEnd in a group) until it completed
+ * or timed out, and then returns ncclSystemError itself.
  * Build: tests/standins/build.sh */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -47,11 +67,13 @@
 #include <unistd.h>
 
 #include "standin_api.h"
+#include "standin_private.h"
 
 #define API __attribute__((visibility("default"), noinline))
 
 #define SHM_READY 0x52434c53u  /* "RCLS": header initialised */
 #define COMM_MAGIC 0x434f4d4du /* "COMM" */
+#define ABORTED_MAGIC 0x41424f52u /* "ABOR": an aborted communicator, kept for its error */
 #define CONFIG_MAGIC 0xcafebeefu
 #define TIMEOUT_ERROR ncclSystemError
 
@@ -93,18 +115,24 @@ struct shm_hdr {
     int32_t unused;
 };
 
+/* 112 bytes, the size rccl_ranks.c's padding assumes. */
 struct ncclComm {
     uint32_t magic;
     int rank, nranks, device;
     uint64_t id;
-    char name[48];
+    char name[32];
     struct shm_hdr *hdr; /* NULL once detached */
     size_t map_size;
     uint64_t seq;    /* collectives issued */
     uint32_t splits; /* ncclCommSplit calls, to derive child ids */
     int blocking;
-    ncclResult_t error; /* sticky asynchronous error */
+    ncclResult_t error; /* sticky asynchronous error (atomic: workers set it) */
+    int aborted;        /* ncclCommAbort was called (atomic) */
+    /* Queued items (under qlock): item number `issued` was the last queued, item `turn` runs
+     * next; items of one communicator run in that order, whatever their streams. */
+    uint64_t issued, turn;
 };
+_Static_assert(sizeof(struct ncclComm) == 112, "rccl_ranks.c pads with malloc(112)");
 
 static struct slot *slot_of(struct shm_hdr *h, int r) {
     return (struct slot *)((char *)h + h->slots_off) + r;
@@ -121,15 +149,21 @@ static char *p2p_data(struct shm_hdr *h, int src, int dst) {
 
 /* ---------------------------------------------------------------- helpers */
 
-static __thread char last_error[256];
+/* The last warning, for ncclGetLastError: process-wide, since workers write it too. */
+static char last_error[256];
+static pthread_mutex_t warn_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void warn(const char *fmt, ...) {
+    char msg[sizeof last_error];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    pthread_mutex_lock(&warn_lock);
+    memcpy(last_error, msg, sizeof msg);
+    pthread_mutex_unlock(&warn_lock);
     const char *q = getenv("STANDIN_RCCL_QUIET");
-    if (!(q && *q && *q != '0')) fprintf(stderr, "standin-rccl WARN pid %d: %s\n", getpid(), last_error);
+    if (!(q && *q && *q != '0')) fprintf(stderr, "standin-rccl WARN pid %d: %s\n", getpid(), msg);
 }
 
 static int64_t now_ns(void) {
@@ -189,6 +223,26 @@ static size_t type_size(int t) {
 }
 
 static int valid_comm(const struct ncclComm *c) { return c != NULL && c->magic == COMM_MAGIC; }
+
+static ncclResult_t comm_error(const struct ncclComm *c) {
+    return __atomic_load_n(&c->error, __ATOMIC_ACQUIRE);
+}
+
+/* Sets the communicator's sticky error unless it has one. */
+static void set_comm_error(struct ncclComm *c, ncclResult_t r) {
+    ncclResult_t none = ncclSuccess;
+    __atomic_compare_exchange_n(&c->error, &none, r, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+static int sync_flag;
+static pthread_once_t sync_once = PTHREAD_ONCE_INIT;
+static void read_sync(void) { sync_flag = env_long("STANDIN_SYNC", 0) != 0; }
+/* $STANDIN_SYNC=1: collectives block at the call, as the stand-in did before HIP streams had
+ * workers. */
+static int sync_mode(void) {
+    pthread_once(&sync_once, read_sync);
+    return sync_flag;
+}
 
 /* ---------------------------------------------------------------- reductions */
 
@@ -528,7 +582,7 @@ static void missing_ranks(struct ncclComm *c, uint64_t entered, char *buf, size_
 static void op_fail(struct op *o, ncclResult_t r) {
     o->result = r;
     o->done = 1;
-    if (r == TIMEOUT_ERROR && o->comm->error == ncclSuccess) o->comm->error = r;
+    if (r == TIMEOUT_ERROR) set_comm_error(o->comm, r);
 }
 
 static void op_timeout(struct op *o, const char *what) {
@@ -750,10 +804,16 @@ static int step(struct op *o) {
     struct ncclComm *c = o->comm;
     int64_t now = now_ns();
     o->wait_addr = NULL;
+    if (__atomic_load_n(&c->aborted, __ATOMIC_ACQUIRE)) { /* ncclCommAbort: the wait ends */
+        o->result = comm_error(c);
+        o->done = 1;
+        return 1;
+    }
     if (!o->started) {
         o->started = 1;
-        if (c->hdr == NULL) { op_fail(o, c->error ? c->error : ncclInvalidUsage); return 1; }
-        if (o->kind != K_INIT && c->error != ncclSuccess) { op_fail(o, c->error); return 1; }
+        if (c->hdr == NULL) { op_fail(o, comm_error(c) ? comm_error(c) : ncclInvalidUsage); return 1; }
+        /* A communicator with an error (a timeout) drops its later work. */
+        if (o->kind != K_INIT && comm_error(c) != ncclSuccess) { op_fail(o, comm_error(c)); return 1; }
     }
     if (o->kind == K_SEND || o->kind == K_RECV) return step_p2p(o, now);
     return step_coll(o, now);
@@ -791,7 +851,8 @@ static ncclResult_t run_ops(struct op *ops, int n) {
         if (!pending) break;
         if (progressed) continue;
         if (waiter) {
-            int64_t ns = pending > 1 ? 1000000 : 200000000;
+            /* Bounded, so that an abort is seen within 50 ms. */
+            int64_t ns = pending > 1 ? 1000000 : 50000000;
             int64_t left = waiter->deadline - now_ns();
             if (left < ns) ns = left > 0 ? left : 0;
             futex_wait(waiter->wait_addr, waiter->wait_val, ns + 1000);
@@ -811,6 +872,128 @@ static __thread struct op *group_ops;
 static __thread int group_n, group_cap;
 static __thread ncclResult_t group_error;
 
+/* ---------------------------------------------------------------- queued items */
+
+/* qlock guards the communicators' issued/turn and the items' arrival counts; enq_lock makes
+ * numbering an item and queueing it on its streams one step, so that items reach every stream
+ * in the order of their numbers (workers never take it). */
+static pthread_mutex_t qlock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t qcond = PTHREAD_COND_INITIALIZER;
+static pthread_mutex_t enq_lock = PTHREAD_MUTEX_INITIALIZER;
+
+struct ticket {
+    struct ncclComm *comm;
+    uint64_t n; /* runs when comm->turn == n */
+};
+
+/* A call's (or a group's) operations, queued on each of their streams: the last stream to
+ * reach it runs the operations on its worker; the others wait there until they are done. */
+struct item {
+    int nops, nstreams, ncomms;
+    int arrived, finished, left;
+    struct op *ops;          /* owned copies */
+    struct ticket *tickets; /* one per communicator */
+};
+
+/* Runs on a HIP stream's worker (standin_hip_enqueue). */
+static void item_run(void *arg) {
+    struct item *it = arg;
+    pthread_mutex_lock(&qlock);
+    if (++it->arrived < it->nstreams) {
+        while (!it->finished) pthread_cond_wait(&qcond, &qlock);
+    } else {
+        for (int i = 0; i < it->ncomms; i++)
+            while (it->tickets[i].comm->turn != it->tickets[i].n)
+                pthread_cond_wait(&qcond, &qlock);
+        pthread_mutex_unlock(&qlock);
+        run_ops(it->ops, it->nops);
+        pthread_mutex_lock(&qlock);
+        int detach[it->ncomms];
+        for (int i = 0; i < it->ncomms; i++) {
+            struct ncclComm *c = it->tickets[i].comm;
+            c->turn++;
+            /* An aborted communicator leaves its segment once its last item is done. */
+            detach[i] = c->aborted && c->turn == c->issued && c->hdr != NULL;
+        }
+        it->finished = 1;
+        pthread_cond_broadcast(&qcond);
+        pthread_mutex_unlock(&qlock);
+        for (int i = 0; i < it->ncomms; i++)
+            if (detach[i]) comm_detach(it->tickets[i].comm, S_LEFT);
+        pthread_mutex_lock(&qlock);
+    }
+    int last = ++it->left == it->nstreams;
+    pthread_mutex_unlock(&qlock);
+    if (last) {
+        free(it->ops);
+        free(it->tickets);
+        free(it);
+    }
+}
+
+/* Queues ops (copied) as one item on their streams and returns at once. */
+static ncclResult_t enqueue_ops(const struct op *ops, int n) {
+    struct item *it = calloc(1, sizeof *it);
+    hipStream_t *streams = calloc((size_t)n, sizeof *streams);
+    if (it) {
+        it->ops = malloc(sizeof *ops * (size_t)n);
+        it->tickets = calloc((size_t)n, sizeof *it->tickets);
+    }
+    if (!it || !streams || !it->ops || !it->tickets) {
+        if (it) {
+            free(it->ops);
+            free(it->tickets);
+        }
+        free(it);
+        free(streams);
+        return ncclSystemError;
+    }
+    memcpy(it->ops, ops, sizeof *ops * (size_t)n);
+    it->nops = n;
+    for (int i = 0; i < n; i++) {
+        int j;
+        for (j = 0; j < it->nstreams && streams[j] != ops[i].stream; j++) {}
+        if (j == it->nstreams) streams[it->nstreams++] = ops[i].stream;
+        for (j = 0; j < it->ncomms && it->tickets[j].comm != ops[i].comm; j++) {}
+        if (j == it->ncomms) it->tickets[it->ncomms++].comm = ops[i].comm;
+    }
+    int nstreams = it->nstreams;
+    pthread_mutex_lock(&enq_lock);
+    pthread_mutex_lock(&qlock);
+    for (int i = 0; i < it->ncomms; i++) it->tickets[i].n = it->tickets[i].comm->issued++;
+    pthread_mutex_unlock(&qlock);
+    ncclResult_t r = ncclSuccess;
+    for (int i = 0; i < nstreams; i++) {
+        if (standin_hip_enqueue(streams[i], item_run, it) == hipSuccess) continue;
+        if (i == 0) { /* nothing queued: take the numbers back (enq_lock: no one took more) */
+            pthread_mutex_lock(&qlock);
+            for (int k = 0; k < it->ncomms; k++) it->tickets[k].comm->issued--;
+            pthread_mutex_unlock(&qlock);
+            warn("invalid stream %p", (void *)streams[i]);
+            free(it->ops);
+            free(it->tickets);
+            free(it);
+            r = ncclUnhandledCudaError;
+            break;
+        }
+        /* A stream destroyed since the call checked it: its share goes to the null stream. */
+        standin_hip_enqueue(NULL, item_run, it);
+    }
+    pthread_mutex_unlock(&enq_lock);
+    free(streams);
+    return r;
+}
+
+/* Waits until the communicator's queued items are done (before host-side use of its segment). */
+static void wait_idle(struct ncclComm *c) {
+    pthread_mutex_lock(&qlock);
+    while (c->turn != c->issued) pthread_cond_wait(&qcond, &qlock);
+    pthread_mutex_unlock(&qlock);
+}
+
+/* Whether `stream` is one the HIP stand-in accepts (asked privately: no traced hip call). */
+static int stream_ok(hipStream_t stream) { return standin_hip_enqueue(stream, NULL, NULL) == hipSuccess; }
+
 static ncclResult_t submit(struct op *o) {
     if (group_depth > 0) {
         if (group_n == group_cap) {
@@ -823,7 +1006,8 @@ static ncclResult_t submit(struct op *o) {
         group_ops[group_n++] = *o;
         return ncclSuccess;
     }
-    return run_ops(o, 1);
+    if (sync_mode()) return run_ops(o, 1);
+    return enqueue_ops(o, 1);
 }
 
 static ncclResult_t fail_call(ncclResult_t r) {
@@ -955,17 +1139,33 @@ API ncclResult_t ncclCommInitAll(ncclComm_t *comm, int ndev, const int *devlist)
 
 /* ---------------------------------------------------------------- communicator queries */
 
+/* Waits for the communicator's queued work (forever if it hangs), then leaves it. */
 API ncclResult_t ncclCommDestroy(ncclComm_t comm) {
     if (comm == NULL) return ncclSuccess;
     if (!valid_comm(comm)) return ncclInvalidArgument;
+    wait_idle(comm);
     comm_free(comm);
     return ncclSuccess;
 }
 
+/* Returns at once: the communicator's running and queued work ends (the streams go on), its
+ * segment is left once no item of it runs, and the handle stays readable by
+ * ncclCommGetAsyncError only (sync mode: freed, as before). */
 API ncclResult_t ncclCommAbort(ncclComm_t comm) {
     if (comm == NULL) return ncclSuccess;
     if (!valid_comm(comm)) return ncclInvalidArgument;
-    comm_free(comm);
+    if (sync_mode()) {
+        comm_free(comm);
+        return ncclSuccess;
+    }
+    set_comm_error(comm, ncclSystemError);
+    pthread_mutex_lock(&qlock);
+    comm->magic = ABORTED_MAGIC;
+    __atomic_store_n(&comm->aborted, 1, __ATOMIC_RELEASE);
+    int idle = comm->turn == comm->issued;
+    pthread_cond_broadcast(&qcond);
+    pthread_mutex_unlock(&qlock);
+    if (idle) comm_detach(comm, S_LEFT);
     return ncclSuccess;
 }
 
@@ -988,8 +1188,10 @@ API ncclResult_t ncclCommUserRank(const ncclComm_t comm, int *rank) {
 }
 
 API ncclResult_t ncclCommGetAsyncError(ncclComm_t comm, ncclResult_t *asyncError) {
-    if (!valid_comm(comm) || asyncError == NULL) return ncclInvalidArgument;
-    *asyncError = comm->error;
+    if (comm == NULL || (comm->magic != COMM_MAGIC && comm->magic != ABORTED_MAGIC) ||
+        asyncError == NULL)
+        return ncclInvalidArgument;
+    *asyncError = comm_error(comm);
     return ncclSuccess;
 }
 
@@ -1029,8 +1231,17 @@ API ncclResult_t ncclGroupEnd(void) {
     }
     if (--group_depth > 0) return ncclSuccess;
     ncclResult_t r = group_error;
-    if (r == ncclSuccess) r = run_ops(group_ops, group_n);
-    else /* a call of the group failed: the group is not run */
+    int has_init = 0;
+    for (int i = 0; i < group_n; i++) has_init |= group_ops[i].kind == K_INIT;
+    if (r == ncclSuccess && (has_init || sync_mode())) {
+        /* Inits are synchronous: the group runs here, after the other communicators' queued
+         * work. */
+        for (int i = 0; i < group_n; i++)
+            if (group_ops[i].kind != K_INIT) wait_idle(group_ops[i].comm);
+        r = run_ops(group_ops, group_n);
+    } else if (r == ncclSuccess && group_n > 0) {
+        r = enqueue_ops(group_ops, group_n);
+    } else if (r != ncclSuccess) /* a call of the group failed: the group is not run */
         for (int i = 0; i < group_n; i++) group_ops[i].result = r;
     /* A communicator whose init failed keeps the error; its handle must still be destroyed. */
     for (int i = 0; i < group_n; i++)
@@ -1051,8 +1262,12 @@ static ncclResult_t collective(int coll, const void *sendbuff, void *recvbuff, s
                                ncclDataType_t datatype, ncclRedOp_t op, int root, ncclComm_t comm,
                                hipStream_t stream) {
     if (!valid_comm(comm)) return fail_call(ncclInvalidArgument);
-    if (comm->hdr == NULL) return fail_call(comm->error ? comm->error : ncclInvalidUsage);
-    if (comm->error != ncclSuccess) return fail_call(comm->error);
+    if (comm->hdr == NULL) return fail_call(comm_error(comm) ? comm_error(comm) : ncclInvalidUsage);
+    if (comm_error(comm) != ncclSuccess) return fail_call(comm_error(comm));
+    if (!sync_mode() && !stream_ok(stream)) {
+        warn("%s: invalid stream %p", coll_names[coll], (void *)stream);
+        return fail_call(ncclUnhandledCudaError);
+    }
     if (type_size(datatype) == 0) {
         warn("%s: invalid data type %d", coll_names[coll], (int)datatype);
         return fail_call(ncclInvalidArgument);
@@ -1092,8 +1307,12 @@ static ncclResult_t collective(int coll, const void *sendbuff, void *recvbuff, s
 static ncclResult_t p2p(int kind, const void *sendbuff, void *recvbuff, size_t count,
                         ncclDataType_t datatype, int peer, ncclComm_t comm, hipStream_t stream) {
     if (!valid_comm(comm)) return fail_call(ncclInvalidArgument);
-    if (comm->hdr == NULL) return fail_call(comm->error ? comm->error : ncclInvalidUsage);
-    if (comm->error != ncclSuccess) return fail_call(comm->error);
+    if (comm->hdr == NULL) return fail_call(comm_error(comm) ? comm_error(comm) : ncclInvalidUsage);
+    if (comm_error(comm) != ncclSuccess) return fail_call(comm_error(comm));
+    if (!sync_mode() && !stream_ok(stream)) {
+        warn("nccl%s: invalid stream %p", kind == K_SEND ? "Send" : "Recv", (void *)stream);
+        return fail_call(ncclUnhandledCudaError);
+    }
     if (type_size(datatype) == 0 || peer < 0 || peer >= comm->nranks) {
         warn("nccl%s: invalid data type %d or peer %d", kind == K_SEND ? "Send" : "Recv",
              (int)datatype, peer);
@@ -1180,8 +1399,10 @@ API ncclResult_t ncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_t *
                                ncclConfig_t *config) {
     ncclResult_t r;
     if (!valid_comm(comm) || newcomm == NULL) return fail_call(ncclInvalidArgument);
-    if (comm->hdr == NULL) return fail_call(comm->error ? comm->error : ncclInvalidUsage);
-    if (comm->error != ncclSuccess) return fail_call(comm->error);
+    /* Synchronous, after the parent's queued work. */
+    wait_idle(comm);
+    if (comm->hdr == NULL) return fail_call(comm_error(comm) ? comm_error(comm) : ncclInvalidUsage);
+    if (comm_error(comm) != ncclSuccess) return fail_call(comm_error(comm));
     *newcomm = NULL;
     config_blocking(config, &r);
     if (r != ncclSuccess) return fail_call(r);

@@ -60,6 +60,11 @@ typedef enum hipMemcpyKind {
 #define hipEventDisableTiming 0x2
 #define hipEventInterprocess 0x4
 #define hipHostMallocDefault 0x0
+/* The per-thread default stream (hip_runtime_api.h: ((hipStream_t)2)). */
+#define hipStreamPerThread ((hipStream_t)2)
+
+typedef void (*hipStreamCallback_t)(hipStream_t stream, hipError_t status, void *userData);
+typedef void (*hipHostFn_t)(void *userData);
 
 hipError_t hipInit(unsigned int flags);
 hipError_t hipDriverGetVersion(int *driverVersion);
@@ -78,6 +83,12 @@ hipError_t hipStreamSynchronize(hipStream_t stream);
 hipError_t hipStreamQuery(hipStream_t stream);
 hipError_t hipStreamWaitEvent(hipStream_t stream, hipEvent_t event, unsigned int flags);
 hipError_t hipStreamGetFlags(hipStream_t stream, unsigned int *flags);
+hipError_t hipStreamAddCallback(hipStream_t stream, hipStreamCallback_t callback, void *userData,
+                                unsigned int flags);
+hipError_t hipLaunchHostFunc(hipStream_t stream, hipHostFn_t fn, void *userData);
+hipError_t hipStreamSynchronize_spt(hipStream_t stream);
+hipError_t hipStreamQuery_spt(hipStream_t stream);
+hipError_t hipStreamWaitEvent_spt(hipStream_t stream, hipEvent_t event, unsigned int flags);
 hipError_t hipEventCreate(hipEvent_t *event);
 hipError_t hipEventCreateWithFlags(hipEvent_t *event, unsigned flags);
 hipError_t hipEventRecord(hipEvent_t event, hipStream_t stream);
@@ -92,12 +103,17 @@ hipError_t hipHostFree(void *ptr);
 hipError_t hipMemcpy(void *dst, const void *src, size_t sizeBytes, hipMemcpyKind kind);
 hipError_t hipMemcpyAsync(void *dst, const void *src, size_t sizeBytes, hipMemcpyKind kind,
                           hipStream_t stream);
+hipError_t hipMemcpy_spt(void *dst, const void *src, size_t sizeBytes, hipMemcpyKind kind);
+hipError_t hipMemcpyAsync_spt(void *dst, const void *src, size_t sizeBytes, hipMemcpyKind kind,
+                              hipStream_t stream);
 hipError_t hipMemset(void *dst, int value, size_t sizeBytes);
 hipError_t hipMemsetAsync(void *dst, int value, size_t sizeBytes, hipStream_t stream);
 hipError_t hipMemcpyPeerAsync(void *dst, int dstDeviceId, const void *src, int srcDevice,
                               size_t sizeBytes, hipStream_t stream);
 hipError_t hipLaunchKernel(const void *function_address, dim3 numBlocks, dim3 dimBlocks,
                            void **args, size_t sharedMemBytes, hipStream_t stream);
+hipError_t hipLaunchKernel_spt(const void *function_address, dim3 numBlocks, dim3 dimBlocks,
+                               void **args, size_t sharedMemBytes, hipStream_t stream);
 const char *hipGetErrorString(hipError_t hipError);
 const char *hipGetErrorName(hipError_t hip_error);
 hipError_t hipGetLastError(void);

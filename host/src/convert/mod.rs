@@ -1,36 +1,27 @@
 //! `bthost convert`: read a log once, decode it, write the outputs. Knows nothing of the CLI:
 //! it takes plain [`ConvertOptions`].
 
-//! One streaming pass reads the log (reader.rs), decodes it (crate::decode) and turns the
-//! events into finished calls (collect.rs), which the sorter puts in start order with bounded
-//! memory (sort.rs); the writers (text.rs, perfetto/) then consume them in that order.
+//! The reading pass (crate::calls) turns the log into finished calls, which the sorter puts
+//! in start order with bounded memory (sort.rs); the writers (text.rs, perfetto/) then
+//! consume them in that order.
 
 mod bgwrite;
-pub mod call;
-mod collect;
-mod numfmt;
 pub mod perfetto;
-mod progress;
-mod reader;
-mod sort;
-pub mod sources;
+pub mod sort;
 pub mod text;
-mod varint;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use bthost_plugin_api::{DecoderBox, Event};
 
-use crate::decode::{LogDecoder, Stats};
-use crate::log::{Diagnostics, Severity};
+use crate::calls::call::{self, Call};
+use crate::calls::{for_each_event, sources, CallSink as _, Collector};
+use crate::decode::Stats;
+use crate::log::Diagnostics;
 use crate::registry::Registry;
 use crate::safe_out::OutDir;
 use crate::symbolize::Symbolizer;
-use call::Call;
-use collect::Collector;
-use reader::{Line, LineReader};
-use sort::Sorter;
+use sort::{SortSink, Sorter};
 
 /// The default memory budget (MiB) for calls held before the sorter spills a run to disk and
 /// text buffered before the text writer spills: two thirds and one third. Together they bound
@@ -75,173 +66,6 @@ pub struct Summary {
     pub in_flight: usize,
 }
 
-/// Reads `log` and decodes every line, calling `sink` with each batch of events.
-/// Invalid UTF-8 is replaced, a last line without its newline (Ctrl-C) is reported, and
-/// everything valid is kept.
-pub fn decode_log(
-    registry: &Registry,
-    log: &Path,
-    expect_schema: Option<u64>,
-    sink: impl FnMut(&LogDecoder, &mut Vec<Event>),
-) -> Result<(Stats, Diagnostics, u64)> {
-    decode_log_with(registry, log, expect_schema, Vec::new(), sink)
-}
-
-/// [`decode_log`] with decoders given in process for some packs (a plugin's own tests).
-pub fn decode_log_with(
-    registry: &Registry,
-    log: &Path,
-    expect_schema: Option<u64>,
-    decoders: Vec<(String, DecoderBox)>,
-    mut sink: impl FnMut(&LogDecoder, &mut Vec<Event>),
-) -> Result<(Stats, Diagnostics, u64)> {
-    let mut batch = Vec::new();
-    let d = for_each_event(registry, log, expect_schema, decoders, |dec, e| {
-        batch.push(e.clone());
-        sink(dec, &mut batch);
-        batch.clear();
-        Ok(())
-    })?;
-    Ok((d.stats, d.diag, d.schema_hash))
-}
-
-/// What the reading pass knows at its end, besides the events it handed out.
-struct Decoded {
-    stats: Stats,
-    diag: Diagnostics,
-    schema_hash: u64,
-    /// tid -> (pid, comm), from the log's thread lines.
-    threads: std::collections::HashMap<u32, (u32, String)>,
-    /// The packs the log's header names.
-    packs: Vec<String>,
-}
-
-/// The streaming core: every event of the log, by reference (the decoder reuses their
-/// allocations), in log order.
-fn for_each_event(
-    registry: &Registry,
-    log: &Path,
-    expect_schema: Option<u64>,
-    decoders: Vec<(String, DecoderBox)>,
-    mut each: impl FnMut(&LogDecoder, &Event) -> Result<()>,
-) -> Result<Decoded> {
-    let file =
-        std::fs::File::open(log).with_context(|| format!("cannot open {}", log.display()))?;
-    let total = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut reader = LineReader::new(file);
-    let mut dec = LogDecoder::new(registry, log, expect_schema);
-    for (pack, d) in decoders {
-        dec.give_decoder(&pack, d);
-    }
-    let mut lineno = 0u64;
-    let mut progress = progress::Progress::new(total);
-    loop {
-        let line = reader
-            .next_line()
-            .with_context(|| format!("reading {}", log.display()))?;
-        let Some(line) = line else { break };
-        lineno += 1;
-        let bytes = match line {
-            Line::Full(b) => b,
-            Line::Overlong => {
-                dec.diag.add(
-                    "garbage lines",
-                    Severity::Warning,
-                    lineno,
-                    "line longer than 1 MiB skipped",
-                );
-                continue;
-            }
-            Line::Unterminated(cut) => {
-                dec.diag.add(
-                    "cut-off last line",
-                    Severity::Warning,
-                    lineno,
-                    format!(
-                        "the last line has no newline (bpftrace was stopped mid-write); its {} bytes are skipped",
-                        cut.len()
-                    ),
-                );
-                break;
-            }
-        };
-        let text = match std::str::from_utf8(bytes) {
-            Ok(t) => std::borrow::Cow::Borrowed(t),
-            Err(_) => {
-                dec.diag.add(
-                    "invalid UTF-8",
-                    Severity::Warning,
-                    lineno,
-                    "invalid UTF-8 bytes replaced",
-                );
-                String::from_utf8_lossy(bytes)
-            }
-        };
-        dec.feed(lineno, &text)?;
-        for e in dec.events() {
-            each(&dec, e)?;
-        }
-        if lineno.is_multiple_of(8192) {
-            progress.update(reader.consumed, dec.stats.records);
-        }
-    }
-    progress.finish();
-    dec.finish()?;
-    for e in dec.events() {
-        each(&dec, e)?;
-    }
-    Ok(Decoded {
-        stats: dec.stats.clone(),
-        diag: std::mem::take(&mut dec.diag),
-        schema_hash: dec.schema().map(|s| s.hash()).unwrap_or(0),
-        threads: dec.threads().clone(),
-        packs: dec
-            .schema()
-            .map(|s| s.packs.iter().map(|p| p.0.clone()).collect())
-            .unwrap_or_default(),
-    })
-}
-
-/// What [`read_calls`] learnt of a log besides its calls.
-pub struct ReadCalls {
-    pub stats: Stats,
-    pub diag: Diagnostics,
-    /// tid -> (pid, comm).
-    pub threads: std::collections::HashMap<u32, (u32, String)>,
-    pub packs: Vec<String>,
-    /// The log's last time.
-    pub t_last: u64,
-}
-
-/// Reads `log` (the report's log number `index`) into calls for the report's gathering
-/// (crate::report), without keeping them: the same reading pass and call model as [`convert`].
-pub fn read_calls(
-    registry: &Registry,
-    log: &Path,
-    index: u16,
-    gather: &mut crate::report::gather::Gather,
-) -> Result<ReadCalls> {
-    let mut calls = Collector::new(None, Symbolizer::default());
-    let packs = crate::compose::schema::log_packs(log);
-    gather.start_log(index, &mut calls.strings, packs.as_deref());
-    calls.report = Some(std::mem::take(gather));
-    let read = for_each_event(registry, log, None, Vec::new(), |_, e| {
-        calls.push(e).context("reading calls")
-    });
-    let in_flight = calls.finish();
-    *gather = calls.report.take().unwrap_or_default();
-    let d = read?;
-    let in_flight = in_flight.context("reading calls")?;
-    gather.see_in_flight(&in_flight, &calls.strings);
-    Ok(ReadCalls {
-        stats: d.stats,
-        diag: d.diag,
-        threads: d.threads,
-        packs: d.packs,
-        t_last: calls.t_last.unwrap_or(0),
-    })
-}
-
 /// Converts a log into `opts.out_dir`: the per-thread text log and the Perfetto traces.
 pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
     let sources = sources::Sources::plan(&opts.logs, opts.same_boot)?;
@@ -264,11 +88,15 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
     }
     let t_read = std::time::Instant::now();
     let sorter = Sorter::new(&out_dir, opts.memory / 3 * 2);
-    let mut calls = Collector::new(Some(sorter), symbols);
     // The report's view of the hang, from the same pass, for the top of log.txt.
-    calls.report = Some(crate::report::gather::Gather::new(crate::report::specs(
-        registry,
-    )));
+    let sink = Sink {
+        sort: SortSink::new(sorter),
+        report: Some(crate::report::gather::Gather::new(
+            crate::report::specs(registry),
+            crate::report::completion_specs(registry),
+        )),
+    };
+    let mut calls = Collector::new(symbols, sink);
     let mut stats = Stats::default();
     let mut diags = Vec::new();
     let mut comms = std::collections::HashMap::new();
@@ -277,10 +105,10 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
     let mut packs: Option<(Vec<String>, PathBuf)> = None;
     let several = sources.several();
     for src in &sources.list {
-        if let Some(g) = calls.report.as_mut() {
-            let packs = crate::compose::schema::log_packs(&src.path);
-            g.start_log(src.index, &mut calls.strings, packs.as_deref());
-        }
+        let log_packs = crate::compose::schema::log_packs(&src.path);
+        calls
+            .sink
+            .start_log(src.index, &mut calls.strings, log_packs.as_deref());
         let d = for_each_event(
             registry,
             &src.path,
@@ -321,7 +149,7 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
                 )
             })
             .collect();
-        if let Some(g) = calls.report.as_mut() {
+        if let Some(g) = calls.sink.report.as_mut() {
             g.name_procs(&src.host, &threads);
         }
         comms.extend(threads);
@@ -377,11 +205,11 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
     let text = text::TextWriter::new(t_first, t_last, &out_dir, opts.memory / 3);
     let Collector {
         strings,
-        sorter,
+        sink,
         symbols,
         ..
     } = calls;
-    let sorter = sorter.expect("convert sorts");
+    let sorter = sink.sort.sorter;
     let spilled_runs = sorter.runs();
     let text = write_in_order(sorter, text, &mut traces, &strings)
         .with_context(|| format!("writing into {}", opts.out_dir.display()))?;
@@ -419,6 +247,23 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
     })
 }
 
+/// Where the reading pass hands convert's finished calls: to the sorter (for the writers)
+/// and to the report's gathering (for the top of log.txt).
+struct Sink {
+    sort: SortSink,
+    report: Option<crate::report::gather::Gather>,
+}
+
+impl crate::calls::CallSink for Sink {
+    fn start_log(&mut self, log: u16, strings: &mut call::Strings, packs: Option<&[String]>) {
+        self.report.start_log(log, strings, packs);
+    }
+    fn see(&mut self, c: &Call, strings: &call::Strings) -> std::io::Result<()> {
+        self.sort.see(c, strings)?;
+        self.report.see(c, strings)
+    }
+}
+
 /// Adds one log's counts to those of the logs before it; `stop`: when its tracing stopped,
 /// on the common timeline.
 fn merge_stats(all: &mut Stats, one: &Stats, stop: Option<u64>) {
@@ -436,13 +281,13 @@ fn merge_stats(all: &mut Stats, one: &Stats, stop: Option<u64>) {
 
 /// `bthost report`'s text for the logs, when their packs declare groups and they have some.
 fn report_text(
-    calls: &mut Collector,
+    calls: &mut Collector<Sink>,
     in_flight: &[Call],
     sources: &sources::Sources,
     stops: &[Option<u64>],
 ) -> Option<String> {
     use crate::report;
-    let mut g = calls.report.take()?;
+    let mut g = calls.sink.report.take()?;
     if g.group_calls == 0 {
         return None;
     }

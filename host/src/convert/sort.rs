@@ -10,7 +10,8 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 
 use super::bgwrite::BgWriter;
-use super::call::{key_of, Key};
+use crate::calls::call::{key_of, Call, Key, Strings};
+use crate::calls::CallSink;
 
 pub struct Sorter {
     dir: OutDir,
@@ -164,7 +165,7 @@ impl Source {
 
 #[cfg(test)]
 mod tests {
-    use super::super::call::Call;
+    use crate::calls::call::Call;
     use super::*;
 
     fn sorted_starts(budget: usize, starts: &[u64]) -> (Vec<u64>, usize) {
@@ -216,5 +217,28 @@ mod tests {
         let (got, runs) = sorted_starts(8 << 10, &starts);
         assert!(runs > 10, "{runs} runs");
         assert_eq!(got, want);
+    }
+}
+
+/// The reading pass hands the sorter each finished call, encoded.
+pub struct SortSink {
+    pub sorter: Sorter,
+    buf: Vec<u8>,
+}
+
+impl SortSink {
+    pub fn new(sorter: Sorter) -> SortSink {
+        SortSink {
+            sorter,
+            buf: Vec::with_capacity(256),
+        }
+    }
+}
+
+impl CallSink for SortSink {
+    fn see(&mut self, c: &Call, _: &Strings) -> io::Result<()> {
+        self.buf.clear();
+        c.encode(&mut self.buf);
+        self.sorter.push(&self.buf)
     }
 }

@@ -13,11 +13,12 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 
 use super::bgwrite::BgWriter;
-use super::call::{Call, Strings, V};
-use super::numfmt::{push_hex, push_i64, push_nine, push_u64};
+use crate::calls::call::{Call, Strings, V};
+use crate::calls::format::call_text;
+use crate::calls::numfmt::{push_hex, push_nine, push_u64};
 use crate::decode::Stats;
 use crate::log::Diagnostics;
-use crate::report::gather::PID_MASK;
+use crate::calls::sources::PID_MASK;
 use crate::safe_out::OutDir;
 
 #[derive(Default)]
@@ -47,7 +48,7 @@ pub struct TextWriter {
 pub struct Header<'a> {
     /// The log (or logs) converted, as named at the top.
     pub log: &'a str,
-    /// Each process's host, by its number (several logs only, crate::convert::sources).
+    /// Each process's host, by its number (several logs only, crate::calls::sources).
     pub hosts: Option<&'a HashMap<u32, String>>,
     pub schema_hash: u64,
     pub stats: &'a Stats,
@@ -288,42 +289,6 @@ fn duration(s: &mut String, ns: u64) {
     };
 }
 
-/// Formats a value for people.
-pub fn value(s: &mut String, v: V, strings: &Strings) {
-    let _ = match v {
-        V::Int(i) => {
-            push_i64(s, i);
-            Ok(())
-        }
-        V::UInt(u) => {
-            push_u64(s, u);
-            Ok(())
-        }
-        V::Hex(h) => {
-            push_hex(s, h);
-            Ok(())
-        }
-        V::Enum { raw, name } => {
-            s.push_str(strings.get(name));
-            s.push('(');
-            push_i64(s, raw);
-            s.push(')');
-            Ok(())
-        }
-        V::Code(a) => {
-            s.push_str("code:");
-            push_hex(s, a);
-            Ok(())
-        }
-        V::Str(id) => {
-            s.push_str(strings.get(id));
-            Ok(())
-        }
-        V::Bool(b) => write!(s, "{b}"),
-        V::Float(f) => write!(s, "{f}"),
-    };
-}
-
 /// Appends `text` right-aligned in `width` columns.
 fn pad_left(s: &mut String, text: &str, width: usize) {
     for _ in text.len()..width {
@@ -376,32 +341,6 @@ pub fn line(s: &mut String, c: &Call, t0: u64, depth: usize, strings: &Strings) 
     }
     if open {
         s.push(']');
-    }
-}
-
-/// `name(args) = ret -> result=...`: a call's text without its times.
-pub fn call_text(s: &mut String, c: &Call, strings: &Strings) {
-    s.push_str(strings.get(c.name));
-    s.push('(');
-    for (i, &(name, v)) in c.args.iter().enumerate() {
-        if i > 0 {
-            s.push_str(", ");
-        }
-        s.push_str(strings.get(name));
-        s.push('=');
-        value(s, v, strings);
-    }
-    s.push(')');
-    for (i, &(name, v)) in c.results.iter().enumerate() {
-        let n = strings.get(name);
-        if i == 0 && n == "ret" {
-            s.push_str(" = ");
-        } else {
-            s.push_str(" -> ");
-            s.push_str(n);
-            s.push('=');
-        }
-        value(s, v, strings);
     }
 }
 

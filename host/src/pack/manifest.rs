@@ -32,6 +32,7 @@ struct RawManifest {
     #[serde(default)]
     nested: Vec<RawNested>,
     report: Option<RawReport>,
+    completion: Option<super::completion::RawCompletion>,
 }
 
 /// What `bthost report` needs to know of a pack's calls to explain a hang, in the pack's own
@@ -47,6 +48,9 @@ struct RawReport {
     order: Spanned<String>,
     #[serde(default)]
     matched: Vec<Spanned<String>>,
+    /// The class of a disagreement in a matched field (`count = "size"`).
+    #[serde(default)]
+    classes: BTreeMap<Spanned<String>, String>,
     peer: Option<Spanned<String>>,
     #[serde(default)]
     sends: Vec<Spanned<String>>,
@@ -491,11 +495,34 @@ pub fn parse_with(
         Some(r) => Some(resolve_report(&cx, r, &links, &probes)?),
     };
 
+    let completion = match &raw.completion {
+        None => None,
+        Some(c) => {
+            let fields = |f: &str| {
+                let mut out: Option<Vec<String>> = None;
+                for p in probes.iter().filter(|p| p.function == f) {
+                    out.get_or_insert_with(Vec::new)
+                        .extend(p.args.iter().map(|a| a.name.clone()));
+                }
+                out
+            };
+            let probed = super::completion::Probed {
+                fields: &fields,
+                links: &links,
+            };
+            match super::completion::resolve(c, &probed) {
+                Ok(spec) => Some(spec),
+                Err((span, msg)) => return cx.err(span, msg),
+            }
+        }
+    };
+
     Ok(Pack {
         name,
         version,
         description: raw.pack.description,
         report,
+        completion,
         links,
         outermost_only: raw.pack.outermost_only,
         nested,
@@ -550,12 +577,34 @@ fn resolve_report(
             "[report] point-to-point calls need `sends`, `receives` and `peer` together",
         );
     }
+    let matched: Vec<String> = r.matched.iter().map(field).collect::<Result<_, _>>()?;
+    let mut classes = BTreeMap::new();
+    for (f, class) in &r.classes {
+        if !matched.contains(f.get_ref()) {
+            return cx.err(
+                f.span(),
+                format!(
+                    "[report] classes names {:?}, which is not one of `matched` ({})",
+                    f.get_ref(),
+                    matched.join(", ")
+                ),
+            );
+        }
+        if class.is_empty() || class.len() > 40 || class.chars().any(|c| c.is_control()) {
+            return cx.err(
+                f.span(),
+                "[report] a class is a short name (at most 40 characters), like \"size\"",
+            );
+        }
+        classes.insert(f.get_ref().clone(), class.clone());
+    }
     Ok(ReportSpec {
         group,
         member: field(&r.member)?,
         size: r.size.as_ref().map(field).transpose()?,
         order: field(&r.order)?,
-        matched: r.matched.iter().map(field).collect::<Result<_, _>>()?,
+        matched,
+        classes,
         peer: r.peer.as_ref().map(field).transpose()?,
         sends,
         receives,

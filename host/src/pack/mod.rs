@@ -1,5 +1,6 @@
 //! Packs: what to probe, as data (`packs/<name>/pack.toml` and fragment files).
 
+pub mod completion;
 pub mod fragment;
 pub mod manifest;
 pub mod types;
@@ -30,6 +31,8 @@ pub struct Pack {
     pub enums: BTreeMap<String, EnumTable>,
     /// How `bthost report` reads the pack's calls (None: the pack has no groups of members).
     pub report: Option<ReportSpec>,
+    /// How the work its calls enqueue completes (None: its calls do not enqueue work).
+    pub completion: Option<completion::CompletionSpec>,
     /// The folder the manifest was read from.
     pub dir: PathBuf,
 }
@@ -49,6 +52,9 @@ pub struct ReportSpec {
     pub order: String,
     /// Fields that must be equal across the members at one operation (`count`, `datatype`).
     pub matched: Vec<String>,
+    /// The class of a disagreement in each matched field (`count` -> `size`): the report
+    /// says "size mismatch"; a different call is a "collective type mismatch".
+    pub classes: BTreeMap<String, String>,
     /// The field naming the other member of a point-to-point call (`peer`).
     pub peer: Option<String>,
     /// The point-to-point calls: those that send to `peer`, and those that receive from it.

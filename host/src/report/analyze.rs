@@ -5,18 +5,43 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::gather::{Gather, Group, Mismatch, Op, OpenCall, ProcKey};
+use super::gather::{Gather, Group, Member, Mismatch, Op, OpenCall, ProcKey, State};
+
+/// How a process waits, as its log ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum How {
+    /// A call that had not returned (`hipMemcpy(...)`), and for how long (ns).
+    Blocked {
+        tid: u32,
+        desc: String,
+        waited: Option<u64>,
+    },
+    /// A query that kept answering "not ready": how many times, since how long ago (ns).
+    Polling {
+        tid: u32,
+        desc: String,
+        answers: u64,
+        since: u64,
+    },
+    /// In no traced call: its last traced call, and how long before the log's end (ns).
+    Idle { last: Option<(String, u64)> },
+}
 
 /// A member that entered the operation where the group diverges.
 #[derive(Clone, Debug)]
 pub struct Entered {
     pub rank: u32,
     pub proc: ProcKey,
+    /// When it entered the operation (None: it is past it, or the log does not say).
     pub start: Option<u64>,
-    /// Still in it when its log ended.
+    /// Where the operation is for this member.
+    pub state: State,
+    /// Not done: still in its call, or enqueued and not proven done.
     pub waiting: bool,
     /// How long it had waited when tracing stopped (ns), if it was waiting.
     pub waited: Option<u64>,
+    /// How its process waits (when it is waiting).
+    pub how: Vec<How>,
 }
 
 /// A member that never entered it.
@@ -29,10 +54,12 @@ pub struct Missing {
     pub last: Option<Op>,
     /// Its process's calls in flight when its log ended, with how long they had been.
     pub instead: Vec<(OpenCall, Option<u64>)>,
+    /// What its process does instead: blocked or polling, or in no traced call since when.
+    pub how: Vec<How>,
 }
 
-/// The earliest operation some member is stuck in; `missing` lists the members that never
-/// entered it, and is empty when every member is in it (a mismatch, a hang on the device).
+/// The earliest operation that is not done on some member; `missing` lists the members that
+/// never entered it, and is empty when every member enqueued it.
 #[derive(Clone, Debug)]
 pub struct Divergence {
     pub order: u64,
@@ -40,6 +67,11 @@ pub struct Divergence {
     pub op: String,
     pub entered: Vec<Entered>,
     pub missing: Vec<Missing>,
+    /// Every member enqueued it, none completed it, and they agree on it: a hang on the
+    /// device or the network.
+    pub on_device: bool,
+    /// The classes of a disagreement at this operation ("size", "collective type").
+    pub mismatch: Vec<String>,
 }
 
 /// Point to point without its other half, or one side still waiting.
@@ -94,33 +126,129 @@ fn waited(stops: &[u64], proc: ProcKey, start: Option<u64>) -> Option<u64> {
     start.map(|s| stop.saturating_sub(s))
 }
 
+/// How process `proc` waits when its log ended: its calls in flight, its unanswered polls,
+/// or, with neither, its last traced call.
+fn how(gather: &Gather, stops: &[u64], proc: ProcKey) -> Vec<How> {
+    let Some(p) = gather.procs.get(&proc) else {
+        return Vec::new();
+    };
+    let stop = stops.get(proc.0 as usize).copied().unwrap_or(0);
+    let mut out: Vec<How> = p
+        .open
+        .iter()
+        .map(|o| How::Blocked {
+            tid: o.tid,
+            desc: o.desc.clone(),
+            waited: waited(stops, proc, o.start),
+        })
+        .collect();
+    out.extend(p.polling.iter().map(|q| How::Polling {
+        tid: q.tid,
+        desc: q.desc.clone(),
+        answers: q.answers,
+        since: stop.saturating_sub(q.since),
+    }));
+    if out.is_empty() {
+        out.push(How::Idle {
+            last: p
+                .last_call
+                .as_ref()
+                .map(|(t, d)| (d.clone(), stop.saturating_sub(*t))),
+        });
+    }
+    out
+}
+
+/// Where operation `order` is for member `m`.
+fn state_at(m: &Member, order: u64) -> State {
+    if let Some(_p) = m.pending.get(&order) {
+        return State::Pending;
+    }
+    if m.last.order == order {
+        return m.last.state.clone();
+    }
+    match m.done.get(&order) {
+        Some((at, by)) => State::Done {
+            at: *at,
+            by: by.clone(),
+        },
+        None => State::Done {
+            at: 0,
+            by: String::new(),
+        },
+    }
+}
+
+/// Whether operation `order` is proven done on some member: a collective completes on all
+/// its members together, so it is done on the others too.
+fn done_somewhere(g: &Group, order: u64) -> bool {
+    g.members
+        .values()
+        .any(|m| m.last.order >= order && matches!(state_at(m, order), State::Done { .. }))
+}
+
 fn divergence(g: &Group, gather: &Gather, stops: &[u64]) -> Option<Divergence> {
-    // The earliest operation a member is stuck in.
-    let order = g
+    // The earliest operation not done on some member: pending (and done on no other member),
+    // or still in its call.
+    let stuck = g
         .members
         .values()
-        .filter(|m| m.last.end.is_none())
-        .map(|m| m.last.order)
-        .min()?;
+        .flat_map(|m| {
+            let in_call = (m.last.state == State::InCall).then_some(m.last.order);
+            m.pending.keys().copied().chain(in_call)
+        })
+        .filter(|&o| {
+            // A member still in the call is stuck there, whatever the others did.
+            !done_somewhere(g, o)
+                || g.members
+                    .values()
+                    .any(|m| m.last.order == o && m.last.state == State::InCall)
+        })
+        .min();
+    // The earliest operation some member entered and another never did.
+    let highest = g.members.values().map(|m| m.last.order).max().unwrap_or(0);
+    let behind = g
+        .members
+        .values()
+        .map(|m| m.last.order + 1)
+        .filter(|&o| o <= highest)
+        .min();
+    let absent = match g.size {
+        Some(n) => (g.members.len() as u32) < n,
+        None => g.procs.keys().any(|r| !g.members.contains_key(r)),
+    };
+    let behind = behind.or(if absent && highest > 0 { Some(1) } else { None });
+    let order = [stuck, behind].into_iter().flatten().min()?;
     let mut entered = Vec::new();
     let mut missing = Vec::new();
     for (&rank, m) in &g.members {
         if m.last.order >= order {
-            let waiting = m.last.order == order && m.last.end.is_none();
+            let mut state = state_at(m, order);
+            if state == State::Pending && done_somewhere(g, order) {
+                state = State::DoneByPeers;
+            }
+            let waiting = state.waiting();
+            let start = if m.last.order == order {
+                m.last.start
+            } else {
+                m.pending.get(&order).and_then(|p| p.0)
+            };
             entered.push(Entered {
                 rank,
                 proc: m.proc,
-                start: if m.last.order == order {
-                    m.last.start
-                } else {
-                    None
-                },
+                start,
                 waiting,
                 waited: if waiting {
-                    waited(stops, m.proc, m.last.start)
+                    waited(stops, m.proc, start)
                 } else {
                     None
                 },
+                how: if waiting {
+                    how(gather, stops, m.proc)
+                } else {
+                    Vec::new()
+                },
+                state,
             });
         } else {
             missing.push(Missing {
@@ -137,6 +265,7 @@ fn divergence(g: &Group, gather: &Gather, stops: &[u64]) -> Option<Divergence> {
                             .collect()
                     })
                     .unwrap_or_default(),
+                how: how(gather, stops, m.proc),
             });
         }
     }
@@ -165,39 +294,65 @@ fn divergence(g: &Group, gather: &Gather, stops: &[u64]) -> Option<Divergence> {
                         .collect()
                 })
                 .unwrap_or_default(),
+            how: proc.map(|p| how(gather, stops, p)).unwrap_or_default(),
         });
     }
-    let op = g
-        .ops
-        .get(&order)
+    let agg = g.ops.get(&order);
+    let op = agg
         .and_then(|a| a.sigs.iter().max_by_key(|s| s.2.len()))
         .map(|s| s.1.clone())
+        .filter(|d| !d.is_empty())
         .or_else(|| {
             g.members
                 .values()
                 .find(|m| m.last.order == order)
                 .map(|m| m.last.desc.clone())
         })
+        .or_else(|| {
+            g.members
+                .values()
+                .find_map(|m| m.pending.get(&order).map(|p| p.1.clone()))
+        })
         .unwrap_or_default();
+    let mismatch = match agg {
+        Some(a) if a.sigs.len() > 1 => {
+            super::gather::mismatch(order, a.clone(), &gather.specs[g.spec].1).classes
+        }
+        _ => g
+            .mismatches
+            .iter()
+            .find(|m| m.order == order)
+            .map(|m| m.classes.clone())
+            .unwrap_or_default(),
+    };
+    let on_device = missing.is_empty()
+        && mismatch.is_empty()
+        && !entered.is_empty()
+        && entered.iter().all(|e| e.state == State::Pending);
     Some(Divergence {
         order,
         op,
         entered,
         missing,
+        on_device,
+        mismatch,
     })
 }
 
 fn unmatched(g: &Group, stops: &[u64]) -> Vec<Unmatched> {
     let with_wait = |last: &Option<(Op, ProcKey)>| {
         last.clone().map(|(op, proc)| {
-            let w = match op.end {
-                None => waited(stops, proc, op.start),
-                Some(_) => None,
+            let w = if op.state.waiting() {
+                waited(stops, proc, op.start)
+            } else {
+                None
             };
             (op, w)
         })
     };
-    let open = |last: &Option<(Op, ProcKey)>| last.as_ref().is_some_and(|(o, _)| o.end.is_none());
+    let open = |last: &Option<(Op, ProcKey)>| {
+        last.as_ref().is_some_and(|(o, _)| o.state.waiting())
+    };
     g.p2p
         .iter()
         .filter(|(_, p)| p.sends != p.recvs || open(&p.last_send) || open(&p.last_recv))
@@ -329,14 +484,7 @@ pub fn analyze(g: &Gather, stops: &[u64]) -> Findings {
         let mut mismatches = grp.mismatches.clone();
         for (&order, agg) in &grp.ops {
             if agg.sigs.len() > 1 {
-                mismatches.push(Mismatch {
-                    order,
-                    sigs: agg
-                        .sigs
-                        .iter()
-                        .map(|(_, d, m)| (d.clone(), m.clone()))
-                        .collect(),
-                });
+                mismatches.push(super::gather::mismatch(order, agg.clone(), spec));
             }
         }
         let f = GroupFinding {

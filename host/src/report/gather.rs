@@ -7,22 +7,49 @@
 //!   (call and matched fields) and which members had each: a finished operation with two
 //!   signatures is a mismatch, kept; one with one is forgotten;
 //! - per group and ordered pair of members: sends and receives (point to point);
-//! - per process: its calls in flight when its log ended (of any pack).
+//! - per process: its calls in flight when its log ended (of any pack), its queries that kept
+//!   answering "not ready", and its last traced call;
+//! - the completion of each operation's work on the device (crate::calls::completion): an
+//!   operation that only enqueued is pending until a later call proves it done.
 
 use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
 
-use crate::convert::call::{Call, Strings, V};
-use crate::convert::text::value;
+use crate::calls::call::{Call, Strings, V};
+use crate::calls::completion::{Completion, Seen};
+use crate::calls::format::value;
+use crate::calls::CallSink;
+use crate::pack::completion::CompletionSpec;
 use crate::pack::ReportSpec;
 
 /// A process, across logs: (log index, pid).
 pub type ProcKey = (u16, u32);
 
-/// A pid as its log wrote it: `convert` of several logs numbers each log's processes apart
-/// above Linux's largest pid (2^22), which the report takes off.
-pub const PID_MASK: u32 = (1 << 22) - 1;
+pub use crate::calls::sources::PID_MASK;
+
+/// Where an operation of one member is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Its call had not returned when the log ended (a call that blocks, or a full queue).
+    InCall,
+    /// Its call returned having enqueued the work, which no later call proved done.
+    Pending,
+    /// Proven done: at this time, by this call (`hipStreamSynchronize`); "" for a call with
+    /// no completion rules, done when it returned.
+    Done { at: u64, by: String },
+    /// Done on another member: a collective completes on all its members together.
+    DoneByPeers,
+    /// Its call returned an error: nothing was enqueued.
+    Failed,
+}
+
+impl State {
+    /// Not done: a member here is waiting for it.
+    pub fn waiting(&self) -> bool {
+        matches!(self, State::InCall | State::Pending)
+    }
+}
 
 /// One operation of one member.
 #[derive(Clone, Debug)]
@@ -34,6 +61,7 @@ pub struct Op {
     /// None: in flight when its log ended.
     pub end: Option<u64>,
     pub tid: u32,
+    pub state: State,
 }
 
 #[derive(Clone, Debug)]
@@ -41,6 +69,12 @@ pub struct Member {
     pub proc: ProcKey,
     /// The highest operation it entered.
     pub last: Op,
+    /// Its operations enqueued and not proven done (bounded: the oldest are let go), by order:
+    /// when each was enqueued, and its description.
+    pub pending: BTreeMap<u64, (Option<u64>, String)>,
+    /// Its operations proven done, by order, only while some member may still need them
+    /// (kept from the oldest pending operation of the group on).
+    pub done: BTreeMap<u64, (u64, String)>,
 }
 
 /// The members at one operation number, by signature.
@@ -48,6 +82,8 @@ pub struct Member {
 pub struct OpAgg {
     /// (signature, its description, the members that had it).
     pub sigs: Vec<(u64, String, Vec<u32>)>,
+    /// Each signature's call name and matched fields (name, value), to class a disagreement.
+    pub fields: Vec<(String, Vec<(String, i64)>)>,
     pub count: u32,
 }
 
@@ -56,6 +92,9 @@ pub struct OpAgg {
 pub struct Mismatch {
     pub order: u64,
     pub sigs: Vec<(String, Vec<u32>)>,
+    /// What differs, as PyTorch's flight-recorder analyzer classes it: "collective type"
+    /// (another call), else the pack's class of each differing field ("size", "dtype").
+    pub classes: Vec<String>,
 }
 
 /// Point to point, from one member to another.
@@ -67,6 +106,9 @@ pub struct P2p {
     /// with the processes that made them.
     pub last_send: Option<(Op, ProcKey)>,
     pub last_recv: Option<(Op, ProcKey)>,
+    /// The completion tokens of the last send and receive, while pending.
+    send_token: u64,
+    recv_token: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -82,6 +124,17 @@ pub struct Group {
     pub mismatches: Vec<Mismatch>,
     /// (from, to) -> counts.
     pub p2p: BTreeMap<(u32, u32), P2p>,
+}
+
+/// A query that kept answering "not ready" until its log ended.
+#[derive(Clone, Debug)]
+pub struct Polling {
+    pub tid: u32,
+    /// The query and what it asks of (`hipEventQuery(event=0x...)`).
+    pub desc: String,
+    pub answers: u64,
+    pub since: u64,
+    pub last: u64,
 }
 
 /// A process's call in flight when its log ended.
@@ -100,6 +153,13 @@ pub struct Proc {
     pub pid: u32,
     pub comm: String,
     pub open: Vec<OpenCall>,
+    pub polling: Vec<Polling>,
+    /// Its last traced call that returned (any pack): when, and what.
+    pub last_call: Option<(u64, String)>,
+    /// The last call's (end, name id) in the current log's strings, named at its end.
+    last_id: Option<(u64, u32)>,
+    /// Its pid as the calls carry it (numbered apart when several logs are converted).
+    raw_pid: u32,
 }
 
 /// The ids of a spec's names in one log's string table.
@@ -122,7 +182,6 @@ const KEEP_MISMATCHES: usize = 8;
 /// Operations held per group when its size is unknown: past it the oldest are let go.
 const MAX_OPEN_OPS: usize = 4096;
 
-#[derive(Default)]
 pub struct Gather {
     pub specs: Vec<(String, ReportSpec)>,
     ids: Vec<SpecIds>,
@@ -133,7 +192,16 @@ pub struct Gather {
     pub more_mismatches: FxHashMap<(usize, u64), u64>,
     /// Calls seen that belong to a group.
     pub group_calls: u64,
+    /// The completion of the work operations enqueue.
+    pub completion: Completion,
+    /// The operations whose completion is awaited, by token: (spec, group, member, order).
+    tokens: FxHashMap<u64, (usize, u64, u32, u64)>,
+    /// Operations let go unproven (too many pending on one member).
+    pub let_go: u64,
 }
+
+/// Pending operations held per member: past it the oldest are let go (and said).
+const MAX_PENDING: usize = 4096;
 
 fn arg(c: &Call, id: u32) -> Option<V> {
     c.args
@@ -155,7 +223,10 @@ fn num(v: V) -> Option<i64> {
 
 impl Gather {
     /// For the packs' `[report]` specs, as (pack, spec).
-    pub fn new(specs: Vec<(String, ReportSpec)>) -> Gather {
+    pub fn new(
+        specs: Vec<(String, ReportSpec)>,
+        completion: Vec<(String, CompletionSpec)>,
+    ) -> Gather {
         Gather {
             specs,
             ids: Vec::new(),
@@ -164,6 +235,9 @@ impl Gather {
             procs: BTreeMap::new(),
             more_mismatches: FxHashMap::default(),
             group_calls: 0,
+            completion: Completion::new(completion),
+            tokens: FxHashMap::default(),
+            let_go: 0,
         }
     }
 
@@ -173,6 +247,7 @@ impl Gather {
     /// call is its own pack's.
     pub fn start_log(&mut self, log: u16, strings: &mut Strings, packs: Option<&[String]>) {
         self.log = log;
+        self.completion.start_log(strings, packs);
         self.ids = self
             .specs
             .iter()
@@ -209,7 +284,7 @@ impl Gather {
     }
 
     /// The process of `pid`: of the current log, or, above 2^22, of the log its number says
-    /// (crate::convert::sources numbers several logs' processes apart).
+    /// (crate::calls::sources numbers several logs' processes apart).
     fn proc_key(&self, pid: u32) -> ProcKey {
         if pid > PID_MASK {
             (((pid >> 22) - 1) as u16, pid & PID_MASK)
@@ -265,8 +340,22 @@ impl Gather {
     }
 
     /// One finished call (or, at the end, one in flight) of the current log.
-    pub fn see(&mut self, c: &Call, strings: &Strings) {
-        let Some((spec, gid, member, order)) = self.group_call(c) else {
+    fn see_call(&mut self, c: &Call, strings: &Strings) {
+        let group = self.group_call(c);
+        let proc = self.proc_key(c.pid);
+        // Every call is seen by the completion model: enqueues on any pack's queues, and the
+        // syncs and queries (of the GPU runtime's pack) that prove them done.
+        let track = matches!(group, Some((_, _, _, Some(_)))) && c.end.is_some();
+        let seen = self.completion.see(c, track);
+        self.settle_done(strings);
+        if let Some(end) = c.end {
+            let p = self.procs.entry(proc).or_default();
+            p.raw_pid = c.pid;
+            if p.last_id.is_none_or(|l| end >= l.0) {
+                p.last_id = Some((end, c.name));
+            }
+        }
+        let Some((spec, gid, member, order)) = group else {
             return;
         };
         self.group_calls += 1;
@@ -276,7 +365,6 @@ impl Gather {
             .and_then(|s| arg(c, s))
             .and_then(num)
             .and_then(|n| u32::try_from(n).ok());
-        let proc = self.proc_key(c.pid);
         let Some(order) = order else {
             // The group's creation (or a query): who the member is, not an operation.
             let g = Self::group(&mut self.groups, spec, gid);
@@ -300,12 +388,26 @@ impl Gather {
                 h = crate::hash::fnv1a64(&[h.to_le_bytes(), v.to_le_bytes()].concat());
             }
         }
+        let (state, token) = match (c.end, seen) {
+            (None, _) => (State::InCall, 0),
+            (Some(_), Seen::Enqueued { token, .. }) => (State::Pending, token),
+            (Some(_), Seen::Failed) => (State::Failed, 0),
+            // No completion rules for this call: it did its work before it returned.
+            (Some(e), _) => (
+                State::Done {
+                    at: e,
+                    by: String::new(),
+                },
+                0,
+            ),
+        };
         let op = Op {
             order,
             desc: String::new(),
             start: c.start,
             end: c.end,
             tid: c.tid,
+            state,
         };
         let need_desc = {
             let g = self.groups.get(&(spec, gid));
@@ -315,13 +417,18 @@ impl Gather {
             let new_sig = g
                 .and_then(|g| g.ops.get(&order))
                 .is_none_or(|a| !a.sigs.iter().any(|s| s.0 == h));
-            newer || new_sig || is_send || is_recv
+            newer || new_sig || is_send || is_recv || token != 0
         };
         let desc = if need_desc {
             self.describe(c, spec, strings)
         } else {
             String::new()
         };
+        let fields: Vec<(String, i64)> = ids
+            .matched
+            .iter()
+            .filter_map(|&m| arg(c, m).and_then(num).map(|v| (strings.get(m).to_string(), v)))
+            .collect();
         let g = Self::group(&mut self.groups, spec, gid);
         if size.is_some() {
             g.size = size;
@@ -339,40 +446,136 @@ impl Gather {
             if slot == 0 {
                 p.sends += 1;
                 p.last_send = last;
+                p.send_token = token;
             } else {
                 p.recvs += 1;
                 p.last_recv = last;
+                p.recv_token = token;
+            }
+            if token != 0 {
+                self.tokens.insert(token, (spec, gid, u32::MAX, order));
             }
             return;
         }
-        let newer = g.members.get(&member).is_none_or(|m| order >= m.last.order);
-        if newer {
-            g.members.insert(
-                member,
-                Member {
-                    proc,
-                    last: Op {
-                        desc: desc.clone(),
-                        ..op.clone()
-                    },
-                },
-            );
+        let m = g.members.entry(member).or_insert_with(|| Member {
+            proc,
+            last: op.clone(),
+            pending: BTreeMap::new(),
+            done: BTreeMap::new(),
+        });
+        m.proc = proc;
+        if order >= m.last.order {
+            m.last = Op {
+                desc: desc.clone(),
+                ..op.clone()
+            };
         }
+        match &op.state {
+            State::Pending => {
+                m.pending.insert(order, (c.end, desc.clone()));
+                self.tokens.insert(token, (spec, gid, member, order));
+                if m.pending.len() > MAX_PENDING {
+                    m.pending.pop_first();
+                    self.let_go += 1;
+                }
+            }
+            State::Done { at, by } => {
+                m.pending.remove(&order);
+                m.done.insert(order, (*at, by.clone()));
+            }
+            _ => {
+                m.pending.remove(&order);
+            }
+        }
+        Self::trim_done(g);
         let agg = g.ops.entry(order).or_default();
         agg.count += 1;
         match agg.sigs.iter_mut().find(|s| s.0 == h) {
             Some(s) => s.2.push(member),
-            None => agg.sigs.push((h, desc, vec![member])),
+            None => {
+                agg.sigs.push((h, desc, vec![member]));
+                agg.fields
+                    .push((strings.get(c.name).to_string(), fields));
+            }
         }
         let whole = g.size.is_some_and(|n| agg.count >= n);
         if whole {
             let agg = g.ops.remove(&order).expect("just seen");
-            Self::settle(g, order, agg, &mut self.more_mismatches);
+            Self::settle(g, spec, &self.specs, order, agg, &mut self.more_mismatches);
         }
         if g.size.is_none() && g.ops.len() > MAX_OPEN_OPS {
             if let Some((&o, _)) = g.ops.iter().next() {
                 let agg = g.ops.remove(&o).expect("present");
-                Self::settle(g, o, agg, &mut self.more_mismatches);
+                Self::settle(g, spec, &self.specs, o, agg, &mut self.more_mismatches);
+            }
+        }
+    }
+
+    /// Takes the completions the last call proved: the operations they were leave pending.
+    fn settle_done(&mut self, strings: &Strings) {
+        let done: Vec<_> = self.completion.take_done().collect();
+        for d in done {
+            let Some((spec, gid, member, order)) = self.tokens.remove(&d.token) else {
+                continue;
+            };
+            let Some(g) = self.groups.get_mut(&(spec, gid)) else {
+                continue;
+            };
+            let state = match d.at {
+                Some(at) => State::Done {
+                    at,
+                    by: strings.get(d.by).to_string(),
+                },
+                None => {
+                    self.let_go += 1;
+                    State::Done {
+                        at: 0,
+                        by: "(let go unproven)".into(),
+                    }
+                }
+            };
+            if member == u32::MAX {
+                for p in g.p2p.values_mut() {
+                    for (tok, last) in [
+                        (&mut p.send_token, &mut p.last_send),
+                        (&mut p.recv_token, &mut p.last_recv),
+                    ] {
+                        if *tok == d.token {
+                            *tok = 0;
+                            if let Some((op, _)) = last {
+                                op.state = state.clone();
+                            }
+                        }
+                    }
+                }
+                continue;
+            }
+            let Some(m) = g.members.get_mut(&member) else {
+                continue;
+            };
+            m.pending.remove(&order);
+            if let State::Done { at, by } = &state {
+                m.done.insert(order, (*at, by.clone()));
+            }
+            if m.last.order == order && m.last.state == State::Pending {
+                m.last.state = state;
+            }
+            Self::trim_done(g);
+        }
+    }
+
+    /// Forgets the completions no member can need: those before every member's oldest
+    /// pending (or last) operation.
+    fn trim_done(g: &mut Group) {
+        let floor = g
+            .members
+            .values()
+            .map(|m| m.pending.keys().next().copied().unwrap_or(m.last.order))
+            .min()
+            .unwrap_or(0);
+        for m in g.members.values_mut() {
+            while m.done.first_key_value().is_some_and(|(&o, _)| o < floor) {
+                m.done.pop_first();
             }
         }
     }
@@ -391,15 +594,19 @@ impl Gather {
     }
 
     /// An operation every member has seen: a mismatch if they disagreed.
-    fn settle(g: &mut Group, order: u64, agg: OpAgg, more: &mut FxHashMap<(usize, u64), u64>) {
+    fn settle(
+        g: &mut Group,
+        spec: usize,
+        specs: &[(String, ReportSpec)],
+        order: u64,
+        agg: OpAgg,
+        more: &mut FxHashMap<(usize, u64), u64>,
+    ) {
         if agg.sigs.len() < 2 {
             return;
         }
         if g.mismatches.len() < KEEP_MISMATCHES {
-            g.mismatches.push(Mismatch {
-                order,
-                sigs: agg.sigs.into_iter().map(|(_, d, m)| (d, m)).collect(),
-            });
+            g.mismatches.push(mismatch(order, agg, &specs[spec].1));
         } else {
             *more.entry((g.spec, g.id)).or_default() += 1;
         }
@@ -413,7 +620,7 @@ impl Gather {
                 Some((spec, ..)) => self.describe(c, spec, strings),
                 None => {
                     let mut s = String::new();
-                    crate::convert::text::call_text(&mut s, c, strings);
+                    crate::calls::format::call_text(&mut s, c, strings);
                     s
                 }
             };
@@ -427,5 +634,73 @@ impl Gather {
                 group_op,
             });
         }
+        // The current log's processes: their last call and their unanswered polls, named
+        // while this log's strings are at hand.
+        for (key, p) in self.procs.range_mut((self.log, 0)..=(self.log, u32::MAX)) {
+            if let Some((end, name)) = p.last_id.take() {
+                p.last_call = Some((end, strings.get(name).to_string()));
+            }
+            let _ = key;
+            for poll in self.completion.polls(p.raw_pid) {
+                p.polling.push(Polling {
+                    tid: poll.tid,
+                    desc: if poll.object == u64::MAX {
+                        strings.get(poll.call).to_string()
+                    } else {
+                        format!("{}({:#x})", strings.get(poll.call), poll.object)
+                    },
+                    answers: poll.answers,
+                    since: poll.since,
+                    last: poll.last,
+                });
+            }
+        }
+    }
+}
+
+/// Operation `order`'s disagreement, classed as PyTorch's flight-recorder analyzer classes
+/// it: another call is a collective type mismatch; else each differing matched field's class.
+pub fn mismatch(order: u64, agg: OpAgg, spec: &ReportSpec) -> Mismatch {
+    let mut classes: Vec<String> = Vec::new();
+    let mut add = |c: String| {
+        if !classes.contains(&c) {
+            classes.push(c);
+        }
+    };
+    let first = &agg.fields[0];
+    for other in &agg.fields[1..] {
+        if other.0 != first.0 {
+            add("collective type".into());
+            continue;
+        }
+        for (name, v) in &first.1 {
+            let theirs = other.1.iter().find(|f| f.0 == *name).map(|f| f.1);
+            if theirs != Some(*v) {
+                add(spec.classes.get(name).cloned().unwrap_or_else(|| name.clone()));
+            }
+        }
+        for (name, _) in &other.1 {
+            if !first.1.iter().any(|f| f.0 == *name) {
+                add(spec.classes.get(name).cloned().unwrap_or_else(|| name.clone()));
+            }
+        }
+    }
+    Mismatch {
+        order,
+        sigs: agg.sigs.into_iter().map(|(_, d, m)| (d, m)).collect(),
+        classes,
+    }
+}
+
+impl CallSink for Gather {
+    fn start_log(&mut self, log: u16, strings: &mut Strings, packs: Option<&[String]>) {
+        Gather::start_log(self, log, strings, packs);
+    }
+    fn see(&mut self, c: &Call, strings: &Strings) -> std::io::Result<()> {
+        self.see_call(c, strings);
+        Ok(())
+    }
+    fn see_in_flight(&mut self, calls: &[Call], strings: &Strings) {
+        Gather::see_in_flight(self, calls, strings);
     }
 }

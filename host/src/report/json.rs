@@ -6,12 +6,12 @@
 
 use serde::Serialize;
 
-use super::analyze::{Findings, Missing};
-use super::gather::{Gather, Op, OpenCall, ProcKey};
+use super::analyze::{Findings, How, Missing};
+use super::gather::{Gather, Op, OpenCall, ProcKey, State};
 use super::ranks::compress;
 use super::Context;
 
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 #[derive(Serialize)]
 pub struct Report {
@@ -58,6 +58,21 @@ pub struct OpJ {
     pub tid: u32,
     pub start: Option<u64>,
     pub returned: bool,
+    /// Where the operation is (see [`state_name`]).
+    pub state: &'static str,
+}
+
+/// How a process waits (docs/report-json.md, "how").
+#[derive(Serialize)]
+pub struct HowJ {
+    /// "blocked" (in a call), "polling" (a query answering not ready), "idle" (in no call).
+    pub kind: &'static str,
+    pub tid: Option<u32>,
+    pub call: Option<String>,
+    /// Blocked: how long (ns). Polling: since when the answers came (ns before the stop).
+    /// Idle: how long since its last traced call returned.
+    pub for_ns: Option<u64>,
+    pub answers: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -79,6 +94,11 @@ pub struct EnteredJ {
     pub start: Option<u64>,
     pub waiting: bool,
     pub waited_ns: Option<u64>,
+    pub state: &'static str,
+    /// When a later call proved it done, and which (for "completed").
+    pub completed_at: Option<u64>,
+    pub completed_by: Option<String>,
+    pub how: Vec<HowJ>,
 }
 
 #[derive(Serialize)]
@@ -88,6 +108,7 @@ pub struct MissingJ {
     pub process: Option<ProcJ>,
     pub last: Option<OpJ>,
     pub in_flight: Vec<OpenJ>,
+    pub how: Vec<HowJ>,
 }
 
 #[derive(Serialize)]
@@ -98,6 +119,11 @@ pub struct DivergenceJ {
     pub entered_ranks: String,
     pub missing: Vec<MissingJ>,
     pub missing_ranks: String,
+    /// Every member enqueued it, none completed it, and they agree: a hang on the device or
+    /// the network.
+    pub on_device: bool,
+    /// The classes of a disagreement at this operation.
+    pub mismatch: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -105,6 +131,8 @@ pub struct MismatchJ {
     pub order: u64,
     /// Each distinct call, and the ranks that made it.
     pub calls: Vec<(String, Vec<u32>)>,
+    /// "collective type", or the pack's classes of the fields that differ ("size", "dtype").
+    pub classes: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -152,6 +180,18 @@ fn proc_j(g: &Gather, p: ProcKey) -> ProcJ {
     }
 }
 
+/// A state's name in JSON.
+pub fn state_name(s: &State) -> &'static str {
+    match s {
+        State::InCall => "in_call",
+        State::Pending => "pending",
+        State::Done { by, .. } if by.is_empty() => "returned",
+        State::Done { .. } => "completed",
+        State::DoneByPeers => "completed_by_peers",
+        State::Failed => "failed",
+    }
+}
+
 fn op_j(o: &Op) -> OpJ {
     OpJ {
         order: o.order,
@@ -159,6 +199,38 @@ fn op_j(o: &Op) -> OpJ {
         tid: o.tid,
         start: o.start,
         returned: o.end.is_some(),
+        state: state_name(&o.state),
+    }
+}
+
+fn how_j(h: &How) -> HowJ {
+    match h {
+        How::Blocked { tid, desc, waited } => HowJ {
+            kind: "blocked",
+            tid: Some(*tid),
+            call: Some(desc.clone()),
+            for_ns: *waited,
+            answers: None,
+        },
+        How::Polling {
+            tid,
+            desc,
+            answers,
+            since,
+        } => HowJ {
+            kind: "polling",
+            tid: Some(*tid),
+            call: Some(desc.clone()),
+            for_ns: Some(*since),
+            answers: Some(*answers),
+        },
+        How::Idle { last } => HowJ {
+            kind: "idle",
+            tid: None,
+            call: last.as_ref().map(|l| l.0.clone()),
+            for_ns: last.as_ref().map(|l| l.1),
+            answers: None,
+        },
     }
 }
 
@@ -179,6 +251,7 @@ fn missing_j(g: &Gather, m: &Missing) -> MissingJ {
         process: m.proc.map(|p| proc_j(g, p)),
         last: m.last.as_ref().map(op_j),
         in_flight: m.instead.iter().map(|(o, w)| open_j(o, *w)).collect(),
+        how: m.how.iter().map(how_j).collect(),
     }
 }
 
@@ -224,10 +297,22 @@ pub fn build(cx: &Context, g: &Gather, f: &Findings) -> Report {
                             start: e.start,
                             waiting: e.waiting,
                             waited_ns: e.waited,
+                            state: state_name(&e.state),
+                            completed_at: match &e.state {
+                                State::Done { at, by } if !by.is_empty() => Some(*at),
+                                _ => None,
+                            },
+                            completed_by: match &e.state {
+                                State::Done { by, .. } if !by.is_empty() => Some(by.clone()),
+                                _ => None,
+                            },
+                            how: e.how.iter().map(how_j).collect(),
                         })
                         .collect(),
                     missing_ranks: compress(d.missing.iter().map(|m| m.rank)),
                     missing: d.missing.iter().map(|m| missing_j(g, m)).collect(),
+                    on_device: d.on_device,
+                    mismatch: d.mismatch.clone(),
                 }),
                 mismatches: gf
                     .mismatches
@@ -235,6 +320,7 @@ pub fn build(cx: &Context, g: &Gather, f: &Findings) -> Report {
                     .map(|m| MismatchJ {
                         order: m.order,
                         calls: m.sigs.clone(),
+                        classes: m.classes.clone(),
                     })
                     .collect(),
                 more_mismatches: gf.more_mismatches,

@@ -5,8 +5,8 @@
 //! across groups. Generic: the packs say, in their `[report]` section, which link key groups
 //! members and which fields give the member, the size and the order (crate::pack::ReportSpec).
 //!
-//! Another consumer of the stream `convert` decodes (crate::convert's reading pass and call
-//! model), not a second parser.
+//! Another consumer of the calls `convert` writes (crate::calls: the reading pass, the call
+//! model and the completion of enqueued work), not a second parser.
 
 pub mod analyze;
 pub mod gather;
@@ -14,12 +14,12 @@ pub mod json;
 pub mod ranks;
 pub mod text;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
 
 use crate::registry::Registry;
-use crate::timeline::{self, Alignment, LogClock};
+use crate::calls::timeline::{self, Alignment, LogClock};
 use gather::Gather;
 
 pub struct ReportOptions {
@@ -53,40 +53,17 @@ pub fn specs(reg: &Registry) -> Vec<(String, crate::pack::ReportSpec)> {
         .collect()
 }
 
-/// Refuses a log given twice: the same file, or the same recording (its first clock anchor).
-pub fn check_distinct(logs: &[PathBuf]) -> Result<()> {
-    let mut seen: Vec<(PathBuf, Option<String>)> = Vec::new();
-    for l in logs {
-        let canon =
-            std::fs::canonicalize(l).with_context(|| format!("cannot open {}", l.display()))?;
-        let anchor = first_anchor(l);
-        for (p, a) in &seen {
-            if *p == canon || (anchor.is_some() && anchor == *a) {
-                bail!(
-                    "{} is given twice ({}): each node's log once",
-                    l.display(),
-                    if *p == canon {
-                        "the same file".to_string()
-                    } else {
-                        format!("the same recording as {}", p.display())
-                    }
-                );
-            }
-        }
-        seen.push((canon, anchor));
-    }
-    Ok(())
-}
-
-/// The log's first clock anchor line, which `record` writes first.
-fn first_anchor(path: &Path) -> Option<String> {
-    use std::io::BufRead;
-    let f = std::fs::File::open(path).ok()?;
-    std::io::BufReader::new(f)
-        .lines()
-        .take(4)
-        .map_while(Result::ok)
-        .find(|l| l.starts_with("#C start "))
+/// The `[completion]` specs of the packs installed here, as (pack, spec).
+pub fn completion_specs(reg: &Registry) -> Vec<(String, crate::pack::completion::CompletionSpec)> {
+    reg.entries
+        .values()
+        .filter_map(|e| {
+            e.pack
+                .completion
+                .clone()
+                .map(|s| (e.pack.name.clone(), s))
+        })
+        .collect()
 }
 
 /// Reads every log once and says what they show.
@@ -94,13 +71,14 @@ pub fn read(reg: &Registry, opts: &ReportOptions) -> Result<(Context, Gather)> {
     if opts.logs.is_empty() {
         bail!("no log given");
     }
-    check_distinct(&opts.logs)?;
-    let mut gather = Gather::new(specs(reg));
+    crate::calls::sources::check_distinct(&opts.logs)?;
+    let mut gather = Gather::new(specs(reg), completion_specs(reg));
     let mut logs = Vec::new();
     let mut clocks = Vec::new();
     for (i, path) in opts.logs.iter().enumerate() {
         let log = u16::try_from(i).context("too many logs")?;
-        let read = crate::convert::read_calls(reg, path, log, &mut gather)?;
+        let (read, g) = crate::calls::read_calls(reg, path, log, gather)?;
+        gather = g;
         let clock = LogClock::from_anchors(&read.stats.anchors);
         let host = clock
             .as_ref()

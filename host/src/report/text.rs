@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::analyze::{Findings, GroupFinding, Missing};
-use super::gather::{Gather, ProcKey};
+use super::analyze::{Findings, GroupFinding, How, Missing};
+use super::gather::{Gather, ProcKey, State};
 use super::ranks::compress;
 use super::Context;
 
@@ -52,6 +52,110 @@ fn group_title(f: &GroupFinding) -> String {
     )
 }
 
+/// An operation's state, in words.
+fn state_words(s: &State) -> &'static str {
+    match s {
+        State::InCall => "still in it",
+        State::Pending => "enqueued, not completed",
+        State::Done { by, .. } if by.is_empty() => "returned",
+        State::Done { .. } => "completed",
+        State::DoneByPeers => "completed on its peers",
+        State::Failed => "failed",
+    }
+}
+
+/// The name of a call from its description (`hipMemcpy(dst=...)` -> `hipMemcpy`).
+fn call_name(desc: &str) -> &str {
+    desc.split('(').next().unwrap_or(desc)
+}
+
+/// A range of durations, once when equal to a tenth of a second.
+fn secs_range(v: &[u64]) -> String {
+    match (v.iter().min(), v.iter().max()) {
+        (Some(a), Some(b)) if secs(*a) == secs(*b) => secs(*a),
+        (Some(a), Some(b)) => format!("{} to {}", secs(*a), secs(*b)),
+        _ => String::new(),
+    }
+}
+
+fn count_range(v: &[u64]) -> String {
+    match (v.iter().min(), v.iter().max()) {
+        (Some(a), Some(b)) if a == b => a.to_string(),
+        (Some(a), Some(b)) => format!("{a}-{b}"),
+        _ => String::new(),
+    }
+}
+
+/// How several members wait, said once: what they do (the same for all of them), with the
+/// range of their durations and counts.
+fn how_text(hows: &[&[How]]) -> String {
+    let Some(first) = hows.first() else {
+        return String::new();
+    };
+    let mut parts = Vec::new();
+    for (i, h) in first.iter().enumerate() {
+        let at = |f: &dyn Fn(&How) -> Option<u64>| -> Vec<u64> {
+            hows.iter().filter_map(|x| x.get(i).and_then(f)).collect()
+        };
+        parts.push(match h {
+            How::Blocked { desc, .. } => {
+                let w = at(&|x| match x {
+                    How::Blocked { waited, .. } => *waited,
+                    _ => None,
+                });
+                let mut t = format!("blocked in {}", call_name(desc));
+                if !w.is_empty() {
+                    let _ = write!(t, " for {}", secs_range(&w));
+                }
+                t
+            }
+            How::Polling { desc, .. } => {
+                let n = at(&|x| match x {
+                    How::Polling { answers, .. } => Some(*answers),
+                    _ => None,
+                });
+                let since = at(&|x| match x {
+                    How::Polling { since, .. } => Some(*since),
+                    _ => None,
+                });
+                format!(
+                    "polling {}: {} not-ready answers in {}",
+                    call_name(desc),
+                    count_range(&n),
+                    secs_range(&since)
+                )
+            }
+            How::Idle { last } => {
+                let since = at(&|x| match x {
+                    How::Idle { last } => last.as_ref().map(|l| l.1),
+                    _ => None,
+                });
+                match last {
+                    Some((name, _)) => format!(
+                        "in no traced call for {} (the last: {name})",
+                        secs_range(&since)
+                    ),
+                    None => "in no traced call".to_string(),
+                }
+            }
+        });
+    }
+    parts.join("; ")
+}
+
+/// What members wait in, without numbers: members alike share a line.
+fn how_key(h: &[How]) -> String {
+    let k: Vec<String> = h
+        .iter()
+        .map(|x| match x {
+            How::Blocked { desc, .. } => format!("b:{}", call_name(desc)),
+            How::Polling { desc, .. } => format!("p:{}", call_name(desc)),
+            How::Idle { last } => format!("i:{}", last.is_some()),
+        })
+        .collect();
+    k.join(",")
+}
+
 /// What a missing member is, as one line (members in the same state share it).
 fn missing_state(g: &Gather, m: &Missing) -> String {
     let mut s = String::new();
@@ -59,22 +163,22 @@ fn missing_state(g: &Gather, m: &Missing) -> String {
         None if m.proc.is_none() => s.push_str("not in any log"),
         None => s.push_str("no call on it"),
         Some(op) => {
-            let _ = write!(
-                s,
-                "last #{} {}, {}",
-                op.order,
-                op.desc,
-                if op.end.is_some() {
-                    "returned"
-                } else {
-                    "still in it"
-                }
-            );
+            let _ = write!(s, "last #{} {}, {}", op.order, op.desc, state_words(&op.state));
         }
     }
     if m.proc.is_some() {
         if m.instead.is_empty() {
-            s.push_str("; no call in flight");
+            let idle: Vec<&How> = m.how.iter().collect();
+            let polls: Vec<How> = idle
+                .iter()
+                .filter(|h| matches!(h, How::Polling { .. }))
+                .map(|h| (*h).clone())
+                .collect();
+            if polls.is_empty() {
+                let _ = write!(s, "; {}", how_text(&[m.how.as_slice()]));
+            } else {
+                let _ = write!(s, "; {}", how_text(&[polls.as_slice()]));
+            }
         } else {
             let what: Vec<String> = m
                 .instead
@@ -132,12 +236,24 @@ pub fn render(cx: &Context, g: &Gather, f: &Findings) -> String {
         if let Some(d) = &gf.divergence {
             let waiting: Vec<&super::analyze::Entered> =
                 d.entered.iter().filter(|e| e.waiting).collect();
-            let waits: Vec<u64> = waiting.iter().filter_map(|e| e.waited).collect();
-            let span = match (waits.iter().min(), waits.iter().max()) {
-                (Some(a), Some(b)) if secs(*a) == secs(*b) => format!(", waiting {}", secs(*a)),
-                (Some(a), Some(b)) => format!(", waiting {} to {}", secs(*a), secs(*b)),
-                _ => String::new(),
+            // In the call itself (it blocks), or enqueued and not proven done (on a GPU).
+            let span = |st: State, word: &str| {
+                let w: Vec<u64> = waiting
+                    .iter()
+                    .filter(|e| e.state == st)
+                    .filter_map(|e| e.waited)
+                    .collect();
+                if w.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {word} {}", secs_range(&w))
+                }
             };
+            let span = format!(
+                "{}{}",
+                span(State::InCall, "waiting"),
+                span(State::Pending, "pending")
+            );
             let who = if d.entered.len() == 1 {
                 format!("rank {}", compress(d.entered.iter().map(|e| e.rank)))
             } else {
@@ -154,8 +270,37 @@ pub fn render(cx: &Context, g: &Gather, f: &Findings) -> String {
                 d.op,
                 hosts(g, d.entered.iter().map(|e| e.proc)),
             );
-            if d.missing.is_empty() {
+            if !d.mismatch.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "    the members disagree on it: {} mismatch",
+                    d.mismatch.join(", ")
+                );
+            }
+            if d.on_device {
+                let _ = writeln!(
+                    out,
+                    "    every member enqueued it, none completed it, and they agree on it: a hang on the device or the network"
+                );
+            } else if d.missing.is_empty() {
                 let _ = writeln!(out, "    every member is in it");
+            }
+            // How the waiting members wait, members alike once.
+            let mut by_how: BTreeMap<String, Vec<&super::analyze::Entered>> = BTreeMap::new();
+            for e in &waiting {
+                if !e.how.is_empty() {
+                    by_how.entry(how_key(&e.how)).or_default().push(e);
+                }
+            }
+            for es in by_how.values() {
+                let hows: Vec<&[How]> = es.iter().map(|e| e.how.as_slice()).collect();
+                let _ = writeln!(
+                    out,
+                    "    rank{} {}: {}",
+                    if es.len() == 1 { "" } else { "s" },
+                    compress(es.iter().map(|e| e.rank)),
+                    how_text(&hows)
+                );
             }
             let passed: Vec<u32> = d
                 .entered
@@ -206,7 +351,17 @@ pub fn render(cx: &Context, g: &Gather, f: &Findings) -> String {
                     )
                 })
                 .collect();
-            let _ = writeln!(out, "  MISMATCH at #{}: {}", m.order, parts.join("; "));
+            let class = if m.classes.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} mismatch)", m.classes.join(", "))
+            };
+            let _ = writeln!(
+                out,
+                "  MISMATCH at #{}{class}: {}",
+                m.order,
+                parts.join("; ")
+            );
         }
         if gf.more_mismatches > 0 {
             let _ = writeln!(
@@ -232,9 +387,12 @@ pub fn render(cx: &Context, g: &Gather, f: &Findings) -> String {
                         "; last {who} {}{}",
                         op.desc,
                         match w {
+                            Some(w) if op.state == State::Pending => {
+                                format!(", enqueued and pending for {}", secs(*w))
+                            }
                             Some(w) => format!(", in flight for {}", secs(*w)),
-                            None if op.end.is_none() => ", in flight".into(),
-                            None => ", returned".into(),
+                            None if op.state.waiting() => ", in flight".into(),
+                            None => format!(", {}", state_words(&op.state)),
                         }
                     );
                 }
@@ -262,7 +420,7 @@ pub fn render(cx: &Context, g: &Gather, f: &Findings) -> String {
     if f.groups.is_empty() {
         let _ = writeln!(
             out,
-            "no divergence: in each of {} groups every member is at the same operation, none in flight",
+            "no divergence: in each of {} groups every member is at the same operation, all completed",
             f.quiet
         );
     } else if f.quiet > 0 {

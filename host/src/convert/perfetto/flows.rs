@@ -6,7 +6,7 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::convert::call::Call;
+use crate::calls::call::Call;
 
 struct Chain {
     seen: u32,

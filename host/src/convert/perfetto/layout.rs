@@ -8,7 +8,7 @@ use std::collections::{BinaryHeap, HashMap};
 use rustc_hash::FxHashMap;
 
 use super::proto::Msg;
-use crate::convert::call::Call;
+use crate::calls::call::Call;
 
 /// One thing to write, in order.
 pub enum TrackEv {
@@ -32,7 +32,7 @@ pub struct Layout {
     /// tid -> (pid, comm), from the log's thread lines.
     comms: HashMap<u32, (u32, String)>,
     /// pid -> host, when several logs are converted together (their pids numbered apart,
-    /// crate::convert::sources): a process track is then named `host pid N (comm)`.
+    /// crate::calls::sources): a process track is then named `host pid N (comm)`.
     hosts: Option<HashMap<u32, String>>,
     /// pid -> process track uuid.
     processes: FxHashMap<u32, u64>,
@@ -97,7 +97,7 @@ impl Layout {
                 let comm = self.comm(c.tid);
                 match self.hosts.as_ref().and_then(|h| h.get(&c.pid)) {
                     Some(host) => {
-                        let pid = c.pid & crate::report::gather::PID_MASK;
+                        let pid = c.pid & crate::calls::sources::PID_MASK;
                         let name = if comm.is_empty() {
                             format!("{host} pid {pid}")
                         } else {

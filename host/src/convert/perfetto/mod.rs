@@ -31,7 +31,7 @@ use std::path::PathBuf;
 use rustc_hash::FxHashMap;
 
 use super::bgwrite::BgWriter;
-use super::call::{Call, Strings, V};
+use crate::calls::call::{Call, Strings, V};
 use flows::{Edges, Flows};
 use layout::{Layout, TrackEv};
 use proto::{varint, Msg};
@@ -103,7 +103,7 @@ impl Parts<'_> {
         // The track event's key (field 11, length-delimited: one byte) and length.
         let te_len = self
             .te
-            .map_or(0, |_| 1 + crate::convert::varint::len(inner as u64) + inner);
+            .map_or(0, |_| 1 + crate::calls::varint::len(inner as u64) + inner);
         let len = self.pre.len() + te_len + self.post.len();
         out.push(0x0a); // Trace.packet, length-delimited
         varint(out, len as u64);
@@ -406,7 +406,7 @@ impl TraceSet {
                 let next = self.string_values.len() as u64 + 1;
                 let iid = *self.string_values.entry(key).or_insert_with(|| {
                     self.text.clear();
-                    super::text::value(&mut self.text, v, strings);
+                    crate::calls::format::value(&mut self.text, v, strings);
                     let mut is = Msg::default();
                     is.uint(1, next).string(2, &self.text);
                     self.interned.msg(INTERNED_STRING_VALUES, &is);

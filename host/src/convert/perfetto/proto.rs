@@ -10,7 +10,7 @@ pub struct Msg {
     pub buf: Vec<u8>,
 }
 
-pub use crate::convert::varint::put as varint;
+pub use crate::calls::varint::put as varint;
 
 impl Msg {
     pub fn clear(&mut self) {

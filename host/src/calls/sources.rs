@@ -1,5 +1,5 @@
 //! The logs one conversion reads: one, or several (one per node) on one timeline. Several
-//! logs are placed by their clock anchors (crate::timeline); each log's processes and threads
+//! logs are placed by their clock anchors (crate::calls::timeline); each log's processes and threads
 //! are numbered apart, above Linux's largest pid (2^22: log i's pid p becomes (i+1) << 22 | p),
 //! so that a pid seen on two hosts stays two processes; the traces and the text log name each
 //! process by its host and its own pid.
@@ -7,11 +7,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::log::anchor;
-use crate::report::gather::PID_MASK;
-use crate::timeline::{self, Alignment, LogClock};
+use crate::calls::timeline::{self, Alignment, LogClock};
 
 /// One log of the conversion.
 pub struct Source {
@@ -31,7 +30,7 @@ impl Sources {
     /// Checks the logs (each once) and places them on one timeline.
     pub fn plan(logs: &[PathBuf], same_boot: bool) -> Result<Sources> {
         anyhow::ensure!(!logs.is_empty(), "no log given");
-        crate::report::check_distinct(logs)?;
+        check_distinct(logs)?;
         let mut clocks = Vec::new();
         for l in logs {
             let a = anchor::read_from(l).with_context(|| format!("cannot open {}", l.display()))?;
@@ -131,4 +130,44 @@ impl Sources {
             self.alignment.how
         )
     }
+}
+
+/// A pid as its log wrote it: `convert` of several logs numbers each log's processes apart
+/// above Linux's largest pid (2^22), which the report takes off.
+pub const PID_MASK: u32 = (1 << 22) - 1;
+
+/// Refuses a log given twice: the same file, or the same recording (its first clock anchor).
+pub fn check_distinct(logs: &[PathBuf]) -> Result<()> {
+    let mut seen: Vec<(PathBuf, Option<String>)> = Vec::new();
+    for l in logs {
+        let canon =
+            std::fs::canonicalize(l).with_context(|| format!("cannot open {}", l.display()))?;
+        let anchor = first_anchor(l);
+        for (p, a) in &seen {
+            if *p == canon || (anchor.is_some() && anchor == *a) {
+                bail!(
+                    "{} is given twice ({}): each node's log once",
+                    l.display(),
+                    if *p == canon {
+                        "the same file".to_string()
+                    } else {
+                        format!("the same recording as {}", p.display())
+                    }
+                );
+            }
+        }
+        seen.push((canon, anchor));
+    }
+    Ok(())
+}
+
+/// The log's first clock anchor line, which `record` writes first.
+fn first_anchor(path: &Path) -> Option<String> {
+    use std::io::BufRead;
+    let f = std::fs::File::open(path).ok()?;
+    std::io::BufReader::new(f)
+        .lines()
+        .take(4)
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("#C start "))
 }

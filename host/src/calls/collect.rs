@@ -1,6 +1,6 @@
 //! The reading pass's end: events to finished calls. A whole call (one record) is finished at
 //! once; a call begun (an in-flight entry, or an old-format entry record) waits, per thread,
-//! for its exit. Finished calls are encoded and handed to the sorter; what the writers need
+//! for its exit. Finished calls are handed to the sink (crate::convert sorts them); what the writers need
 //! from the whole log (first and last time, calls per link value, packs) is counted here.
 
 use std::collections::BTreeSet;
@@ -11,15 +11,65 @@ use bthost_plugin_api::{Event, EventKind, Value};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::call::{Call, Strings, V};
-use super::sort::Sorter;
 use crate::symbolize::Symbolizer;
 
-pub struct Collector {
+/// A consumer of the finished calls of the reading pass, in the order they finish (the
+/// report's gathering, the completion of enqueued work): it sees each call once, as it is
+/// finished, and those still in flight when the log ended.
+pub trait CallSink {
+    /// The calls that follow are of log `log` (of several), written with `packs` (None:
+    /// unknown), their names interned in `strings`.
+    fn start_log(&mut self, _log: u16, _strings: &mut Strings, _packs: Option<&[String]>) {}
+    /// One finished call (or, at the end, one still in flight, with no end).
+    fn see(&mut self, c: &Call, strings: &Strings) -> io::Result<()>;
+    /// The log's calls in flight when it ended, after its finished calls.
+    fn see_in_flight(&mut self, _calls: &[Call], _strings: &Strings) {}
+}
+
+impl CallSink for () {
+    fn see(&mut self, _: &Call, _: &Strings) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<T: CallSink> CallSink for Option<T> {
+    fn start_log(&mut self, log: u16, strings: &mut Strings, packs: Option<&[String]>) {
+        if let Some(t) = self {
+            t.start_log(log, strings, packs);
+        }
+    }
+    fn see(&mut self, c: &Call, strings: &Strings) -> io::Result<()> {
+        match self {
+            Some(t) => t.see(c, strings),
+            None => Ok(()),
+        }
+    }
+    fn see_in_flight(&mut self, calls: &[Call], strings: &Strings) {
+        if let Some(t) = self {
+            t.see_in_flight(calls, strings);
+        }
+    }
+}
+
+impl<A: CallSink, B: CallSink> CallSink for (A, B) {
+    fn start_log(&mut self, log: u16, strings: &mut Strings, packs: Option<&[String]>) {
+        self.0.start_log(log, strings, packs);
+        self.1.start_log(log, strings, packs);
+    }
+    fn see(&mut self, c: &Call, strings: &Strings) -> io::Result<()> {
+        self.0.see(c, strings)?;
+        self.1.see(c, strings)
+    }
+    fn see_in_flight(&mut self, calls: &[Call], strings: &Strings) {
+        self.0.see_in_flight(calls, strings);
+        self.1.see_in_flight(calls, strings);
+    }
+}
+
+pub struct Collector<S: CallSink = ()> {
     pub strings: Strings,
-    /// Where finished calls go to be sorted (None: only counted and gathered).
-    pub sorter: Option<Sorter>,
-    /// The report's gathering, fed every finished call (crate::report).
-    pub report: Option<crate::report::gather::Gather>,
+    /// Fed every finished call (crate::report's gathering, the completion inference).
+    pub sink: S,
     /// Calls begun and not yet ended, per (pid, tid), innermost last.
     open: FxHashMap<(u32, u32), Vec<Call>>,
     seq: u64,
@@ -37,17 +87,15 @@ pub struct Collector {
     static_ids: FxHashMap<(usize, usize), u32>,
     ret: u32,
     call: Call,
-    buf: Vec<u8>,
 }
 
-impl Collector {
-    pub fn new(sorter: Option<Sorter>, symbols: Symbolizer) -> Collector {
+impl<S: CallSink> Collector<S> {
+    pub fn new(symbols: Symbolizer, sink: S) -> Collector<S> {
         let mut strings = Strings::default();
         let ret = strings.id("ret");
         Collector {
             strings,
-            sorter,
-            report: None,
+            sink,
             open: FxHashMap::default(),
             seq: 0,
             t_first: None,
@@ -59,7 +107,6 @@ impl Collector {
             static_ids: FxHashMap::default(),
             ret,
             call: Call::default(),
-            buf: Vec::with_capacity(256),
         }
     }
 
@@ -224,14 +271,6 @@ impl Collector {
                 *self.link_counts.entry(l).or_insert(0) += 1;
             }
         }
-        if let Some(r) = self.report.as_mut() {
-            r.see(c, &self.strings);
-        }
-        let Some(sorter) = self.sorter.as_mut() else {
-            return Ok(());
-        };
-        self.buf.clear();
-        c.encode(&mut self.buf);
-        sorter.push(&self.buf)
+        self.sink.see(c, &self.strings)
     }
 }
