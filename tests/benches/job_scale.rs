@@ -42,6 +42,7 @@ fn main() {
             ranks_per_node: 8,
             collectives,
             skip: Some((nodes * 4 + 5, collectives - 1)),
+            asynchronous: false,
         };
         let logs = generate_job(&dir, &spec);
         let bytes: u64 = logs

@@ -5,7 +5,13 @@
 //! `hipStreamSynchronize`, the ranks entering each collective within half a millisecond of each
 //! other and leaving it together. Optionally one rank never enters collective `k` (it hangs
 //! elsewhere): every other rank then waits in it, and the logs end with those calls in flight,
-//! as a cancelled job's do. For `report` and `convert` at the scale of a real job
+//! as a cancelled job's do. With `asynchronous`, the job runs as it does on a GPU: each
+//! collective only enqueues and returns in microseconds, an event is recorded after it, and a
+//! the null stream is made to wait for it (`hipStreamWaitEvent`, PyTorch's `work.wait()`), and
+//! a synchronous device-to-host `hipMemcpy` on it (PyTorch's `loss.item()`) waits for it all; at the hang
+//! the waiting ranks are blocked in that copy while a watchdog thread polls the event every
+//! 100 ms (`hipEventQuery` answering hipErrorNotReady), and the rank that stalled is in no
+//! traced call. For `report` and `convert` at the scale of a real job
 //! (tests/benches/job_scale.rs) and its test at 1024 ranks (tests/tests/job_scale.rs).
 
 use std::io::Write;
@@ -26,6 +32,8 @@ pub struct JobSpec {
     pub collectives: usize,
     /// (rank, k): that rank never enters its collective k (0-based); the job hangs there.
     pub skip: Option<(usize, usize)>,
+    /// Collectives enqueue and return; syncs and polls wait (a GPU's way), else they block.
+    pub asynchronous: bool,
 }
 
 /// The script `bthost record --packs hip,rccl` runs (bpftrace 0.17, records in maps).
@@ -67,6 +75,11 @@ pub fn generate_job(dir: &Path, spec: &JobSpec) -> Vec<PathBuf> {
     let allreduce = find("ncclAllReduce", Phase::Call);
     let allreduce_entry = find("ncclAllReduce", Phase::Entry);
     let sync = find("hipStreamSynchronize", Phase::Call);
+    let memcpy = find("hipMemcpy", Phase::Call);
+    let memcpy_entry = find("hipMemcpy", Phase::Entry);
+    let event_record = find("hipEventRecord", Phase::Call);
+    let event_query = find("hipEventQuery", Phase::Call);
+    let wait_event = find("hipStreamWaitEvent", Phase::Call);
     let unique_id: u64 = 0xa35c_11e0_9d2b_4417;
     let nranks = spec.nodes * spec.ranks_per_node;
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
@@ -118,14 +131,23 @@ pub fn generate_job(dir: &Path, spec: &JobSpec) -> Vec<PathBuf> {
             .collect();
         let mut pending: Vec<Pending> = Vec::new();
         let mut in_flight: Vec<String> = Vec::new();
+        // The watchdog threads' record counts (tid = pid + 1).
+        let mut watch_seq: Vec<u64> = vec![0; ranks.len()];
         let record = |r: &mut Rank, spec: &RecordSpec, exit: u64, dur: u64, vals: &[u64]| {
             r.seq += 1;
+            record_as(r.pid, r.seq, spec, exit, dur, vals)
+        };
+        fn record_as(
+            tid: u32,
+            seq: u64,
+            spec: &RecordSpec,
+            exit: u64,
+            dur: u64,
+            vals: &[u64],
+        ) -> Pending {
             let width = 2 + spec.raw_width();
             // `@r<phase>` is written at the drain.
-            let mut line = format!(
-                "w{width}[{}, {}]: ({}, {}, {dur}",
-                r.pid, r.seq, spec.id, exit
-            );
+            let mut line = format!("w{width}[{tid}, {seq}]: ({}, {}, {dur}", spec.id, exit);
             for i in 0..spec.raw_width() {
                 line.push_str(&format!(", {}", vals.get(i).copied().unwrap_or(0)));
             }
@@ -150,6 +172,81 @@ pub fn generate_job(dir: &Path, spec: &JobSpec) -> Vec<PathBuf> {
         }
         for (k, &start) in starts.iter().enumerate() {
             let skipped = spec.skip.map(|(_, at)| at);
+            if spec.asynchronous {
+                for (local, r) in ranks.iter_mut().enumerate() {
+                    if let Some((who, at)) = spec.skip {
+                        if r.rank == who && k >= at {
+                            continue;
+                        }
+                    }
+                    let hung = skipped.is_some_and(|at| k >= at);
+                    if hung && skipped != Some(k) {
+                        continue;
+                    }
+                    let enter = start + rnd() % 500_000;
+                    let bufs = 0x7f00_0000_0000 + (r.rank as u64) * 0x10_0000;
+                    let args = [bufs, bufs + 0x8_0000, 1 << 20, 7, 0, r.comm, r.stream, 0];
+                    // Enqueued: it returns at once.
+                    let queued = enter + 9_000 + rnd() % 3_000;
+                    pending.push(record(r, &allreduce, mono0 + queued, queued - enter, &args));
+                    let event = r.stream + 0x40;
+                    let rec_end = queued + 4_000;
+                    pending.push(record(
+                        r,
+                        &event_record,
+                        mono0 + rec_end,
+                        2_000,
+                        &[event, r.stream, 0],
+                    ));
+                    // The null stream waits for the event (PyTorch's work.wait()), and the
+                    // copy on it waits for everything before.
+                    let dep_end = rec_end + 3_000;
+                    pending.push(record(
+                        r,
+                        &wait_event,
+                        mono0 + dep_end,
+                        1_500,
+                        &[0, event, 0, 0],
+                    ));
+                    let copy_start = dep_end + 1_000;
+                    let copy_args = [bufs + 0x9_0000, bufs + 0x8_0000, 4, 2];
+                    if hung {
+                        // Blocked in the copy, behind the collective that never completes.
+                        let mut line = format!(
+                            "@p{}[{}, {}]: ({}",
+                            memcpy_entry.raw_width(),
+                            r.pid,
+                            memcpy_entry.id,
+                            mono0 + copy_start
+                        );
+                        for a in copy_args {
+                            line.push_str(&format!(", {a}"));
+                        }
+                        line.push(')');
+                        in_flight.push(line);
+                        // The watchdog: polls the event every 100 ms, answered not ready.
+                        let mut t = copy_start + 50_000_000;
+                        while t + 1_000_000_000 < job_end {
+                            watch_seq[local] += 1;
+                            pending.push(record_as(
+                                r.pid + 1,
+                                watch_seq[local],
+                                &event_query,
+                                mono0 + t + 3_000,
+                                3_000,
+                                &[event, 600],
+                            ));
+                            t += 100_000_000;
+                        }
+                        continue;
+                    }
+                    let leave = start + 600_000 + rnd() % 20_000;
+                    let mut vals = copy_args.to_vec();
+                    vals.push(0);
+                    pending.push(record(r, &memcpy, mono0 + leave, leave - copy_start, &vals));
+                }
+                continue;
+            }
             for r in &mut ranks {
                 if let Some((who, at)) = spec.skip {
                     if r.rank == who && k >= at {
@@ -205,6 +302,9 @@ pub fn generate_job(dir: &Path, spec: &JobSpec) -> Vec<PathBuf> {
             if !batch.is_empty() && !threads_said {
                 for r in &ranks {
                     writeln!(w, "T {:x} {:x} train.py", r.pid, r.pid).unwrap();
+                    if spec.asynchronous {
+                        writeln!(w, "T {:x} {:x} pt_nccl_watchdg", r.pid, r.pid + 1).unwrap();
+                    }
                 }
                 threads_said = true;
             }
@@ -222,8 +322,11 @@ pub fn generate_job(dir: &Path, spec: &JobSpec) -> Vec<PathBuf> {
         for l in &in_flight {
             writeln!(w, "{l}").unwrap();
         }
-        for r in &ranks {
+        for (local, r) in ranks.iter().enumerate() {
             writeln!(w, "@q[{}]: {}", r.pid, r.seq).unwrap();
+            if watch_seq[local] > 0 {
+                writeln!(w, "@q[{}]: {}", r.pid + 1, watch_seq[local]).unwrap();
+            }
         }
         writeln!(w, "#Z ffffffff").unwrap();
         let end = drain_at + 5_000_000;

@@ -1,7 +1,7 @@
 //! Hand-written logs of one thread, after a built script's header: how the tests of the log
 //! format feed the reader the lines bpftrace would write.
 
-use bthost::convert::decode_log;
+use bthost::calls::decode_log;
 use bthost::registry::{Registry, SearchPaths};
 use bthost_plugin_api::{Event, Phase};
 

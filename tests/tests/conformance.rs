@@ -7,7 +7,7 @@ use std::process::Command;
 
 use abi_stable::std_types::{RSlice, RStr, RVec};
 use bthost::commands::build::{build, BpftraceChoice, BuildOptions};
-use bthost::convert::decode_log;
+use bthost::calls::decode_log;
 use bthost::library::{self, LdCache};
 use bthost::registry::{Registry, SearchPaths};
 use bthost_plugin_api::{Arg, DecoderConfig, Phase, Record, Value};

@@ -2,7 +2,7 @@
 //! pointer in its fragment; real bpftrace runs it on libc, and the decoded value must be the
 //! byte the program passed.
 
-use bthost::convert::decode_log;
+use bthost::calls::decode_log;
 use bthost::registry::{Registry, SearchPaths};
 use bthost_plugin_api::{EventKind, Value};
 use bthost_tests::*;

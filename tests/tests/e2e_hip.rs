@@ -3,7 +3,7 @@
 //! With no GPU every call fails, but every probe fires: the test checks decoded calls, their
 //! order per thread, their arguments (registers and stack) and their named return codes.
 
-use bthost::convert::decode_log;
+use bthost::calls::decode_log;
 use bthost::registry::{Registry, SearchPaths};
 use bthost_plugin_api::{Event, EventKind, Value};
 use bthost_tests::*;

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use bthost::convert::decode_log;
+use bthost::calls::decode_log;
 use bthost::registry::{Registry, SearchPaths};
 use bthost_plugin_api::{Event, EventKind, Value};
 use bthost_tests::*;

@@ -15,6 +15,7 @@ fn a_thousand_ranks_on_128_nodes_one_skips() {
         ranks_per_node: 8,
         collectives: 6,
         skip: Some((517, 3)),
+        asynchronous: false,
     };
     let logs = generate_job(&dir, &spec);
     let names: Vec<String> = logs.iter().map(|l| l.display().to_string()).collect();
@@ -75,4 +76,68 @@ fn a_thousand_ranks_on_128_nodes_one_skips() {
         "{}",
         &txt[..300]
     );
+}
+
+/// The same job as a GPU runs it: the collectives only enqueue and return, the ranks wait in
+/// a synchronous copy behind #4 while their watchdogs poll its event, and rank 517 stalled in
+/// its own code before enqueueing #4. The report names #4 pending on 1023 ranks, how they
+/// wait (blocked in hipMemcpy, polling hipEventQuery) and rank 517 in no traced call.
+#[test]
+fn a_thousand_ranks_on_a_gpu_one_stalls_the_others_block_and_poll() {
+    let dir = scratch("job-scale-async");
+    let spec = JobSpec {
+        nodes: 128,
+        ranks_per_node: 8,
+        collectives: 6,
+        skip: Some((517, 3)),
+        asynchronous: true,
+    };
+    let logs = generate_job(&dir, &spec);
+    let names: Vec<String> = logs.iter().map(|l| l.display().to_string()).collect();
+    let mut args: Vec<&str> = vec!["report"];
+    args.extend(names.iter().map(String::as_str));
+    let text = bthost_ok(&args);
+    assert!(text.lines().count() <= 12, "{text}");
+    assert!(
+        text.contains("#4 ncclAllReduce(count=1048576")
+            && text.contains("entered by ranks 0-516,518-1023 (1023) on 128 hosts (n[1-128]), pending"),
+        "{text}"
+    );
+    let how = text
+        .lines()
+        .find(|l| l.contains("ranks 0-516,518-1023: blocked in hipMemcpy for"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        how.contains("; polling hipEventQuery: ") && how.contains(" not-ready answers in "),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "never entered #4: rank 517 (n65 pid 41305): last #3 ncclAllReduce("
+        ) && text.contains("completed; in no traced call for"),
+        "{text}"
+    );
+    assert!(!text.contains("no divergence"), "{text}");
+
+    args.push("--json");
+    let j: Value = serde_json::from_str(&bthost_ok(&args)).unwrap();
+    assert_eq!(j["version"], 2);
+    let d = &j["groups"][0]["divergence"];
+    assert_eq!(d["order"], 4);
+    assert_eq!(d["missing_ranks"], "517");
+    assert_eq!(d["on_device"], false);
+    let e = &d["entered"][0];
+    assert_eq!((&e["state"], &e["waiting"]), (&"pending".into(), &true.into()), "{e}");
+    let kinds: Vec<&str> = e["how"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["blocked", "polling"], "{e}");
+    assert!(e["how"][1]["answers"].as_u64().unwrap() >= 10, "{e}");
+    let m = &d["missing"][0];
+    assert_eq!(m["last"]["state"], "completed", "{m}");
+    assert_eq!(m["how"][0]["kind"], "idle", "{m}");
+    assert_eq!(m["how"][0]["call"], "hipMemcpy", "{m}");
 }

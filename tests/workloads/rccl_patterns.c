@@ -7,6 +7,9 @@
  *                            receives once, then stays out of the communicator (sleeps): one
  *                            send without its receive, and a receive without its send
  *
+ * A collective only queues its work: each rank synchronizes its stream after the calls whose
+ * outcome it prints, and prints the call's result or else the communicator's asynchronous
+ * error (so the waits above are in hipStreamSynchronize, and the cycle is on the device).
  * Each rank prints "rank r pid P ..." lines; the stand-in's timeout ($STANDIN_RCCL_TIMEOUT_MS,
  * -t MS) ends the waits. Runs on the stand-ins (tests/standins/build.sh). */
 #define _GNU_SOURCE
@@ -29,14 +32,24 @@ static ncclComm_t init(ncclUniqueId id) {
     return c;
 }
 
+/* The call's result, else the communicator's asynchronous error once the stream is synchronized. */
+static ncclResult_t complete(ncclResult_t r, ncclComm_t c, hipStream_t s) {
+    if (r != ncclSuccess) return r;
+    hipStreamSynchronize(s);
+    ncclResult_t async = ncclSuccess;
+    if (ncclCommGetAsyncError(c, &async) == ncclSuccess && async != ncclSuccess) return async;
+    return r;
+}
+
 static void deadlock(ncclUniqueId a, ncclUniqueId b, hipStream_t s, float *buf) {
     ncclComm_t ca = init(a), cb = init(b);
     printf("rank %d pid %d comms %p %p\n", me, getpid(), (void *)ca, (void *)cb);
     fflush(stdout);
     ncclComm_t first = me == 0 ? ca : cb, second = me == 0 ? cb : ca;
-    ncclResult_t r = ncclAllReduce(buf, buf, 256, ncclFloat, ncclSum, first, s);
+    ncclResult_t r = complete(ncclAllReduce(buf, buf, 256, ncclFloat, ncclSum, first, s), first, s);
     printf("rank %d first -> %d\n", me, r);
-    if (r == ncclSuccess) ncclAllReduce(buf, buf, 256, ncclFloat, ncclSum, second, s);
+    if (r == ncclSuccess)
+        complete(ncclAllReduce(buf, buf, 256, ncclFloat, ncclSum, second, s), second, s);
 }
 
 static void sendrecv(ncclUniqueId a, hipStream_t s, float *buf) {
@@ -46,10 +59,10 @@ static void sendrecv(ncclUniqueId a, hipStream_t s, float *buf) {
     if (me == 0) {
         ncclSend(buf, 64, ncclFloat, 1, c, s);
         ncclSend(buf, 64, ncclFloat, 1, c, s);
-        ncclResult_t r = ncclRecv(buf, 64, ncclFloat, 1, c, s);
+        ncclResult_t r = complete(ncclRecv(buf, 64, ncclFloat, 1, c, s), c, s);
         printf("rank 0 recv -> %d\n", r);
     } else {
-        ncclRecv(buf, 64, ncclFloat, 0, c, s);
+        complete(ncclRecv(buf, 64, ncclFloat, 0, c, s), c, s);
         printf("rank 1 stays out\n");
         fflush(stdout);
         const char *t = getenv("STANDIN_RCCL_TIMEOUT_MS");

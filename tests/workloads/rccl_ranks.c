@@ -5,9 +5,11 @@
  *     -k K      AllReduce iterations, default 3
  *     -c COUNT  elements per collective, default 1024
  *     -s R:I    rank R skips its collective number I (0-based count of its collectives) and
- *               then issues no more: the other ranks block in collective I
- *     -m R:I:C  rank R issues its collective number I with C elements (a mismatch: the others
- *               block in it, as on a GPU)
+ *               then issues no more: the other ranks' collective I is queued (the call
+ *               returns) and hangs on the device, so they block in the hipStreamSynchronize
+ *               after it
+ *     -m R:I:C  rank R issues its collective number I with C elements (a mismatch: every rank
+ *               blocks in the hipStreamSynchronize after it, as on a GPU)
  *     -t MS     sets STANDIN_RCCL_TIMEOUT_MS=MS for the ranks (the stand-in's wait limit)
  *     -w FILE   each rank prints "rank r pid P waiting" and waits for FILE to exist before its
  *               first call (so that a tracer can start on the ranks' pids first)
@@ -18,8 +20,11 @@
  * The parent calls ncclGetUniqueId and forks the ranks. Rank r: hipSetDevice(r % devices),
  * hipStreamCreate, ncclCommInitRank(&comm, N, id, r), hipMalloc'd buffers, then collectives
  * #0..#K-1 ncclAllReduce (float sum, on its stream) + hipStreamSynchronize, #K ncclBroadcast
- * (root 0), and #K+1/#K+2 a group { ncclAllReduce; ncclAllGather }, checking every result, then
- * ncclCommDestroy. Each rank prints (stdout, line-buffered)
+ * (root 0), and #K+1/#K+2 a group { ncclAllReduce; ncclAllGather }, each followed by
+ * hipStreamSynchronize and ncclCommGetAsyncError (a collective only queues its work: its
+ * outcome is the call's result, else the communicator's asynchronous error once the stream is
+ * synchronized), checking every result, then ncclCommDestroy (ncclCommAbort after a timeout).
+ * Each rank prints (stdout, line-buffered)
  *   rank r pid P device D stream 0x... comm 0x...
  *   rank r pid P coll#i AllReduce -> ok|WRONG|<ncclResult name>
  *   rank r ok | rank r WRONG | rank r timed out | rank r skipped coll#I
@@ -89,6 +94,17 @@ static void report(int i, const char *name, ncclResult_t r, int ok, const char *
     }
     printf("rank %d pid %d coll#%d %s -> %s%s\n", me, pid, i, name, ok ? "ok" : "WRONG", detail);
     if (!ok) wrong = 1;
+}
+
+/* A collective's outcome as a program learns it: the call's result; if it queued the work, the
+ * communicator's asynchronous error once the stream is synchronized (a wait that timed out on
+ * the device: ncclSystemError). */
+static ncclResult_t complete(ncclResult_t r, ncclComm_t comm, hipStream_t stream) {
+    if (r != ncclSuccess) return r;
+    hipStreamSynchronize(stream);
+    ncclResult_t async = ncclSuccess;
+    if (ncclCommGetAsyncError(comm, &async) == ncclSuccess && async != ncclSuccess) return async;
+    return r;
 }
 
 static float expect_allreduce(int it, size_t j) {
@@ -161,8 +177,8 @@ static int run_rank(ncclUniqueId id) {
         if (!issue("AllReduce")) continue;
         fill_allreduce(send, it);
         memset(recv, 0, bytes);
-        r = ncclAllReduce(send, recv, count_for(i), ncclFloat, ncclSum, comm, stream);
-        if (r == ncclSuccess) hipStreamSynchronize(stream);
+        r = complete(ncclAllReduce(send, recv, count_for(i), ncclFloat, ncclSum, comm, stream),
+                     comm, stream);
         int ok = r == ncclSuccess && check_allreduce(recv, it, detail, sizeof detail);
         report(i, "AllReduce", r, ok, r == ncclSuccess ? detail : "");
     }
@@ -171,8 +187,8 @@ static int run_rank(ncclUniqueId id) {
         int i = coll_no;
         if (issue("Broadcast")) {
             for (size_t j = 0; j < count; j++) bcast[j] = me == 0 ? (float)(42 + j % 1000) : -1.0f;
-            r = ncclBroadcast(bcast, bcast, count_for(i), ncclFloat, 0, comm, stream);
-            if (r == ncclSuccess) hipStreamSynchronize(stream);
+            r = complete(ncclBroadcast(bcast, bcast, count_for(i), ncclFloat, 0, comm, stream),
+                         comm, stream);
             int ok = 1;
             for (size_t j = 0; j < count && r == ncclSuccess; j++)
                 if (bcast[j] != (float)(42 + j % 1000)) ok = 0;
@@ -192,8 +208,7 @@ static int run_rank(ncclUniqueId id) {
             ncclGroupStart();
             if (do_ar) ncclAllReduce(send2, recv2, count, ncclFloat, ncclSum, comm, stream);
             if (do_ag) ncclAllGather(gsend, gather, count, ncclFloat, comm, stream);
-            r = ncclGroupEnd();
-            if (r == ncclSuccess) hipStreamSynchronize(stream);
+            r = complete(ncclGroupEnd(), comm, stream);
             if (do_ar) {
                 int ok = r == ncclSuccess && check_allreduce(recv2, iters, detail, sizeof detail);
                 report(i, "AllReduce(grouped)", r, ok, r == ncclSuccess ? detail : "");

@@ -122,7 +122,9 @@ pub struct Completion {
     /// (done, not_ready) per spec.
     answers: Vec<(Vec<i64>, Vec<i64>)>,
     ret: u32,
-    procs: FxHashMap<u32, Proc>,
+    /// By (log, pid): logs read one after another may reuse pids.
+    procs: FxHashMap<(u16, u32), Proc>,
+    log: u16,
     next_token: u64,
     done: Vec<Done>,
     /// Work let go unproven, counted.
@@ -158,6 +160,7 @@ impl Completion {
             rules: FxHashMap::default(),
             ret: 0,
             procs: FxHashMap::default(),
+            log: 0,
             next_token: 1,
             done: Vec::new(),
             let_go: 0,
@@ -169,10 +172,10 @@ impl Completion {
         self.specs.iter().all(|(_, s)| s.rules.is_empty())
     }
 
-    /// The calls that follow are of another log, written with `packs` (None: unknown, every
-    /// spec applies), their names in `strings`. Processes of different logs are told apart by
-    /// their pids (crate::calls::sources numbers several logs' apart).
-    pub fn start_log(&mut self, strings: &mut Strings, packs: Option<&[String]>) {
+    /// The calls that follow are of log `log`, written with `packs` (None: unknown, every
+    /// spec applies), their names in `strings`.
+    pub fn start_log(&mut self, log: u16, strings: &mut Strings, packs: Option<&[String]>) {
+        self.log = log;
         self.ret = strings.id("ret");
         self.rules.clear();
         for (i, (pack, spec)) in self.specs.iter().enumerate() {
@@ -201,15 +204,17 @@ impl Completion {
         self.done.drain(..)
     }
 
-    /// The queries of process `pid` answering not ready, in a row, when its log ended.
+    /// The queries of process `pid` of the current log answering not ready, in a row.
     pub fn polls(&self, pid: u32) -> &[Poll] {
-        self.procs.get(&pid).map_or(&[], |p| p.polls.as_slice())
+        self.procs
+            .get(&(self.log, pid))
+            .map_or(&[], |p| p.polls.as_slice())
     }
 
-    /// Whether any completion of work on `queue` of `pid` was ever proven.
+    /// Whether any completion of work on `queue` of `pid` (current log) was ever proven.
     pub fn observed(&self, pid: u32, queue: u64) -> bool {
         self.procs
-            .get(&pid)
+            .get(&(self.log, pid))
             .and_then(|p| p.queues.get(&queue))
             .is_some_and(|q| q.observed)
     }
@@ -248,7 +253,7 @@ impl Completion {
                     .flags
                     .and_then(|f| field(c, f))
                     .is_none_or(|fl| fl & rule.nonblocking == 0);
-                let p = self.procs.entry(c.pid).or_default();
+                let p = self.procs.entry((self.log, c.pid)).or_default();
                 // A handle reused after a destroy is a new queue.
                 p.queues.insert(
                     q,
@@ -272,7 +277,7 @@ impl Completion {
                     0
                 };
                 if token != 0 {
-                    let p = self.procs.entry(c.pid).or_default();
+                    let p = self.procs.entry((self.log, c.pid)).or_default();
                     let queue = p.queues.entry(q).or_default();
                     // Kept in order of their enqueue (threads' calls can finish out of order).
                     let at = queue.items.partition_point(|i| i.enqueued <= end);
@@ -304,7 +309,7 @@ impl Completion {
                 let (q, Some(m)) = (queue_of(c), rule.marker.and_then(|f| field(c, f))) else {
                     return Seen::Failed;
                 };
-                let p = self.procs.entry(c.pid).or_default();
+                let p = self.procs.entry((self.log, c.pid)).or_default();
                 p.queues.entry(q).or_default();
                 let h = p.marks.entry(m).or_default();
                 h.push_back((q, start));
@@ -320,7 +325,7 @@ impl Completion {
                 let (q, Some(m)) = (queue_of(c), rule.marker.and_then(|f| field(c, f))) else {
                     return Seen::Failed;
                 };
-                let p = self.procs.entry(c.pid).or_default();
+                let p = self.procs.entry((self.log, c.pid)).or_default();
                 let Some((target, before)) = mark_before(p, m, start) else {
                     // A mark never recorded (in the log) is complete: nothing to wait for.
                     return Seen::Noted;
@@ -343,7 +348,7 @@ impl Completion {
                     .map(|m| (true, m))
                     .or_else(|| rule.queue.map(|_| (false, queue_of(c))));
                 if rule.does == Does::Query && is_not_ready {
-                    let p = self.procs.entry(c.pid).or_default();
+                    let p = self.procs.entry((self.log, c.pid)).or_default();
                     let obj = object.map_or(u64::MAX, |o| o.1);
                     match p
                         .polls
@@ -369,7 +374,7 @@ impl Completion {
                     return Seen::Failed;
                 }
                 let proof = (end, c.name, c.tid);
-                let p = self.procs.entry(c.pid).or_default();
+                let p = self.procs.entry((self.log, c.pid)).or_default();
                 let obj = object.map_or(u64::MAX, |o| o.1);
                 p.polls.retain(|x| !(x.call == c.name && x.object == obj));
                 let mut targets: Vec<(u64, u64)> = Vec::new();
@@ -490,7 +495,7 @@ mod tests {
         };
         let mut c = Completion::new(vec![("hip".into(), spec)]);
         let mut s = Strings::default();
-        c.start_log(&mut s, None);
+        c.start_log(0, &mut s, None);
         (c, s)
     }
 

@@ -247,7 +247,7 @@ impl Gather {
     /// call is its own pack's.
     pub fn start_log(&mut self, log: u16, strings: &mut Strings, packs: Option<&[String]>) {
         self.log = log;
-        self.completion.start_log(strings, packs);
+        self.completion.start_log(log, strings, packs);
         self.ids = self
             .specs
             .iter()

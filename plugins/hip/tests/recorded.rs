@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use abi_stable::sabi_trait::TD_Opaque;
-use bthost::convert::decode_log_with;
+use bthost::calls::decode_log_with;
 use bthost::registry::{Registry, SearchPaths};
 use bthost_pack_hip::DeviceTracker;
 use bthost_plugin_api::{Decoder_TO, Event};

@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 
 use abi_stable::sabi_trait::TD_Opaque;
-use bthost::convert::decode_log_with;
+use bthost::calls::decode_log_with;
 use bthost::registry::{Registry, SearchPaths};
 use bthost_pack_rccl::RcclDecoder;
 use bthost_plugin_api::{Decoder_TO, Event, EventKind, Value};
