@@ -303,7 +303,7 @@ fn a_hang_stopped_by_ctrl_c_keeps_the_entries_in_flight() {
         }
         // The text log's header leads with the report: ranks 0, 1 and 3 entered collective
         // #2 and wait there; rank 2 never did, its last call on the communicator was #1,
-        // returned, and nothing of it is in flight.
+        // completed (its stream sync returned), and it is in no traced call.
         let log = run_log("inflight", version);
         let out = log.with_file_name("out");
         bthost_convert(&log, &out, &[]);
@@ -323,7 +323,7 @@ fn a_hang_stopped_by_ctrl_c_keeps_the_entries_in_flight() {
         let missing = find("#   never entered #2: rank 2 (");
         assert!(
             missing.contains(&format!(" pid {}): last #1 ncclAllReduce(", ranks[2].1))
-                && missing.contains(", returned; no call in flight"),
+                && missing.contains(", completed; in no traced call for"),
             "{version}: {missing}"
         );
     }

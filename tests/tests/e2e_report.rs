@@ -166,7 +166,7 @@ fn sixty_four_ranks_on_four_hosts_one_skips_collective_five() {
     assert!(o.status.success());
     let j: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(j["format"], "bthost-report");
-    assert_eq!(j["version"], 1);
+    assert_eq!(j["version"], 2);
     assert_eq!(j["logs"].as_array().unwrap().len(), 4);
     assert_eq!(j["logs"][1]["host"], "node2");
     assert_eq!(j["clocks"]["uncertainty_ns"], 0);

@@ -145,7 +145,8 @@ fn a_hang_is_drawn_to_when_tracing_stopped() {
         "{txt}"
     );
     // The report, first: the collective rank 0 waits in, and rank 1, which never entered it
-    // (its last call on the communicator was collective #1, returned).
+    // (its last call on the communicator was collective #1, which its stream sync proved
+    // completed).
     let header: Vec<&str> = txt.lines().take_while(|l| l.starts_with('#')).collect();
     let line = |prefix: &str| {
         header
@@ -160,7 +161,7 @@ fn a_hang_is_drawn_to_when_tracing_stopped() {
     );
     let missing = line("#   never entered #2: rank 1 (log1 pid 24467): ");
     assert!(
-        missing.contains("last #1 ncclAllReduce(") && missing.contains(", returned;"),
+        missing.contains("last #1 ncclAllReduce(") && missing.contains(", completed;"),
         "{missing}"
     );
     // Then the call in flight itself.

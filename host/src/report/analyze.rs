@@ -72,6 +72,11 @@ pub struct Divergence {
     pub on_device: bool,
     /// The classes of a disagreement at this operation ("size", "collective type").
     pub mismatch: Vec<String>,
+    /// The longest an earlier operation of the group took to complete (ns), if any did.
+    pub slowest_done: Option<u64>,
+    /// Every waiting member has waited less than the group's operations took (or 10 times
+    /// that, and under a second): work in progress rather than a hang.
+    pub in_progress: bool,
 }
 
 /// Point to point without its other half, or one side still waiting.
@@ -325,8 +330,17 @@ fn divergence(g: &Group, gather: &Gather, stops: &[u64]) -> Option<Divergence> {
             .map(|m| m.classes.clone())
             .unwrap_or_default(),
     };
+    let longest_wait = entered.iter().filter_map(|e| e.waited).max();
+    let in_progress = missing.is_empty()
+        && mismatch.is_empty()
+        && match (longest_wait, g.slowest_done) {
+            (Some(w), Some(s)) => w <= s.saturating_mul(10).min(1_000_000_000).max(s),
+            (Some(w), None) => w < 1_000_000,
+            (None, _) => false,
+        };
     let on_device = missing.is_empty()
         && mismatch.is_empty()
+        && !in_progress
         && !entered.is_empty()
         && entered.iter().all(|e| e.state == State::Pending);
     Some(Divergence {
@@ -336,6 +350,8 @@ fn divergence(g: &Group, gather: &Gather, stops: &[u64]) -> Option<Divergence> {
         missing,
         on_device,
         mismatch,
+        slowest_done: g.slowest_done,
+        in_progress,
     })
 }
 

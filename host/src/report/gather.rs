@@ -1,4 +1,4 @@
-//! The report's reading: it sees each finished call of each log once (crate::convert's call
+//! The report's reading: it sees each finished call of each log once (crate::calls' call
 //! model, from the same reading pass) and keeps what a hang needs, in memory that grows with
 //! groups and members, not with the log:
 //! - per group (a communicator, by its identity across processes) and member (a rank): the
@@ -124,6 +124,9 @@ pub struct Group {
     pub mismatches: Vec<Mismatch>,
     /// (from, to) -> counts.
     pub p2p: BTreeMap<(u32, u32), P2p>,
+    /// The longest an operation took from its enqueue to its proven completion (ns): what
+    /// "normal" is on this group, to tell a hang from work in progress.
+    pub slowest_done: Option<u64>,
 }
 
 /// A query that kept answering "not ready" until its log ended.
@@ -553,7 +556,10 @@ impl Gather {
             let Some(m) = g.members.get_mut(&member) else {
                 continue;
             };
-            m.pending.remove(&order);
+            if let (Some(Some(enq)), Some(at)) = (m.pending.remove(&order).map(|p| p.0), d.at) {
+                let took = at.saturating_sub(enq);
+                g.slowest_done = Some(g.slowest_done.map_or(took, |s| s.max(took)));
+            }
             if let State::Done { at, by } = &state {
                 m.done.insert(order, (*at, by.clone()));
             }
@@ -590,6 +596,7 @@ impl Gather {
             ops: BTreeMap::new(),
             mismatches: Vec::new(),
             p2p: BTreeMap::new(),
+            slowest_done: None,
         })
     }
 

@@ -124,6 +124,10 @@ pub struct DivergenceJ {
     pub on_device: bool,
     /// The classes of a disagreement at this operation.
     pub mismatch: Vec<String>,
+    /// The longest an earlier operation of the group took to complete (ns).
+    pub slowest_done_ns: Option<u64>,
+    /// Every member waited less than such operations take: work in progress, not a hang.
+    pub in_progress: bool,
 }
 
 #[derive(Serialize)]
@@ -313,6 +317,8 @@ pub fn build(cx: &Context, g: &Gather, f: &Findings) -> Report {
                     missing: d.missing.iter().map(|m| missing_j(g, m)).collect(),
                     on_device: d.on_device,
                     mismatch: d.mismatch.clone(),
+                    slowest_done_ns: d.slowest_done,
+                    in_progress: d.in_progress,
                 }),
                 mismatches: gf
                     .mismatches

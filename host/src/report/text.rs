@@ -14,6 +14,16 @@ fn secs(ns: u64) -> String {
     format!("{:.1} s", ns as f64 / 1e9)
 }
 
+/// A short duration, readably (`1.2 ms`).
+fn fine(ns: u64) -> String {
+    match ns {
+        n if n < 10_000 => format!("{n} ns"),
+        n if n < 10_000_000 => format!("{:.1} us", n as f64 / 1e3),
+        n if n < 10_000_000_000 => format!("{:.1} ms", n as f64 / 1e6),
+        n => secs(n),
+    }
+}
+
 /// `host pid N (comm)` of a process.
 fn proc_name(g: &Gather, p: ProcKey) -> String {
     match g.procs.get(&p) {
@@ -249,11 +259,14 @@ pub fn render(cx: &Context, g: &Gather, f: &Findings) -> String {
                     format!(", {word} {}", secs_range(&w))
                 }
             };
-            let span = format!(
+            let mut span = format!(
                 "{}{}",
                 span(State::InCall, "waiting"),
                 span(State::Pending, "pending")
             );
+            if let (Some(s), false) = (d.slowest_done, span.is_empty()) {
+                let _ = write!(span, " (earlier ones completed within {})", fine(s));
+            }
             let who = if d.entered.len() == 1 {
                 format!("rank {}", compress(d.entered.iter().map(|e| e.rank)))
             } else {
@@ -277,7 +290,16 @@ pub fn render(cx: &Context, g: &Gather, f: &Findings) -> String {
                     d.mismatch.join(", ")
                 );
             }
-            if d.on_device {
+            if d.in_progress {
+                let _ = writeln!(
+                    out,
+                    "    in progress, not a hang: {}",
+                    match d.slowest_done {
+                        Some(s) => format!("its operations took up to {} to complete", fine(s)),
+                        None => "it was enqueued just before the log ended".to_string(),
+                    }
+                );
+            } else if d.on_device {
                 let _ = writeln!(
                     out,
                     "    every member enqueued it, none completed it, and they agree on it: a hang on the device or the network"
