@@ -129,6 +129,8 @@ pub struct Completion {
     done: Vec<Done>,
     /// Work let go unproven, counted.
     pub let_go: u64,
+    /// Marks recorded are work too (see [`Completion::with_marks`]).
+    marks_as_work: bool,
 }
 
 fn field(c: &Call, id: u32) -> Option<u64> {
@@ -164,7 +166,32 @@ impl Completion {
             next_token: 1,
             done: Vec::new(),
             let_go: 0,
+            marks_as_work: false,
         }
+    }
+
+    /// The same, and the marks that calls record on a queue (an event record, a host
+    /// callback) are work on it too: [`Completion::see`] answers [`Seen::Enqueued`] for them
+    /// and says when they are reached, as for an enqueue (crate::convert draws them on the
+    /// device tracks). A mark counts as placed when its record began, as the proofs through
+    /// it take it; so a wait or query that proves the mark proves its record too. Off in
+    /// [`Completion::new`]: the report follows enqueued operations only.
+    pub fn with_marks(mut self) -> Completion {
+        self.marks_as_work = true;
+        self
+    }
+
+    /// The queue that `c` puts work on, if its rule is an enqueue (or, with marks as work, a
+    /// record), whether or not it succeeded: what [`Completion::see`] would answer
+    /// [`Seen::Enqueued`] with.
+    pub fn enqueue_queue(&self, c: &Call) -> Option<u64> {
+        let rule = self.rules.get(&c.name)?;
+        match rule.does {
+            Does::Enqueue => {}
+            Does::Record if self.marks_as_work => {}
+            _ => return None,
+        }
+        Some(rule.queue.and_then(|f| field(c, f)).unwrap_or(0))
     }
 
     /// Whether any pack declares completion rules.
@@ -277,28 +304,7 @@ impl Completion {
                     0
                 };
                 if token != 0 {
-                    let p = self.procs.entry((self.log, c.pid)).or_default();
-                    let queue = p.queues.entry(q).or_default();
-                    // Kept in order of their enqueue (threads' calls can finish out of order).
-                    let at = queue.items.partition_point(|i| i.enqueued <= end);
-                    queue.items.insert(
-                        at,
-                        Item {
-                            token,
-                            enqueued: end,
-                        },
-                    );
-                    if queue.items.len() > MAX_ITEMS {
-                        let old = queue.items.pop_front().expect("over the limit");
-                        self.let_go += 1;
-                        self.done.push(Done {
-                            token: old.token,
-                            pid: c.pid,
-                            at: None,
-                            by: c.name,
-                            tid: c.tid,
-                        });
-                    }
+                    self.hold(c, q, token, end);
                 }
                 Seen::Enqueued { token, queue: q }
             }
@@ -315,6 +321,17 @@ impl Completion {
                 h.push_back((q, start));
                 if h.len() > MARK_HISTORY {
                     h.pop_front();
+                }
+                if self.marks_as_work {
+                    let token = if track {
+                        let t = self.next_token;
+                        self.next_token += 1;
+                        self.hold(c, q, t, start);
+                        t
+                    } else {
+                        0
+                    };
+                    return Seen::Enqueued { token, queue: q };
                 }
                 Seen::Noted
             }
@@ -410,6 +427,61 @@ impl Completion {
                 Seen::Observed { ready: true }
             }
         }
+    }
+}
+
+impl Completion {
+    /// Holds work `token` of call `c`, enqueued on `q` at `enqueued`, until proven done.
+    fn hold(&mut self, c: &Call, q: u64, token: u64, enqueued: u64) {
+        let p = self.procs.entry((self.log, c.pid)).or_default();
+        let queue = p.queues.entry(q).or_default();
+        // Kept in order of their enqueue (threads' calls can finish out of order).
+        let at = queue.items.partition_point(|i| i.enqueued <= enqueued);
+        queue.items.insert(at, Item { token, enqueued });
+        if queue.items.len() > MAX_ITEMS {
+            let old = queue.items.pop_front().expect("over the limit");
+            self.let_go += 1;
+            self.done.push(Done {
+                token: old.token,
+                pid: c.pid,
+                at: None,
+                by: c.name,
+                tid: c.tid,
+            });
+        }
+    }
+}
+
+impl Completion {
+    /// What the work still pending waits behind, on the device: for each pending tracked piece
+    /// of work, the pending work it cannot start before, as (waiting token, awaited token).
+    /// A queue runs in order, so work waits for the pending work before it on its queue; and
+    /// work behind a wait for a mark waits for the pending work before that mark on the mark's
+    /// queue. (Two collectives that each wait behind the other, through their streams on two
+    /// ranks, are a deadlock on the device that no host call shows.)
+    pub fn waits(&self) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        for p in self.procs.values() {
+            for queue in p.queues.values() {
+                for (a, b) in queue.items.iter().zip(queue.items.iter().skip(1)) {
+                    out.push((b.token, a.token));
+                }
+                for d in &queue.deps {
+                    let Some(first_after) = queue.items.iter().find(|i| i.enqueued > d.at) else {
+                        continue;
+                    };
+                    let Some(target) = p.queues.get(&d.target) else {
+                        continue;
+                    };
+                    if let Some(last_before) =
+                        target.items.iter().rev().find(|i| i.enqueued <= d.before)
+                    {
+                        out.push((first_after.token, last_before.token));
+                    }
+                }
+            }
+        }
+        out
     }
 }
 
@@ -650,6 +722,19 @@ mod tests {
     }
 
     #[test]
+    fn pending_work_waits_behind_its_queue_and_the_marks_it_waits_for() {
+        let mut l = Log::new();
+        let a1 = l.token("allreduce", 7);
+        l.call(1, "record", &[("event", 0xe), ("stream", 7)], 0);
+        l.call(1, "waitevent", &[("stream", 9), ("event", 0xe)], 0);
+        let b1 = l.token("allreduce", 9);
+        let b2 = l.token("allreduce", 9);
+        let mut w = l.c.waits();
+        w.sort_unstable();
+        assert_eq!(w, vec![(b1, a1), (b2, b1)]);
+    }
+
+    #[test]
     fn calls_in_flight_and_failed_enqueues_prove_nothing() {
         let mut l = Log::new();
         let t = l.token("launch", 7);
@@ -669,5 +754,40 @@ mod tests {
         l.call(1, "squery", &[("stream", 7)], 0);
         assert_eq!(l.done(), vec![t]);
         assert!(l.c.observed(1, 7));
+    }
+    #[test]
+    fn with_marks_a_record_is_work_proven_with_its_mark() {
+        let mut l = Log::new();
+        l.c = std::mem::replace(&mut l.c, Completion::new(Vec::new())).with_marks();
+        let copy = l.token("launch", 7);
+        let Seen::Enqueued { token: mark, queue: 7 } =
+            l.call(1, "record", &[("event", 0xe), ("stream", 7)], 0)
+        else {
+            panic!("a record is work on its queue")
+        };
+        let probe = |c: &Completion, s: &mut Strings, name: &str| {
+            c.enqueue_queue(&Call {
+                name: s.id(name),
+                args: vec![(s.id("stream"), V::Hex(9))],
+                ..Call::default()
+            })
+        };
+        assert_eq!(probe(&l.c, &mut l.s, "record"), Some(9));
+        assert_eq!(probe(&l.c, &mut l.s, "launch"), Some(9));
+        assert_eq!(probe(&l.c, &mut l.s, "ssync"), None);
+        let later = l.token("launch", 7);
+        l.call(2, "equery", &[("event", 0xe)], 600);
+        assert!(l.done().is_empty());
+        l.call(2, "equery", &[("event", 0xe)], 0);
+        assert_eq!(l.done(), vec![copy, mark], "the event's query proves its record");
+        l.call(1, "ssync", &[("stream", 7)], 0);
+        assert_eq!(l.done(), vec![later]);
+        // Without marks as work a record is only noted, as before.
+        let mut plain = Log::new();
+        assert_eq!(
+            plain.call(1, "record", &[("event", 0xe), ("stream", 7)], 0),
+            Seen::Noted
+        );
+        assert_eq!(probe(&plain.c, &mut plain.s, "record"), None);
     }
 }

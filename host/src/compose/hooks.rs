@@ -13,6 +13,7 @@
 use std::fmt::Write as _;
 
 use super::emit::Strategy;
+use super::progress::Progress;
 use crate::bpftrace::Dialect;
 
 /// The sentinel functions, as `bthost record` defines them.
@@ -26,8 +27,9 @@ pub mod names {
     pub const DRAIN: &str = "bthost_drain_request";
     /// `(token, n)`: prints `#E <time>`, everything the kernel holds, then `#Z <n>`.
     pub const DUMP: &str = "bthost_dump_request";
-    /// `(token, n)`: prints `#H <n> <time>`, the calls in flight and each thread's record
-    /// count, then `#h <n>`, for record's hang watch (not written to the log).
+    /// `(token, n)`: prints `#H <n> <time>`, the calls in flight, each thread's record count
+    /// and the progress summary (crate::compose::progress), then `#h <n>`, for record's hang
+    /// watch (not written to the log).
     pub const STATUS: &str = "bthost_status_request";
     /// `(token, pid)`: record has copied the process's memory map; pid 0: stop holding
     /// processes at their exit (record is stopping, and would not release them).
@@ -110,7 +112,13 @@ impl Hooks {
 
     /// The hooks' probes (all but the attach sentinel, which must come last); returns the
     /// number of probes.
-    pub(super) fn probes(&self, s: &mut String, st: &dyn Strategy, d: &Dialect) -> usize {
+    pub(super) fn probes(
+        &self,
+        s: &mut String,
+        st: &dyn Strategy,
+        progress: Option<&Progress>,
+        d: &Dialect,
+    ) -> usize {
         let mut n = 0;
         let exe = &self.exe;
         let tok = self.token;
@@ -143,6 +151,9 @@ impl Hooks {
                 s,
                 "\t\tif ({MAPS_STATE}[$p] != 0) {{ delete({MAPS_STATE}[$p]); }}"
             );
+        }
+        for l in progress.map(Progress::process_exit).unwrap_or_default() {
+            let _ = writeln!(s, "\t\t{l}");
         }
         let _ = writeln!(s, "\t}}\n}}");
         n += 1;
@@ -197,7 +208,10 @@ impl Hooks {
                 "uprobe:{exe}:{}\n/arg0 == {tok}/\n{{\n\tprintf(\"#H %x %lx\\n\", arg1, nsecs);",
                 names::STATUS
             );
-            for l in status {
+            for l in status
+                .into_iter()
+                .chain(progress.map(Progress::status).unwrap_or_default())
+            {
                 let _ = writeln!(s, "\t{l}");
             }
             let _ = writeln!(s, "\tprintf(\"#h %x\\n\", arg1);\n}}");

@@ -2,6 +2,7 @@
 
 pub mod emit;
 pub mod hooks;
+mod progress;
 pub mod schema;
 mod script;
 

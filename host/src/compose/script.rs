@@ -16,6 +16,7 @@ const THREADS_MAP: &str = "@thr";
 
 use super::emit::{Strategy, NOW};
 use super::hooks::Hooks;
+use super::progress::Progress;
 
 /// What every probe's rendering shares.
 pub(super) struct Ctx<'a> {
@@ -24,6 +25,8 @@ pub(super) struct Ctx<'a> {
     pub st: Box<dyn Strategy>,
     /// First pass: only learn the record widths (the strategies must know them all).
     pub learning: bool,
+    /// record's hang watch summary (the flight recorder's scripts for record only).
+    pub progress: Option<Progress>,
 }
 
 pub(super) fn render(
@@ -37,11 +40,17 @@ pub(super) fn render(
     let mut s = String::new();
     let mut maps: Vec<String> = Vec::new();
     let mut probes = 0;
+    let st = opts.emit.strategy(d);
+    let progress = match (&opts.hooks, st.keeps_progress()) {
+        (Some(_), true) => Progress::plan(planned.iter().map(|p| (p.pack, p.probe)), d),
+        _ => None,
+    };
     let mut cx = Ctx {
         d,
         hooks: opts.hooks.as_ref(),
-        st: opts.emit.strategy(d),
+        st,
         learning: true,
+        progress,
     };
 
     let _ = writeln!(s, "#!/usr/bin/env bpftrace");
@@ -94,6 +103,14 @@ pub(super) fn render(
     for l in cx.hooks.map(Hooks::begin).unwrap_or_default() {
         let _ = writeln!(s, "\t{l}");
     }
+    for l in cx
+        .progress
+        .as_ref()
+        .map(Progress::begin)
+        .unwrap_or_default()
+    {
+        let _ = writeln!(s, "\t{l}");
+    }
     if opts.exit_after_begin {
         let _ = writeln!(s, "\texit();");
     }
@@ -120,11 +137,12 @@ pub(super) fn render(
         probes += 1;
     }
     if let Some(h) = cx.hooks {
-        probes += h.probes(&mut s, cx.st.as_ref(), d);
+        probes += h.probes(&mut s, cx.st.as_ref(), cx.progress.as_ref(), d);
     }
     let mut all_maps = cx.st.own_maps();
     all_maps.extend(maps);
     all_maps.extend(cx.hooks.map(Hooks::maps).unwrap_or_default());
+    all_maps.extend(cx.progress.as_ref().map(Progress::maps).unwrap_or_default());
 
     let _ = writeln!(s, "\nEND\n{{");
     // Calls still in flight: their entries, read back as calls begun and never ended, after
@@ -342,6 +360,9 @@ fn render_probe(s: &mut String, p: &Planned, cx: &mut Ctx, maps: &mut Vec<String
         Capture(String),
     }
     let mut order = Vec::new();
+    // The exit's expression of each one-slot argument read at entry (the progress summary's
+    // markers).
+    let mut at_exit_of: Vec<(&str, usize)> = Vec::new();
     for a in &p.probe.args {
         if let Some(c) = &a.capture {
             // Set by a [[nested]] probe during the call; reset at entry to -1 (all ones), so
@@ -360,6 +381,9 @@ fn render_probe(s: &mut String, p: &Planned, cx: &mut Ctx, maps: &mut Vec<String
                     a.ty.bpftrace_pointee().expect("checked in manifest"),
                 ));
             } else {
+                if a.ty.slots() == 1 {
+                    at_exit_of.push((&a.name, entry_vals.len()));
+                }
                 order.push(At::Entry(entry_vals.len()));
                 entry_vals.push(v);
             }
@@ -450,6 +474,15 @@ fn render_probe(s: &mut String, p: &Planned, cx: &mut Ctx, maps: &mut Vec<String
     let mut fields = vec![NOW.to_string(), format!("{NOW} - $s")];
     fields.extend(vals);
     body.extend(emit(cx, id, &fields, at_once));
+    if let (Some(pr), false) = (cx.progress.as_ref(), cx.learning) {
+        let field = |name: &str| {
+            at_exit_of
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, i)| format!("$e.{}", i + 1))
+        };
+        body.extend(pr.at_exit(&p.pack.name, f, id, &field));
+    }
     let _ = writeln!(s, "uretprobe:{}:{f}\n{{", p.library);
     let _ = writeln!(s, "\t$t = {};", d.tid);
     if let Some(g) = cx.hooks.and_then(|h| h.guard(d)) {

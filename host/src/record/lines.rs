@@ -49,6 +49,13 @@ pub struct Status {
     pub oldest_open: Option<u64>,
     /// Each thread's record count.
     pub seqs: HashMap<u32, u64>,
+    /// The progress summary (crate::compose::progress; empty where the script keeps none):
+    /// each process's last group operation `(time, record id)`,
+    pub enqueued: HashMap<u32, (u64, u32)>,
+    /// the time up to which each process's work is proven done,
+    pub proven: HashMap<u32, u64>,
+    /// and when a group operation was last proven done (0: not since tracing began).
+    pub progress: Option<u64>,
 }
 
 /// Where a line falls.
@@ -113,6 +120,16 @@ fn first_value(rest: &[u8]) -> Option<u64> {
     let s = std::str::from_utf8(rest).ok()?;
     let s = s.trim().trim_start_matches('(');
     s.split([',', ')']).next()?.trim().parse().ok()
+}
+
+/// The numbers of a map value: `(<n>, <m>, ...)` or `<n>`.
+fn values(rest: &[u8]) -> Option<Vec<u64>> {
+    let s = std::str::from_utf8(rest).ok()?.trim();
+    let s = s
+        .strip_prefix('(')
+        .and_then(|s| s.strip_suffix(')'))
+        .unwrap_or(s);
+    s.split(',').map(|v| v.trim().parse().ok()).collect()
 }
 
 /// The hex number after a control line's letter: `#Z 1f` -> 0x1f.
@@ -311,6 +328,11 @@ impl Router {
             .position(|&b| b == b'[' || b == b':')
             .unwrap_or(l.len());
         let name = &l[1..name_end];
+        // The progress summary's maps (crate::compose::progress), printed in status spans only.
+        if self.span == Span::Status && name.first() == Some(&b'g') {
+            self.progress_line(name, l);
+            return false;
+        }
         let Some((a, b, rest)) = key_of(l) else {
             return true;
         };
@@ -366,6 +388,31 @@ impl Router {
             _ => true,
         }
     }
+
+    /// `@gq[pid]: (time, id)`, `@gd[pid]: time`, `@gprog: time` (bpftrace 0.17 to 0.27 print
+    /// them alike; a line that does not parse is ignored: the watch then reads no progress).
+    fn progress_line(&mut self, name: &[u8], l: &[u8]) {
+        if name == b"gprog" {
+            let rest = l.get(name.len() + 1..).and_then(|r| r.strip_prefix(b": "));
+            if let Some(t) = rest.and_then(first_value) {
+                self.status.progress = Some(t);
+            }
+            return;
+        }
+        let Some((pid, None, rest)) = key_of(l) else {
+            return;
+        };
+        let v = values(rest).unwrap_or_default();
+        match (name, v.as_slice()) {
+            (b"gq", &[t, id]) => {
+                self.status.enqueued.insert(pid as u32, (t, id as u32));
+            }
+            (b"gd", &[t]) => {
+                self.status.proven.insert(pid as u32, t);
+            }
+            _ => {}
+        }
+    }
 }
 
 #[cfg(test)]
@@ -382,6 +429,9 @@ mod tests {
         assert_eq!(key_of(b"@q: 12"), None);
         assert_eq!(first_value(b"(5, 1795, 1)"), Some(5));
         assert_eq!(first_value(b"12"), Some(12));
+        assert_eq!(values(b"(99, 5)"), Some(vec![99, 5]));
+        assert_eq!(values(b"77"), Some(vec![77]));
+        assert_eq!(values(b"(1, x)"), None);
         assert_eq!(control_arg(b"#B 3 1", 2), Some(1));
         assert_eq!(control_arg(b"#Z ffffffff", 1), Some(FINAL_DUMP));
     }

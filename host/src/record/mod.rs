@@ -26,7 +26,7 @@ mod runner;
 pub mod sentinel;
 mod signals;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus};
@@ -61,7 +61,8 @@ pub struct RecordOptions {
     /// Trace (also) the processes announced with this token (crate::record::announce).
     pub announced: Option<u64>,
     pub duration: Option<Duration>,
-    /// Flight recorder: dump when calls have been in flight this long with none completing.
+    /// Flight recorder: dump when no group operation has completed this long while one is
+    /// pending, or calls have been in flight this long with none completing (record::hang).
     pub on_hang: Option<Duration>,
     /// bpftrace's map size (None: a default for the strategy).
     pub map_keys: Option<u32>,
@@ -377,7 +378,14 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
         }
     };
 
-    let (command_status, stopped_by) = run_until_stop(&mut t, opts, &mut child, started)?;
+    // The record ids the hang watch names calls by.
+    let names: HashMap<u32, String> = built
+        .schema
+        .records
+        .iter()
+        .map(|r| (r.id, r.function.clone()))
+        .collect();
+    let (command_status, stopped_by) = run_until_stop(&mut t, opts, &names, &mut child, started)?;
 
     // Stop in order: nothing written before now is lost, and the log is complete at once.
     let t_stop = Instant::now();
@@ -463,6 +471,7 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
 fn run_until_stop(
     t: &mut Tracer,
     opts: &RecordOptions,
+    names: &HashMap<u32, String>,
     child: &mut Option<Child>,
     started: Instant,
 ) -> Result<(Option<ExitStatus>, String)> {
@@ -516,11 +525,12 @@ fn run_until_stop(
         }
         match t.rx.recv_timeout(Duration::from_millis(10)) {
             Ok(Seen::Status(s)) => {
-                if hang.as_mut().is_some_and(|h| h.feed(&s)) {
+                let why = hang.as_mut().map(|h| h.feed(&s)).unwrap_or_default();
+                if !why.is_empty() {
                     t.dumps += 1;
                     eprintln!(
-                        "bthost: calls in flight for {:.1} s with none completing: dumping the flight recorder",
-                        opts.on_hang.unwrap_or_default().as_secs_f64()
+                        "bthost: {}: dumping the flight recorder",
+                        hang_reasons(&why, opts.on_hang.unwrap_or_default(), names)
                     );
                     dump(t, chan, u64::from(t.dumps));
                 }
@@ -529,4 +539,21 @@ fn run_until_stop(
             Err(_) => {}
         }
     }
+}
+
+/// Why the hang watch fired, in words: `calls in flight for 2.0 s with none completing`, `no
+/// group operation completed for 2.0 s while pid 1234's ncclAllReduce is pending`.
+fn hang_reasons(why: &[hang::Reason], after: Duration, names: &HashMap<u32, String>) -> String {
+    let secs = after.as_secs_f64();
+    let said: Vec<String> = why
+        .iter()
+        .map(|r| match r {
+            hang::Reason::Quiet => format!("calls in flight for {secs:.1} s with none completing"),
+            hang::Reason::Pending { pid, id } => format!(
+                "no group operation completed for {secs:.1} s while pid {pid}'s {} is pending",
+                names.get(id).map_or("group operation", String::as_str)
+            ),
+        })
+        .collect();
+    said.join("; ")
 }

@@ -117,12 +117,29 @@ pub struct Wait {
     pub op: String,
 }
 
+/// One step of a deadlock on the device: operation `order` of group `id`, on member `rank`'s
+/// device, cannot start before `behind` (another group's operation) completes there, through
+/// their streams (the same stream in order, or a stream made to wait for another's event).
+#[derive(Clone, Debug)]
+pub struct DeviceWait {
+    pub proc: ProcKey,
+    pub rank: u32,
+    pub key: String,
+    pub id: u64,
+    pub order: u64,
+    pub op: String,
+    /// (key, id, order) of the operation it waits behind.
+    pub behind: (String, u64, u64),
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Findings {
     pub groups: Vec<GroupFinding>,
     /// Groups in which nothing was found (every member at the same place, nothing in flight).
     pub quiet: usize,
     pub deadlocks: Vec<Vec<Wait>>,
+    /// Cycles of operations that wait behind each other on their members' devices.
+    pub device_deadlocks: Vec<Vec<DeviceWait>>,
 }
 
 /// How long a call begun at `start` had lasted when its log (of process `proc`) stopped.
@@ -525,5 +542,99 @@ pub fn analyze(g: &Gather, stops: &[u64]) -> Findings {
         }
     }
     out.deadlocks = deadlocks(&out.groups, &g.groups);
+    out.device_deadlocks = device_deadlocks(g);
     out
+}
+
+/// Cycles among the operations pending on the devices: a collective completes only when it
+/// runs on every member, and on each member it waits behind the pending work before it on its
+/// stream and behind the events its stream was made to wait for. Operation A waiting behind B
+/// on one member while B waits behind A on another is a deadlock no host call shows: every
+/// member enqueued both and none can complete.
+fn device_deadlocks(g: &Gather) -> Vec<Vec<DeviceWait>> {
+    type Node = (usize, u64, u64);
+    // node -> (node it waits behind, the member and process where it does)
+    let mut edges: BTreeMap<Node, Vec<(Node, u32, ProcKey)>> = BTreeMap::new();
+    for (a, b) in g.completion.waits() {
+        let (Some((sa, ga, ma, oa)), Some((sb, gb, _, ob))) = (g.pending_op(a), g.pending_op(b))
+        else {
+            continue;
+        };
+        if (sa, ga) == (sb, gb) || ma == u32::MAX {
+            // Within one group, operations run in their order: no cycle there.
+            continue;
+        }
+        let Some(proc) = g.groups.get(&(sa, ga)).and_then(|grp| grp.procs.get(&ma)) else {
+            continue;
+        };
+        let list = edges.entry((sa, ga, oa)).or_default();
+        if !list.iter().any(|e| e.0 == (sb, gb, ob)) {
+            list.push(((sb, gb, ob), ma, *proc));
+        }
+    }
+    let desc = |n: &Node| -> String {
+        g.groups
+            .get(&(n.0, n.1))
+            .and_then(|grp| {
+                grp.members.values().find_map(|m| {
+                    m.pending.get(&n.2).map(|p| p.1.clone()).or_else(|| {
+                        (m.last.order == n.2).then(|| m.last.desc.clone())
+                    })
+                })
+            })
+            .unwrap_or_default()
+    };
+    let key = |n: &Node| g.specs[n.0].1.group.clone();
+    let mut cycles = Vec::new();
+    let mut seen: BTreeSet<Vec<Node>> = BTreeSet::new();
+    for &start in edges.keys() {
+        // Depth-first, through nodes after the start only: each cycle found once, from its
+        // smallest node.
+        let mut stack: Vec<(Node, usize)> = vec![(start, 0)];
+        let mut path: Vec<(Node, u32, ProcKey)> = Vec::new();
+        while let Some((at, i)) = stack.pop() {
+            let next = edges.get(&at).and_then(|l| l.get(i)).copied();
+            let Some((to, rank, proc)) = next else {
+                path.pop();
+                continue;
+            };
+            stack.push((at, i + 1));
+            if to == start {
+                let mut steps = path.clone();
+                steps.push((at, rank, proc));
+                let mut nodes: Vec<Node> = steps.iter().map(|s| s.0).collect();
+                nodes.sort_unstable();
+                if seen.insert(nodes) {
+                    let n = steps.len();
+                    cycles.push(
+                        (0..n)
+                            .map(|k| {
+                                let (node, rank, proc) = steps[k];
+                                let behind = if k + 1 < n { steps[k + 1].0 } else { start };
+                                DeviceWait {
+                                    proc,
+                                    rank,
+                                    key: key(&node),
+                                    id: node.1,
+                                    order: node.2,
+                                    op: desc(&node),
+                                    behind: (key(&behind), behind.1, behind.2),
+                                }
+                            })
+                            .collect(),
+                    );
+                }
+                continue;
+            }
+            if to < start || path.iter().any(|p| p.0 == to) || path.len() > 16 {
+                continue;
+            }
+            path.push((at, rank, proc));
+            stack.push((to, 0));
+        }
+        if cycles.len() >= 16 {
+            break;
+        }
+    }
+    cycles
 }

@@ -514,6 +514,11 @@ impl Gather {
         }
     }
 
+    /// The group operation of a pending token: (spec, group, member, order).
+    pub fn pending_op(&self, token: u64) -> Option<(usize, u64, u32, u64)> {
+        self.tokens.get(&token).copied()
+    }
+
     /// Takes the completions the last call proved: the operations they were leave pending.
     fn settle_done(&mut self, strings: &Strings) {
         let done: Vec<_> = self.completion.take_done().collect();

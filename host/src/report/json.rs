@@ -23,6 +23,21 @@ pub struct Report {
     /// Groups where nothing was found.
     pub quiet_groups: usize,
     pub deadlocks: Vec<Vec<WaitJ>>,
+    /// Cycles of operations waiting behind each other on the members' devices.
+    pub device_deadlocks: Vec<Vec<DeviceWaitJ>>,
+}
+
+#[derive(Serialize)]
+pub struct DeviceWaitJ {
+    pub process: ProcJ,
+    pub rank: u32,
+    pub key: String,
+    pub id: String,
+    pub order: u64,
+    pub call: String,
+    pub behind_key: String,
+    pub behind_id: String,
+    pub behind_order: u64,
 }
 
 #[derive(Serialize)]
@@ -359,6 +374,25 @@ pub fn build(cx: &Context, g: &Gather, f: &Findings) -> Report {
                         id: format!("{:#x}", w.id),
                         order: w.order,
                         call: w.op.clone(),
+                    })
+                    .collect()
+            })
+            .collect(),
+        device_deadlocks: f
+            .device_deadlocks
+            .iter()
+            .map(|c| {
+                c.iter()
+                    .map(|w| DeviceWaitJ {
+                        process: proc_j(g, w.proc),
+                        rank: w.rank,
+                        key: w.key.clone(),
+                        id: format!("{:#x}", w.id),
+                        order: w.order,
+                        call: w.op.clone(),
+                        behind_key: w.behind.0.clone(),
+                        behind_id: format!("{:#x}", w.behind.1),
+                        behind_order: w.behind.2,
                     })
                     .collect()
             })

@@ -439,6 +439,28 @@ pub fn render(cx: &Context, g: &Gather, f: &Findings) -> String {
             );
         }
     }
+    for (i, cycle) in f.device_deadlocks.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "DEADLOCK ON THE DEVICE {} (operations waiting behind each other on their streams: every member enqueued them, none can complete):",
+            i + 1
+        );
+        for w in cycle {
+            let _ = writeln!(
+                out,
+                "  {} {:#x} #{} {} waits on rank {}'s device ({}) behind {} {:#x} #{}",
+                w.key,
+                w.id,
+                w.order,
+                w.op,
+                w.rank,
+                proc_name(g, w.proc),
+                w.behind.0,
+                w.behind.1,
+                w.behind.2
+            );
+        }
+    }
     if f.groups.is_empty() {
         let _ = writeln!(
             out,

@@ -129,6 +129,13 @@ pub(super) trait Strategy {
         None
     }
 
+    /// Whether `record`'s scripts of this strategy keep the progress summary for its hang
+    /// watch (crate::compose::progress): the flight recorder's, whose records stay in the
+    /// kernel; the others' logs show the progress themselves.
+    fn keeps_progress(&self) -> bool {
+        false
+    }
+
     /// The maps it uses that `maps` (of [`Strategy::keep_entry`]) does not list.
     fn own_maps(&self) -> Vec<String>;
 }

@@ -90,6 +90,10 @@ impl Strategy for Ring {
         Some(out)
     }
 
+    fn keeps_progress(&self) -> bool {
+        true
+    }
+
     fn own_maps(&self) -> Vec<String> {
         let mut m = vec![RING.to_string(), SEQ_MAP.to_string()];
         m.extend(self.entries.maps());
