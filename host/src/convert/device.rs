@@ -128,6 +128,8 @@ struct Held {
 
 pub struct Device {
     completion: Completion,
+    /// The packs with completion rules.
+    with_rules: Vec<String>,
     /// Interned at the first log whose packs have completion rules.
     names: Option<Names>,
     code_args: Vec<u32>,
@@ -148,12 +150,17 @@ pub struct Device {
 impl Device {
     /// For the packs' `[completion]` sections (pack, spec); None when none has rules.
     pub fn new(specs: Vec<(String, CompletionSpec)>) -> Option<Device> {
-        let completion = Completion::new(specs).with_marks();
-        if completion.is_empty() {
+        let with_rules: Vec<String> = specs
+            .iter()
+            .filter(|(_, s)| !s.rules.is_empty())
+            .map(|(p, _)| p.clone())
+            .collect();
+        if with_rules.is_empty() {
             return None;
         }
         Some(Device {
-            completion,
+            completion: Completion::new(specs).with_marks(),
+            with_rules,
             names: None,
             code_args: Vec::new(),
             active: false,
@@ -171,16 +178,8 @@ impl Device {
     /// The calls that follow are of log `log`, written with `packs` (None: unknown), their
     /// names in `strings`. Logs of packs without completion rules get no device tracks and no
     /// new strings: they convert as they did before.
-    pub fn start_log(
-        &mut self,
-        log: u16,
-        strings: &mut Strings,
-        packs: Option<&[String]>,
-        specs: &[(String, CompletionSpec)],
-    ) {
-        self.active = specs
-            .iter()
-            .any(|(p, s)| !s.rules.is_empty() && packs.is_none_or(|ps| ps.contains(p)));
+    pub fn start_log(&mut self, log: u16, strings: &mut Strings, packs: Option<&[String]>) {
+        self.active = packs.is_none_or(|ps| self.with_rules.iter().any(|p| ps.contains(p)));
         if !self.active {
             return;
         }
@@ -208,7 +207,8 @@ impl Device {
             return out.see(c, strings);
         };
         let lane = match (self.completion.enqueue_queue(c), c.end) {
-            (Some(q), Some(end)) => Some((q, self.free_lane(c.pid, q, end))),
+            // (An instant has no slice for the flow to leave from.)
+            (Some(q), Some(end)) if !c.instant => Some((q, self.free_lane(c.pid, q, end))),
             _ => None,
         };
         let seen = self.completion.see(c, matches!(lane, Some((_, Some(_)))));
@@ -400,19 +400,21 @@ mod tests {
         s: Strings,
         out: Out,
         t: u64,
+        /// Enqueuing calls handed on with the device link, and their slices.
+        linked: (usize, usize),
     }
 
     impl Log {
         fn new() -> Log {
-            let specs = specs();
-            let mut d = Device::new(specs.clone()).unwrap();
+            let mut d = Device::new(specs()).unwrap();
             let mut s = Strings::default();
-            d.start_log(0, &mut s, Some(&["hip".to_string()]), &specs);
+            d.start_log(0, &mut s, Some(&["hip".to_string()]));
             Log {
                 d,
                 s,
                 out: Out::default(),
                 t: 0,
+                linked: (0, 0),
             }
         }
 
@@ -436,9 +438,19 @@ mod tests {
             self.d.see(&c, &self.s, &mut self.out).unwrap();
         }
 
-        /// The device slices handed on since the last look: (lane index, start, end, pending).
+        /// The device slices handed on since the last look: (lane number, start, end,
+        /// pending).
         fn slices(&mut self) -> Vec<(u32, u64, u64, bool)> {
             let names = self.d.names().unwrap();
+            for c in &self.out.0 {
+                if c.links.iter().any(|l| l.0 == names.link) {
+                    if is_device(c) {
+                        self.linked.1 += 1;
+                    } else {
+                        self.linked.0 += 1;
+                    }
+                }
+            }
             self.out
                 .0
                 .drain(..)
@@ -498,9 +510,8 @@ mod tests {
         );
         assert_eq!(l.d.lanes()[3], (1, 8, 0));
         // Every enqueuing call drawn carries the link its slice has: 4 + 16 of them.
-        let names = l.d.names().unwrap();
-        assert_eq!(l.d.held.len(), 0);
-        let _ = names;
+        assert_eq!(l.linked, (20, 20));
+        assert!(l.d.held.is_empty());
     }
 
     #[test]

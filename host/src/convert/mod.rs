@@ -3,9 +3,11 @@
 
 //! The reading pass (crate::calls) turns the log into finished calls, which the sorter puts
 //! in start order with bounded memory (sort.rs); the writers (text.rs, perfetto/) then
-//! consume them in that order.
+//! consume them in that order. The device side (device.rs), inferred from the calls as they
+//! are read, joins them in the sorter as calls of its own.
 
 mod bgwrite;
+pub mod device;
 pub mod perfetto;
 pub mod sort;
 pub mod text;
@@ -64,6 +66,8 @@ pub struct Summary {
     pub spilled_runs: usize,
     /// Calls that never returned before the log ended (listed at the top of log.txt).
     pub in_flight: usize,
+    /// The device side drawn in the traces (said at the top of log.txt too).
+    pub device: device::DeviceSummary,
 }
 
 /// Converts a log into `opts.out_dir`: the per-thread text log and the Perfetto traces.
@@ -88,13 +92,21 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
     }
     let t_read = std::time::Instant::now();
     let sorter = Sorter::new(&out_dir, opts.memory / 3 * 2);
-    // The report's view of the hang, from the same pass, for the top of log.txt.
+    // The report's view of the hang, from the same pass, for the top of log.txt; the device
+    // side, inferred from the same calls, into the same sorter.
+    let completion_specs = crate::report::completion_specs(registry);
+    let device = if sources.list.len() <= device::MAX_LOGS {
+        device::Device::new(completion_specs.clone())
+    } else {
+        None
+    };
     let sink = Sink {
         sort: SortSink::new(sorter),
         report: Some(crate::report::gather::Gather::new(
             crate::report::specs(registry),
-            crate::report::completion_specs(registry),
+            completion_specs,
         )),
+        device,
     };
     let mut calls = Collector::new(symbols, sink);
     let mut stats = Stats::default();
@@ -168,6 +180,16 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
     // Calls still open are drawn to when tracing stopped, if the log says (format 2), else to
     // its last record.
     let t_last = calls.t_last.unwrap_or(0).max(stats.stopped_at.unwrap_or(0));
+    // Work never proven done is drawn to there too.
+    let device = match calls.sink.device.take() {
+        Some(mut d) => {
+            d.finish(t_last, &calls.strings, &mut calls.sink.sort)
+                .with_context(|| format!("sorting calls in {}", opts.out_dir.display()))?;
+            Some(d)
+        }
+        None => None,
+    };
+    let device_summary = device.as_ref().map(|d| d.summary).unwrap_or_default();
     let read_secs = t_read.elapsed().as_secs_f64();
     let t_write = std::time::Instant::now();
 
@@ -192,7 +214,12 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         files.push((opts.out_dir.join(name), f, keys));
     }
     let hosts = sources.hosts(&comms);
-    let layout = perfetto::layout::Layout::new(comms.clone(), hosts.clone(), t_first, t_last);
+    let mut layout =
+        perfetto::layout::Layout::new(comms.clone(), hosts.clone(), t_first, t_last);
+    let device_names = device.as_ref().and_then(|d| d.names());
+    if let Some(d) = device {
+        layout.device_lanes(d.lanes().to_vec());
+    }
     let mut traces = perfetto::TraceSet::new(
         t_first,
         files,
@@ -202,7 +229,11 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         &mut calls.strings,
     )
     .with_context(|| format!("creating traces in {}", opts.out_dir.display()))?;
-    let text = text::TextWriter::new(t_first, t_last, &out_dir, opts.memory / 3);
+    let mut text = text::TextWriter::new(t_first, t_last, &out_dir, opts.memory / 3);
+    if let Some(names) = device_names {
+        traces.device(names);
+        text.hide_link(names.link);
+    }
     let Collector {
         strings,
         sink,
@@ -229,6 +260,7 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         in_flight: &in_flight,
         strings: &strings,
         report: report.as_deref(),
+        device: (!device_summary.is_empty()).then_some(&device_summary),
     };
     text.write(&mut w, &header)
         .and_then(|()| std::io::Write::flush(&mut w))
@@ -244,22 +276,31 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         phases: (read_secs, t_write.elapsed().as_secs_f64()),
         spilled_runs,
         in_flight: in_flight.len(),
+        device: device_summary,
     })
 }
 
-/// Where the reading pass hands convert's finished calls: to the sorter (for the writers)
-/// and to the report's gathering (for the top of log.txt).
+/// Where the reading pass hands convert's finished calls: to the sorter (for the writers),
+/// through the device side's inference when the packs have completion rules (it adds the
+/// device slices), and to the report's gathering (for the top of log.txt).
 struct Sink {
     sort: SortSink,
     report: Option<crate::report::gather::Gather>,
+    device: Option<device::Device>,
 }
 
 impl crate::calls::CallSink for Sink {
     fn start_log(&mut self, log: u16, strings: &mut call::Strings, packs: Option<&[String]>) {
         self.report.start_log(log, strings, packs);
+        if let Some(d) = self.device.as_mut() {
+            d.start_log(log, strings, packs);
+        }
     }
     fn see(&mut self, c: &Call, strings: &call::Strings) -> std::io::Result<()> {
-        self.sort.see(c, strings)?;
+        match self.device.as_mut() {
+            Some(d) => d.see(c, strings, &mut self.sort)?,
+            None => self.sort.see(c, strings)?,
+        }
         self.report.see(c, strings)
     }
 }

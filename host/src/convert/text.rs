@@ -6,6 +6,9 @@
 //! thread's lines collect in its own buffer, and when the buffers together pass a budget they
 //! go, as chunks, to one spill file beside the output. Writing the log copies each thread's
 //! chunks in order. Memory stays bounded whatever the log's size.
+//!
+//! The device side's slices (crate::convert::device) are not calls of the program: they are
+//! left out of the threads, and the header says what the traces show of them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -19,6 +22,7 @@ use crate::calls::numfmt::{push_hex, push_nine, push_u64};
 use crate::decode::Stats;
 use crate::log::Diagnostics;
 use crate::calls::sources::PID_MASK;
+use crate::convert::device::{self, DeviceSummary};
 use crate::safe_out::OutDir;
 
 #[derive(Default)]
@@ -42,6 +46,8 @@ pub struct TextWriter {
     spill_name: String,
     /// The spill file, written by its own thread, and its length so far.
     spill: Option<(BgWriter, u64)>,
+    /// The link key joining enqueuing calls to their device slices: not shown.
+    hidden_link: Option<u32>,
 }
 
 /// What the header of the text log says.
@@ -62,6 +68,8 @@ pub struct Header<'a> {
     /// `bthost report`'s text for this log (crate::report), when its packs declare groups:
     /// the hang in a screenful, before the calls in flight.
     pub report: Option<&'a str>,
+    /// What the traces show of the device side, when they show any.
+    pub device: Option<&'a DeviceSummary>,
 }
 
 impl TextWriter {
@@ -77,11 +85,20 @@ impl TextWriter {
             dir: dir.clone(),
             spill_name: format!(".bthost-text-{}.tmp", std::process::id()),
             spill: None,
+            hidden_link: None,
         }
+    }
+
+    /// Calls' links of key `key` are not shown (crate::convert::device's).
+    pub fn hide_link(&mut self, key: u32) {
+        self.hidden_link = Some(key);
     }
 
     /// Adds the next call in start order.
     pub fn push(&mut self, c: &Call, strings: &Strings) -> io::Result<()> {
+        if device::is_device(c) {
+            return Ok(());
+        }
         let th = self.threads.entry((c.pid, c.tid)).or_default();
         let start = c.start.unwrap_or(self.t0);
         while th
@@ -94,7 +111,7 @@ impl TextWriter {
         let depth = th.stack.len();
         // The budget counts the buffers' capacity, not their length: what the process holds.
         let before = th.buf.capacity();
-        line(&mut th.buf, c, self.t0, depth, strings);
+        line(&mut th.buf, c, self.t0, depth, strings, self.hidden_link);
         th.buf.push('\n');
         self.buffered += th.buf.capacity() - before;
         if !c.instant {
@@ -110,7 +127,7 @@ impl TextWriter {
     fn listed(&self, c: &Call, h: &Header) -> (String, String) {
         let comm = h.comms.get(&c.tid).map_or("", |x| x.1.as_str());
         let mut s = String::new();
-        line(&mut s, c, self.t0, 0, h.strings);
+        line(&mut s, c, self.t0, 0, h.strings, None);
         let who = match h.hosts.and_then(|hs| hs.get(&c.pid)) {
             Some(host) => format!(
                 "{host} pid {} tid {} ({comm})",
@@ -187,6 +204,25 @@ impl TextWriter {
             for l in d.to_string().lines() {
                 writeln!(w, "# {l}")?;
             }
+        }
+        if let Some(d) = h.device {
+            writeln!(
+                w,
+                "# device side (inferred from the host calls, drawn in the traces): {} operations on {} streams, {} proven done, {} pending at the end{}",
+                d.completed + d.pending,
+                d.streams,
+                d.completed,
+                d.pending,
+                if d.not_drawn > 0 {
+                    format!(
+                        "; {} more not drawn (over {} at once on one stream)",
+                        d.not_drawn,
+                        device::MAX_LANES
+                    )
+                } else {
+                    String::new()
+                }
+            )?;
         }
         // The hang in a screenful, then where every thread was when tracing stopped.
         if let Some(r) = h.report {
@@ -297,8 +333,15 @@ fn pad_left(s: &mut String, text: &str, width: usize) {
     s.push_str(text);
 }
 
-/// Appends one call's line (without newline) to `s`.
-pub fn line(s: &mut String, c: &Call, t0: u64, depth: usize, strings: &Strings) {
+/// Appends one call's line (without newline) to `s`, without its links of key `hidden`.
+pub fn line(
+    s: &mut String,
+    c: &Call,
+    t0: u64,
+    depth: usize,
+    strings: &Strings,
+    hidden: Option<u32>,
+) {
     let mut col = String::new();
     match c.start {
         Some(st) => secs(&mut col, st.saturating_sub(t0)),
@@ -330,7 +373,7 @@ pub fn line(s: &mut String, c: &Call, t0: u64, depth: usize, strings: &Strings) 
     // derived (`coll`, `device`) is what the reader cannot see otherwise.
     let mut open = false;
     for &(k, v) in &c.links {
-        if shown(c, k, v) {
+        if shown(c, k, v) || Some(k) == hidden {
             continue;
         }
         s.push_str(if open { " " } else { "  [" });

@@ -15,6 +15,10 @@
 //! - each flow edge a fresh id, from the earlier call (flow_ids) to the later one
 //!   (terminating_flow_ids) (flows.rs).
 //!
+//! The device side's slices (crate::convert::device) are drawn on their queue's lanes, named
+//! after their enqueuing call (with its code's function, and ` (pending)` when never proven
+//! done), each joined from its enqueuing call by a flow in every file.
+//!
 //! Calls still open when the log ended are drawn to its end and annotated `unfinished`;
 //! exits whose entry predates the log start at its beginning, annotated `entry_before_log`.
 //! Every file gets the same packets but for the flows: each packet is encoded once, and
@@ -32,6 +36,7 @@ use rustc_hash::FxHashMap;
 
 use super::bgwrite::BgWriter;
 use crate::calls::call::{Call, Strings, V};
+use crate::convert::device;
 use flows::{Edges, Flows};
 use layout::{Layout, TrackEv};
 use proto::{varint, Msg};
@@ -132,6 +137,13 @@ pub struct TraceSet {
     layout: Layout,
     flows: Flows,
     names: FxHashMap<u32, u64>,
+    /// Device slices' names, by (call, its code's function, pending): in the same iids as
+    /// `names`.
+    device_names: FxHashMap<(u32, Option<u32>, bool), u64>,
+    /// The names device slices use, when there are any.
+    device: Option<device::Names>,
+    /// The current call's device flow: (id, whether it ends here).
+    device_flow: Option<(u64, bool)>,
     ann_names: FxHashMap<u32, u64>,
     /// Interned string values (as the text log shows them).
     string_values: FxHashMap<StringValue, u64>,
@@ -184,6 +196,9 @@ impl TraceSet {
             layout,
             flows: Flows::new(keys, counts),
             names: FxHashMap::default(),
+            device_names: FxHashMap::default(),
+            device: None,
+            device_flow: None,
             ann_names: FxHashMap::default(),
             string_values: FxHashMap::default(),
             clock: t0,
@@ -202,6 +217,11 @@ impl TraceSet {
             annotation: Msg::default(),
             text: String::new(),
         })
+    }
+
+    /// The calls include device slices (crate::convert::device), with these names.
+    pub fn device(&mut self, names: device::Names) {
+        self.device = Some(names);
     }
 
     /// Writes what comes with `call`, the next call in start order.
@@ -284,6 +304,7 @@ impl TraceSet {
         self.interned.clear();
         self.post.clear();
         self.edges.clear();
+        self.device_flow = None;
         self.packet.clear();
         let mut has_te = true;
         let mut begin = false;
@@ -311,6 +332,14 @@ impl TraceSet {
                 self.describe(call, strings);
                 if begin {
                     self.flows.edges(call, &mut self.edges);
+                    // From the enqueuing call to its device slice, in every file.
+                    if let Some(d) = self.device {
+                        self.device_flow = call
+                            .links
+                            .iter()
+                            .find(|l| l.0 == d.link)
+                            .map(|l| (device::FLOW_BASE | l.1, device::is_device(call)));
+                    }
                 }
             }
         }
@@ -330,10 +359,17 @@ impl TraceSet {
                     f.summary.flows += 1;
                 }
             }
+            if let Some((id, false)) = self.device_flow {
+                self.flow_bytes.fixed64(TE_FLOW_IDS, id);
+                f.summary.flows += 1;
+            }
             for e in self.edges.iter().filter(|e| f.keys.contains(&e.key)) {
                 if let Some(id) = e.into {
                     self.flow_bytes.fixed64(TE_TERMINATING_FLOW_IDS, id);
                 }
+            }
+            if let Some((id, true)) = self.device_flow {
+                self.flow_bytes.fixed64(TE_TERMINATING_FLOW_IDS, id);
             }
             if begin {
                 f.summary.slices += 1;
@@ -360,13 +396,16 @@ impl TraceSet {
 
     /// The name and annotations of a beginning slice or instant, interning new names.
     fn describe(&mut self, call: &Call, strings: &Strings) {
-        let next = self.names.len() as u64 + 1;
-        let iid = *self.names.entry(call.name).or_insert_with(|| {
-            let mut en = Msg::default();
-            en.uint(1, next).string(2, strings.get(call.name));
-            self.interned.msg(INTERNED_EVENT_NAMES, &en);
-            next
-        });
+        let next = (self.names.len() + self.device_names.len()) as u64 + 1;
+        let iid = match self.device.filter(|_| device::is_device(call)) {
+            Some(d) => self.device_name(call, d, next, strings),
+            None => *self.names.entry(call.name).or_insert_with(|| {
+                let mut en = Msg::default();
+                en.uint(1, next).string(2, strings.get(call.name));
+                self.interned.msg(INTERNED_EVENT_NAMES, &en);
+                next
+            }),
+        };
         self.te.uint(TE_NAME_IID, iid);
         for &(name, v) in call.args.iter().chain(call.results.iter()) {
             self.annotate(name, v, strings);
@@ -377,6 +416,36 @@ impl TraceSet {
         if call.start.is_none() {
             self.annotate(self.before_log, V::Bool(true), strings);
         }
+    }
+
+    /// A device slice's name: its enqueuing call's, with the function of its code (a kernel's
+    /// symbol) and ` (pending)` when it was never proven done; interned as `next` if new.
+    fn device_name(&mut self, call: &Call, d: device::Names, next: u64, strings: &Strings) -> u64 {
+        let function = call.args.iter().find_map(|&(n, v)| match v {
+            V::Str(s) if n == d.function => Some(s),
+            _ => None,
+        });
+        let pending = call
+            .results
+            .iter()
+            .any(|&(n, v)| n == d.state && v == V::Str(d.pending));
+        *self
+            .device_names
+            .entry((call.name, function, pending))
+            .or_insert_with(|| {
+                let mut name = strings.get(call.name).to_string();
+                if let Some(f) = function {
+                    name.push_str(": ");
+                    name.push_str(device::short_symbol(strings.get(f)));
+                }
+                if pending {
+                    name.push_str(" (pending)");
+                }
+                let mut en = Msg::default();
+                en.uint(1, next).string(2, &name);
+                self.interned.msg(INTERNED_EVENT_NAMES, &en);
+                next
+            })
     }
 
     fn annotate(&mut self, name: u32, v: V, strings: &Strings) {
