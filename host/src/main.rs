@@ -334,6 +334,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     if unresolved > 0 { " (give the processes' maps with --maps PID=FILE)" } else { "" }
                 );
             }
+            let dev = &summary.device;
+            if !dev.is_empty() {
+                eprintln!(
+                    "bthost: device side (inferred): {} operations on {} streams, {} proven done, {} pending at the end{}",
+                    dev.completed + dev.pending,
+                    dev.streams,
+                    dev.completed,
+                    dev.pending,
+                    if dev.not_drawn > 0 {
+                        format!("; {} not drawn (over 16 at once on one stream)", dev.not_drawn)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
             if summary.in_flight > 0 {
                 eprintln!(
                     "bthost: {} calls were in flight when the log ended (never returned): listed at the top of log.txt",

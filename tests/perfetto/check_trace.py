@@ -10,8 +10,11 @@
 - slices are balanced, last-in-first-out, per track;
 - every flow id leaves exactly one slice and ends on exactly one later slice.
 
-Prints a JSON summary (tracks, slices with their annotations, flows) for the tests to assert
-on; exits 1 with the list of problems if any rule is broken.
+Prints a JSON summary for the tests to assert on: tracks (with their uuids and parents),
+slices (with their annotations, track and index), `flows` between threads' slices as [name,
+tid, name, tid], and every flow (those to the device tracks too, whose slices are on no thread)
+as a pair of slice indices in `flow_pairs`; exits 1 with the list of problems if any rule is
+broken.
 Usage: check_trace.py TRACE.pftrace
 """
 import json
@@ -68,6 +71,7 @@ def main(path):
             if d.HasField("parent_uuid") and d.parent_uuid not in tracks:
                 errors.append(f"track {d.uuid} before its parent {d.parent_uuid}")
             tracks[d.uuid] = {
+                "uuid": d.uuid,
                 "name": d.name,
                 "pid": d.thread.pid if d.HasField("thread") else (d.process.pid if d.HasField("process") else None),
                 "tid": d.thread.tid if d.HasField("thread") else None,
@@ -118,6 +122,7 @@ def main(path):
             "dur": 0,
             "args": args,
             "instant": e.type == INSTANT,
+            "i": len(slices),
         }
         slices.append(s)
         for fid in e.flow_ids:
@@ -142,8 +147,12 @@ def main(path):
     for fid in flow_dst:
         if fid not in flow_src:
             errors.append(f"flow {fid} comes from nowhere")
-    flows = [[flow_src[f]["name"], flow_src[f]["tid"], flow_dst[f]["name"], flow_dst[f]["tid"]] for f in sorted(flow_src) if f in flow_dst]
-    out = {"tracks": len(tracks), "track_list": list(tracks.values()), "slices": slices, "flows": flows, "errors": errors}
+    flows = [[flow_src[f]["name"], flow_src[f]["tid"], flow_dst[f]["name"], flow_dst[f]["tid"]]
+             for f in sorted(flow_src)
+             if f in flow_dst and flow_src[f]["tid"] is not None and flow_dst[f]["tid"] is not None]
+    flow_pairs = [[flow_src[f]["i"], flow_dst[f]["i"]] for f in sorted(flow_src) if f in flow_dst]
+    out = {"tracks": len(tracks), "track_list": list(tracks.values()), "slices": slices, "flows": flows,
+           "flow_pairs": flow_pairs, "errors": errors}
     json.dump(out, sys.stdout, default=str)
     return 1 if errors else 0
 

@@ -153,7 +153,7 @@ pub fn generate_job(dir: &Path, spec: &JobSpec) -> Vec<PathBuf> {
             }
             line.push(')');
             (exit, width, line)
-        };
+        }
         for r in &mut ranks {
             let t0 = 1_000_000_000 + rnd() % 50_000_000;
             if r.rank == 0 {

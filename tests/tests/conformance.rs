@@ -6,8 +6,8 @@
 use std::process::Command;
 
 use abi_stable::std_types::{RSlice, RStr, RVec};
-use bthost::commands::build::{build, BpftraceChoice, BuildOptions};
 use bthost::calls::decode_log;
+use bthost::commands::build::{build, BpftraceChoice, BuildOptions};
 use bthost::library::{self, LdCache};
 use bthost::registry::{Registry, SearchPaths};
 use bthost_plugin_api::{Arg, DecoderConfig, Phase, Record, Value};

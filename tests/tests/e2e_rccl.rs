@@ -209,8 +209,9 @@ fn a_rank_that_skips_a_collective_shows_the_others_stuck_in_it() {
         return;
     }
     for (bin, version) in &available_bpftraces() {
-        // Rank 2 skips its second collective; the others wait in it until the stand-in's
-        // 2 s timeout ends their wait with ncclSystemError.
+        // Rank 2 skips its second collective. As on a GPU, the others' collective #2 only
+        // enqueues and returns ncclSuccess; they wait in the stream sync behind it until the
+        // stand-in's 2 s timeout ends the device's wait (the communicator's async error).
         let (events, stdout) = trace(bin, version, "hang", "-n 4 -k 3 -s 2:1 -t 2000");
         assert!(stdout.contains("timed out: ranks 0 1 3"), "{stdout}");
         let ranks = ranks_of(&stdout);
@@ -238,18 +239,30 @@ fn a_rank_that_skips_a_collective_shows_the_others_stuck_in_it() {
                     seqs[..2],
                     [
                         (1, EventKind::Complete, Some("ncclSuccess".into())),
-                        (2, EventKind::Complete, Some("ncclSystemError".into())),
+                        (2, EventKind::Complete, Some("ncclSuccess".into())),
                     ],
                     "{version} rank {rank}"
+                );
+                // The wait is in the sync after it, which returned at the timeout.
+                let after_2 = events
+                    .iter()
+                    .filter(|e| e.pid == pid && e.name.as_str() == "hipStreamSynchronize")
+                    .nth(1)
+                    .unwrap_or_else(|| panic!("{version} rank {rank}: no second sync"));
+                assert!(
+                    after_2.dur >= 1_500_000_000,
+                    "{version} rank {rank}: the sync behind #2 took {} ns",
+                    after_2.dur
                 );
             }
         }
     }
 }
 
-/// The hang as a user meets it: the waiting ranks never return (no timeout), and the user
-/// stops tracing with Ctrl-C. Their entries into collective #2 come back from the script's END
-/// dump of the calls in flight: begun, numbered, linked, never ended.
+/// The hang as a user meets it on a GPU: the waiting ranks' collective #2 only enqueued and
+/// returned, and their stream syncs behind it never return (no timeout); the user stops
+/// tracing with Ctrl-C. Their syncs come back from the script's END dump of the calls in
+/// flight: begun, linked to the collective's stream, never ended.
 #[test]
 fn a_hang_stopped_by_ctrl_c_keeps_the_entries_in_flight() {
     if skip_root_tests() {
@@ -292,14 +305,18 @@ fn a_hang_stopped_by_ctrl_c_keeps_the_entries_in_flight() {
             }
             assert_eq!(
                 shape,
-                vec![(1, EventKind::Complete), (2, EventKind::Begin)],
+                vec![(1, EventKind::Complete), (2, EventKind::Complete)],
                 "{version} rank {rank}"
             );
-            let stuck_call = calls[1];
-            assert_eq!(stuck_call.link("comm"), Some(uid_of_rank2));
+            assert_eq!(calls[1].link("comm"), Some(uid_of_rank2));
+            assert_eq!(calls[1].arg("rank").and_then(Value::as_i64), Some(rank));
+            let stuck_call = events
+                .iter()
+                .filter(|e| e.pid == pid && e.name.as_str() == "hipStreamSynchronize")
+                .find(|e| e.kind == EventKind::Begin)
+                .unwrap_or_else(|| panic!("{version} rank {rank}: no sync in flight"));
             assert_eq!(stuck_call.link("stream"), Some(stream));
             assert_eq!(stuck_call.link("device"), Some(device as u64));
-            assert_eq!(stuck_call.arg("rank").and_then(Value::as_i64), Some(rank));
         }
         // The text log's header leads with the report: ranks 0, 1 and 3 entered collective
         // #2 and wait there; rank 2 never did, its last call on the communicator was #1,
@@ -317,9 +334,10 @@ fn a_hang_stopped_by_ctrl_c_keeps_the_entries_in_flight() {
         };
         let stuck = find("#   #2 ncclAllReduce(");
         assert!(
-            stuck.contains("entered by ranks 0-1,3 (3)"),
+            stuck.contains("entered by ranks 0-1,3 (3)") && stuck.contains(", pending "),
             "{version}: {stuck}"
         );
+        find("#     ranks 0-1,3: blocked in hipStreamSynchronize for ");
         let missing = find("#   never entered #2: rank 2 (");
         assert!(
             missing.contains(&format!(" pid {}): last #1 ncclAllReduce(", ranks[2].1))

@@ -100,7 +100,9 @@ fn a_thousand_ranks_on_a_gpu_one_stalls_the_others_block_and_poll() {
     assert!(text.lines().count() <= 12, "{text}");
     assert!(
         text.contains("#4 ncclAllReduce(count=1048576")
-            && text.contains("entered by ranks 0-516,518-1023 (1023) on 128 hosts (n[1-128]), pending"),
+            && text.contains(
+                "entered by ranks 0-516,518-1023 (1023) on 128 hosts (n[1-128]), pending"
+            ),
         "{text}"
     );
     let how = text
@@ -112,9 +114,8 @@ fn a_thousand_ranks_on_a_gpu_one_stalls_the_others_block_and_poll() {
         "{text}"
     );
     assert!(
-        text.contains(
-            "never entered #4: rank 517 (n65 pid 41305): last #3 ncclAllReduce("
-        ) && text.contains("completed; in no traced call for"),
+        text.contains("never entered #4: rank 517 (n65 pid 41305): last #3 ncclAllReduce(")
+            && text.contains("completed; in no traced call for"),
         "{text}"
     );
     assert!(!text.contains("no divergence"), "{text}");
@@ -127,7 +128,11 @@ fn a_thousand_ranks_on_a_gpu_one_stalls_the_others_block_and_poll() {
     assert_eq!(d["missing_ranks"], "517");
     assert_eq!(d["on_device"], false);
     let e = &d["entered"][0];
-    assert_eq!((&e["state"], &e["waiting"]), (&"pending".into(), &true.into()), "{e}");
+    assert_eq!(
+        (&e["state"], &e["waiting"]),
+        (&"pending".into(), &true.into()),
+        "{e}"
+    );
     let kinds: Vec<&str> = e["how"]
         .as_array()
         .unwrap()

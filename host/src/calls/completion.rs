@@ -545,7 +545,12 @@ mod tests {
     /// The hip pack's rules, in short.
     fn hip() -> (Completion, Strings) {
         let mut rules = vec![
-            rule(Does::Enqueue, &["launch", "allreduce"], Some("stream"), None),
+            rule(
+                Does::Enqueue,
+                &["launch", "allreduce"],
+                Some("stream"),
+                None,
+            ),
             rule(Does::Record, &["record"], Some("stream"), Some("event")),
             rule(Does::Depend, &["waitevent"], Some("stream"), Some("event")),
             rule(Does::Wait, &["ssync"], Some("stream"), None),
@@ -649,7 +654,10 @@ mod tests {
         l.call(1, "ssync", &[("stream", 9)], 0);
         assert_eq!(l.done(), vec![copy, coll], "through the wait for the event");
         l.call(2, "equery", &[("event", 0xe)], 0);
-        assert!(l.done().is_empty(), "the event's record came before `after`");
+        assert!(
+            l.done().is_empty(),
+            "the event's record came before `after`"
+        );
         let _ = after;
     }
 
@@ -684,7 +692,10 @@ mod tests {
         d.sort_unstable();
         assert_eq!(d, vec![blocking, null]);
         l.call(1, "ssync", &[("stream", 0)], 0);
-        assert!(l.done().is_empty(), "stream 0 is the null stream: the same scope");
+        assert!(
+            l.done().is_empty(),
+            "stream 0 is the null stream: the same scope"
+        );
         l.call(1, "devsync", &[], 0);
         let mut d = l.done();
         d.sort_unstable();
@@ -708,11 +719,13 @@ mod tests {
             };
             l.c.see(&c, true)
         };
-        let Seen::Enqueued { token: early, .. } = call(&mut l, 2, "launch", 10, 20, &[("stream", 7)])
+        let Seen::Enqueued { token: early, .. } =
+            call(&mut l, 2, "launch", 10, 20, &[("stream", 7)])
         else {
             panic!()
         };
-        let Seen::Enqueued { token: late, .. } = call(&mut l, 2, "launch", 40, 60, &[("stream", 7)])
+        let Seen::Enqueued { token: late, .. } =
+            call(&mut l, 2, "launch", 40, 60, &[("stream", 7)])
         else {
             panic!()
         };
@@ -755,13 +768,16 @@ mod tests {
         assert_eq!(l.done(), vec![t]);
         assert!(l.c.observed(1, 7));
     }
+
     #[test]
     fn with_marks_a_record_is_work_proven_with_its_mark() {
         let mut l = Log::new();
         l.c = std::mem::replace(&mut l.c, Completion::new(Vec::new())).with_marks();
         let copy = l.token("launch", 7);
-        let Seen::Enqueued { token: mark, queue: 7 } =
-            l.call(1, "record", &[("event", 0xe), ("stream", 7)], 0)
+        let Seen::Enqueued {
+            token: mark,
+            queue: 7,
+        } = l.call(1, "record", &[("event", 0xe), ("stream", 7)], 0)
         else {
             panic!("a record is work on its queue")
         };
@@ -779,7 +795,11 @@ mod tests {
         l.call(2, "equery", &[("event", 0xe)], 600);
         assert!(l.done().is_empty());
         l.call(2, "equery", &[("event", 0xe)], 0);
-        assert_eq!(l.done(), vec![copy, mark], "the event's query proves its record");
+        assert_eq!(
+            l.done(),
+            vec![copy, mark],
+            "the event's query proves its record"
+        );
         l.call(1, "ssync", &[("stream", 7)], 0);
         assert_eq!(l.done(), vec![later]);
         // Without marks as work a record is only noted, as before.

@@ -177,7 +177,9 @@ pub fn read_calls<S: CallSink>(
 ) -> Result<(ReadCalls, S)> {
     let mut calls = Collector::new(Symbolizer::default(), sink);
     let packs = crate::compose::schema::log_packs(log);
-    calls.sink.start_log(index, &mut calls.strings, packs.as_deref());
+    calls
+        .sink
+        .start_log(index, &mut calls.strings, packs.as_deref());
     let read = for_each_event(registry, log, None, Vec::new(), |_, e| {
         calls.push(e).context("reading calls")
     });

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::log::anchor;
 use crate::calls::timeline::{self, Alignment, LogClock};
+use crate::log::anchor;
 
 /// One log of the conversion.
 pub struct Source {

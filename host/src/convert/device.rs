@@ -239,7 +239,12 @@ impl Device {
 
     /// The log (or the last of several) ended at `t_end`: the work never proven done is drawn
     /// to there, pending.
-    pub fn finish<S: CallSink>(&mut self, t_end: u64, strings: &Strings, out: &mut S) -> io::Result<()> {
+    pub fn finish<S: CallSink>(
+        &mut self,
+        t_end: u64,
+        strings: &Strings,
+        out: &mut S,
+    ) -> io::Result<()> {
         let Some(names) = self.names else {
             return Ok(());
         };

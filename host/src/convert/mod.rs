@@ -214,8 +214,7 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         files.push((opts.out_dir.join(name), f, keys));
     }
     let hosts = sources.hosts(&comms);
-    let mut layout =
-        perfetto::layout::Layout::new(comms.clone(), hosts.clone(), t_first, t_last);
+    let mut layout = perfetto::layout::Layout::new(comms.clone(), hosts.clone(), t_first, t_last);
     let device_names = device.as_ref().and_then(|d| d.names());
     if let Some(d) = device {
         layout.device_lanes(d.lanes().to_vec());
@@ -387,6 +386,10 @@ fn write_in_order(
             .drain(|b| {
                 call.decode(b);
                 traces.push(&call, strings)?;
+                // The text log leaves the device side out: it need not see it.
+                if device::is_device(&call) {
+                    return Ok(());
+                }
                 batch.extend_from_slice(&(b.len() as u32).to_le_bytes());
                 batch.extend_from_slice(b);
                 if batch.len() >= BATCH {

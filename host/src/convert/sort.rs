@@ -163,10 +163,33 @@ impl Source {
     }
 }
 
+/// The reading pass hands the sorter each finished call, encoded.
+pub struct SortSink {
+    pub sorter: Sorter,
+    buf: Vec<u8>,
+}
+
+impl SortSink {
+    pub fn new(sorter: Sorter) -> SortSink {
+        SortSink {
+            sorter,
+            buf: Vec::with_capacity(256),
+        }
+    }
+}
+
+impl CallSink for SortSink {
+    fn see(&mut self, c: &Call, _: &Strings) -> io::Result<()> {
+        self.buf.clear();
+        c.encode(&mut self.buf);
+        self.sorter.push(&self.buf)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use crate::calls::call::Call;
     use super::*;
+    use crate::calls::call::Call;
 
     fn sorted_starts(budget: usize, starts: &[u64]) -> (Vec<u64>, usize) {
         let dir = std::env::temp_dir().join(format!("bthost-sort-test-{budget}"));
@@ -217,28 +240,5 @@ mod tests {
         let (got, runs) = sorted_starts(8 << 10, &starts);
         assert!(runs > 10, "{runs} runs");
         assert_eq!(got, want);
-    }
-}
-
-/// The reading pass hands the sorter each finished call, encoded.
-pub struct SortSink {
-    pub sorter: Sorter,
-    buf: Vec<u8>,
-}
-
-impl SortSink {
-    pub fn new(sorter: Sorter) -> SortSink {
-        SortSink {
-            sorter,
-            buf: Vec::with_capacity(256),
-        }
-    }
-}
-
-impl CallSink for SortSink {
-    fn see(&mut self, c: &Call, _: &Strings) -> io::Result<()> {
-        self.buf.clear();
-        c.encode(&mut self.buf);
-        self.sorter.push(&self.buf)
     }
 }

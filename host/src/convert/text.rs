@@ -19,10 +19,10 @@ use super::bgwrite::BgWriter;
 use crate::calls::call::{Call, Strings, V};
 use crate::calls::format::call_text;
 use crate::calls::numfmt::{push_hex, push_nine, push_u64};
-use crate::decode::Stats;
-use crate::log::Diagnostics;
 use crate::calls::sources::PID_MASK;
 use crate::convert::device::{self, DeviceSummary};
+use crate::decode::Stats;
+use crate::log::Diagnostics;
 use crate::safe_out::OutDir;
 
 #[derive(Default)]

@@ -166,9 +166,10 @@ pub(super) fn resolve(
         match does {
             Does::Create => need("needs `queue` (the created queue)", has(&r.queue))?,
             Does::Enqueue => need("needs `queue`", has(&r.queue) && !has(&r.marker))?,
-            Does::Record | Does::Depend => {
-                need("needs `queue` and `marker`", has(&r.queue) && has(&r.marker))?
-            }
+            Does::Record | Does::Depend => need(
+                "needs `queue` and `marker`",
+                has(&r.queue) && has(&r.marker),
+            )?,
             Does::Wait | Does::Query => need(
                 "needs one of `queue`, `marker` or `scope`",
                 [has(&r.queue), has(&r.marker), scope.is_some()]
@@ -193,7 +194,10 @@ pub(super) fn resolve(
             let Some(fields) = (probed.fields)(c.get_ref()) else {
                 return Err((
                     c.span(),
-                    format!("[completion] {} is not one of the pack's probes", c.get_ref()),
+                    format!(
+                        "[completion] {} is not one of the pack's probes",
+                        c.get_ref()
+                    ),
                 ));
             };
             for f in [&r.queue, &r.marker, &r.flags].into_iter().flatten() {

@@ -383,9 +383,7 @@ fn unmatched(g: &Group, stops: &[u64]) -> Vec<Unmatched> {
             (op, w)
         })
     };
-    let open = |last: &Option<(Op, ProcKey)>| {
-        last.as_ref().is_some_and(|(o, _)| o.state.waiting())
-    };
+    let open = |last: &Option<(Op, ProcKey)>| last.as_ref().is_some_and(|(o, _)| o.state.waiting());
     g.p2p
         .iter()
         .filter(|(_, p)| p.sends != p.recvs || open(&p.last_send) || open(&p.last_recv))
@@ -577,9 +575,10 @@ fn device_deadlocks(g: &Gather) -> Vec<Vec<DeviceWait>> {
             .get(&(n.0, n.1))
             .and_then(|grp| {
                 grp.members.values().find_map(|m| {
-                    m.pending.get(&n.2).map(|p| p.1.clone()).or_else(|| {
-                        (m.last.order == n.2).then(|| m.last.desc.clone())
-                    })
+                    m.pending
+                        .get(&n.2)
+                        .map(|p| p.1.clone())
+                        .or_else(|| (m.last.order == n.2).then(|| m.last.desc.clone()))
                 })
             })
             .unwrap_or_default()

@@ -430,7 +430,11 @@ impl Gather {
         let fields: Vec<(String, i64)> = ids
             .matched
             .iter()
-            .filter_map(|&m| arg(c, m).and_then(num).map(|v| (strings.get(m).to_string(), v)))
+            .filter_map(|&m| {
+                arg(c, m)
+                    .and_then(num)
+                    .map(|v| (strings.get(m).to_string(), v))
+            })
             .collect();
         let g = Self::group(&mut self.groups, spec, gid);
         if size.is_some() {
@@ -497,8 +501,7 @@ impl Gather {
             Some(s) => s.2.push(member),
             None => {
                 agg.sigs.push((h, desc, vec![member]));
-                agg.fields
-                    .push((strings.get(c.name).to_string(), fields));
+                agg.fields.push((strings.get(c.name).to_string(), fields));
             }
         }
         let whole = g.size.is_some_and(|n| agg.count >= n);
@@ -688,12 +691,20 @@ pub fn mismatch(order: u64, agg: OpAgg, spec: &ReportSpec) -> Mismatch {
         for (name, v) in &first.1 {
             let theirs = other.1.iter().find(|f| f.0 == *name).map(|f| f.1);
             if theirs != Some(*v) {
-                add(spec.classes.get(name).cloned().unwrap_or_else(|| name.clone()));
+                add(spec
+                    .classes
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| name.clone()));
             }
         }
         for (name, _) in &other.1 {
             if !first.1.iter().any(|f| f.0 == *name) {
-                add(spec.classes.get(name).cloned().unwrap_or_else(|| name.clone()));
+                add(spec
+                    .classes
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| name.clone()));
             }
         }
     }

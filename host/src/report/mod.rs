@@ -18,8 +18,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::registry::Registry;
 use crate::calls::timeline::{self, Alignment, LogClock};
+use crate::registry::Registry;
 use gather::Gather;
 
 pub struct ReportOptions {
@@ -57,12 +57,7 @@ pub fn specs(reg: &Registry) -> Vec<(String, crate::pack::ReportSpec)> {
 pub fn completion_specs(reg: &Registry) -> Vec<(String, crate::pack::completion::CompletionSpec)> {
     reg.entries
         .values()
-        .filter_map(|e| {
-            e.pack
-                .completion
-                .clone()
-                .map(|s| (e.pack.name.clone(), s))
-        })
+        .filter_map(|e| e.pack.completion.clone().map(|s| (e.pack.name.clone(), s)))
         .collect()
 }
 

@@ -173,7 +173,13 @@ fn missing_state(g: &Gather, m: &Missing) -> String {
         None if m.proc.is_none() => s.push_str("not in any log"),
         None => s.push_str("no call on it"),
         Some(op) => {
-            let _ = write!(s, "last #{} {}, {}", op.order, op.desc, state_words(&op.state));
+            let _ = write!(
+                s,
+                "last #{} {}, {}",
+                op.order,
+                op.desc,
+                state_words(&op.state)
+            );
         }
     }
     if m.proc.is_some() {

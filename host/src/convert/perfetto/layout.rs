@@ -219,11 +219,11 @@ impl Layout {
         if let Some(&u) = self.lane_tracks.get(&n) {
             return u;
         }
-        let (pid, queue, index) = self
-            .device_lanes
-            .get(n as usize)
-            .copied()
-            .unwrap_or((c.pid, u64::from(n), 0));
+        let (pid, queue, index) =
+            self.device_lanes
+                .get(n as usize)
+                .copied()
+                .unwrap_or((c.pid, u64::from(n), 0));
         let q_uuid = match self.device_queues.get(&(pid, queue)) {
             Some(&u) => u,
             None => {
