@@ -66,25 +66,29 @@ fn newest_bpftrace() -> PathBuf {
 }
 
 #[test]
-fn sixty_four_ranks_on_four_hosts_one_skips_collective_five() {
+fn sixty_four_ranks_on_eight_hosts_on_a_gpu_one_stalls_before_collective_five() {
     if skip_root_tests() {
         return;
     }
     let dir = scratch("report-64");
+    const HOSTS: usize = 8;
+    const PER: usize = 64 / HOSTS;
     let standins = build_standins(&dir.join("standins"));
     let go = dir.join("go");
     let bin = newest_bpftrace();
     let _serial = system_wide_lock();
-    // Rank 17 skips its 5th collective (0-based 4); the others wait there.
+    // The PyTorch-shaped loop on the asynchronous stand-ins: rank 17 stalls in its own code
+    // before its 5th AllReduce; the others' 5th only enqueues, and they block in the copy
+    // behind it while their watchdogs poll its event.
     let job = Job::start(
         &[
-            standins.join("rccl_ranks").display().to_string(),
+            standins.join("torch_loop").display().to_string(),
             "-n".into(),
             "64".into(),
             "-k".into(),
             "6".into(),
             "-s".into(),
-            "17:4".into(),
+            "17:5".into(),
             "-t".into(),
             "300000".into(),
             "-w".into(),
@@ -98,12 +102,12 @@ fn sixty_four_ranks_on_four_hosts_one_skips_collective_five() {
     );
     let pids = waiting_pids(&out);
     let mut recs = Vec::new();
-    for node in 0..4 {
+    for node in 0..HOSTS {
         let host = format!("node{}", node + 1);
         let mut args = lib_args(&standins);
         args.push("--bpftrace-bin".into());
         args.push(bin.display().to_string());
-        for &(_, pid) in &pids[node * 16..node * 16 + 16] {
+        for &(_, pid) in &pids[node * PER..node * PER + PER] {
             args.push("--pid".into());
             args.push(pid.to_string());
         }
@@ -114,15 +118,11 @@ fn sixty_four_ranks_on_four_hosts_one_skips_collective_five() {
         recs.push(Recording::start(&prefix, &args, &log, &[]));
     }
     std::fs::write(&go, "").unwrap();
-    // All 64 finish #4 (0-based 3); the skipping rank says so, the others block in #5.
+    // All 64 finish step 4; the stalling rank says so, the others block behind #5.
     job.wait_for(
         |o| {
-            o.contains("rank 17 pid")
-                && o.contains("SKIPPED")
-                && o.lines()
-                    .filter(|l| l.contains("coll#3 AllReduce -> ok"))
-                    .count()
-                    == 64
+            o.contains("rank 17 stalls in load_batch before step 5")
+                && o.lines().filter(|l| l.ends_with(" step 4 ok")).count() == 64
         },
         "the ranks did not reach collective #5",
     );
@@ -130,18 +130,30 @@ fn sixty_four_ranks_on_four_hosts_one_skips_collective_five() {
     for r in &mut recs {
         r.stop();
     }
-    let logs: Vec<PathBuf> = (1..=4).map(|n| dir.join(format!("node{n}.log"))).collect();
+    let logs: Vec<PathBuf> = (1..=HOSTS)
+        .map(|n| dir.join(format!("node{n}.log")))
+        .collect();
     let log_refs: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
     let text = report_ok(&log_refs);
     eprintln!("{text}");
     let lines: Vec<&str> = text.lines().collect();
-    assert!(lines.len() <= 30, "{} lines:\n{text}", lines.len());
-    assert!(text.contains("4 logs (node[1-4])"), "{text}");
+    assert!(lines.len() <= 8, "{} lines:\n{text}", lines.len());
+    assert!(text.contains("8 logs (node[1-8])"), "{text}");
     assert!(text.contains("logs of one boot"), "{text}");
     assert!(
         text.contains("#5 ncclAllReduce(count=1024")
-            && text.contains("entered by ranks 0-16,18-63 (63)"),
+            && text.contains("entered by ranks 0-16,18-63 (63) on 8 hosts (node[1-8]), pending "),
         "{text}"
+    );
+    let how = lines
+        .iter()
+        .find(|l| l.starts_with("    ranks 0-16,18-63: "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        how.contains("blocked in hipMemcpy for ")
+            && how.contains("; polling hipEventQuery: ")
+            && how.contains(" not-ready answers in "),
+        "{how}"
     );
     let rank17_pid = pids[17].1;
     let missing = lines
@@ -149,13 +161,13 @@ fn sixty_four_ranks_on_four_hosts_one_skips_collective_five() {
         .find(|l| l.contains("never entered #5"))
         .unwrap_or_else(|| panic!("{text}"));
     assert!(
-        missing.contains(&format!("rank 17 (node2 pid {rank17_pid})"))
+        missing.contains(&format!("rank 17 (node3 pid {rank17_pid})"))
             && missing.contains("last #4 ncclAllReduce(")
-            && missing.contains("returned"),
+            && missing.contains(", completed; in no traced call for "),
         "{missing}"
     );
     let waited: f64 = text
-        .split("waiting ")
+        .split("pending ")
         .nth(1)
         .and_then(|w| w.split(' ').next())
         .and_then(|w| w.parse().ok())
@@ -167,8 +179,8 @@ fn sixty_four_ranks_on_four_hosts_one_skips_collective_five() {
     let j: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(j["format"], "bthost-report");
     assert_eq!(j["version"], 2);
-    assert_eq!(j["logs"].as_array().unwrap().len(), 4);
-    assert_eq!(j["logs"][1]["host"], "node2");
+    assert_eq!(j["logs"].as_array().unwrap().len(), HOSTS);
+    assert_eq!(j["logs"][2]["host"], "node3");
     assert_eq!(j["clocks"]["uncertainty_ns"], 0);
     let groups = j["groups"].as_array().unwrap();
     assert_eq!(
@@ -196,25 +208,35 @@ fn sixty_four_ranks_on_four_hosts_one_skips_collective_five() {
     assert_eq!(entered.len(), 63);
     for e in entered {
         assert_eq!(e["waiting"], true, "{e}");
+        assert_eq!(e["state"], "pending", "{e}");
         assert!(e["waited_ns"].as_u64().unwrap() >= 2_000_000_000, "{e}");
+        let kinds: Vec<&str> = e["how"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["blocked", "polling"], "{e}");
         let rank = e["rank"].as_u64().unwrap() as usize;
         assert_eq!(e["process"]["pid"], pids[rank].1, "{e}");
         assert_eq!(
             e["process"]["host"],
-            format!("node{}", rank / 16 + 1),
+            format!("node{}", rank / PER + 1),
             "{e}"
         );
     }
     let m = &d["missing"][0];
     assert_eq!(m["rank"], 17);
-    assert_eq!(m["process"]["host"], "node2");
+    assert_eq!(m["process"]["host"], "node3");
     assert_eq!(m["process"]["pid"], rank17_pid);
     assert_eq!(m["last"]["order"], 4);
     assert_eq!(m["last"]["returned"], true);
+    assert_eq!(m["last"]["state"], "completed");
     assert!(m["in_flight"].as_array().unwrap().is_empty(), "{m}");
+    assert_eq!(m["how"][0]["kind"], "idle", "{m}");
     assert!(j["deadlocks"].as_array().unwrap().is_empty());
 
-    // convert of the 4 logs: one timeline, processes named by host and pid, a collective's
+    // convert of the 8 logs: one timeline, processes named by host and pid, a collective's
     // calls joined across hosts, the report at the top of log.txt.
     let out = dir.join("out");
     let mut args: Vec<&str> = vec!["convert"];
@@ -224,18 +246,18 @@ fn sixty_four_ranks_on_four_hosts_one_skips_collective_five() {
     bthost_ok_stderr(&args);
     let txt = std::fs::read_to_string(out.join("log.txt")).unwrap();
     assert!(
-        txt.starts_with("# bthost text log of 4 logs:"),
+        txt.starts_with("# bthost text log of 8 logs:"),
         "{}",
         &txt[..300]
     );
     assert!(
         txt.contains(&format!(
-            "never entered #5: rank 17 (node2 pid {rank17_pid})"
+            "never entered #5: rank 17 (node3 pid {rank17_pid})"
         )),
         "{}",
         &txt[..2000]
     );
-    assert!(txt.contains(&format!("\n== process {rank17_pid} on node2 ==\n")));
+    assert!(txt.contains(&format!("\n== process {rank17_pid} on node3 ==\n")));
     let t = check_trace(&out.join("trace_coll.pftrace"));
     let names: Vec<&str> = t["track_list"]
         .as_array()
@@ -245,7 +267,7 @@ fn sixty_four_ranks_on_four_hosts_one_skips_collective_five() {
         .collect();
     assert_eq!(names.len(), 64, "{names:?}");
     assert!(
-        names.contains(&format!("node2 pid {rank17_pid} (rccl_ranks)").as_str()),
+        names.contains(&format!("node3 pid {rank17_pid} (torch_loop)").as_str()),
         "{names:?}"
     );
     // A collective's flow joins calls of processes recorded on two hosts (each log's

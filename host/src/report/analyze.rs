@@ -149,8 +149,9 @@ fn waited(stops: &[u64], proc: ProcKey, start: Option<u64>) -> Option<u64> {
 }
 
 /// How process `proc` waits when its log ended: its calls in flight, its unanswered polls,
-/// or, with neither, its last traced call.
-fn how(gather: &Gather, stops: &[u64], proc: ProcKey) -> Vec<How> {
+/// and, when thread `tid` (the one that makes the group's calls) is in none of them, that
+/// thread's last traced call (with no thread: the process's, if nothing else is said).
+fn how(gather: &Gather, stops: &[u64], proc: ProcKey, tid: Option<u32>) -> Vec<How> {
     let Some(p) = gather.procs.get(&proc) else {
         return Vec::new();
     };
@@ -170,13 +171,15 @@ fn how(gather: &Gather, stops: &[u64], proc: ProcKey) -> Vec<How> {
         answers: q.answers,
         since: stop.saturating_sub(q.since),
     }));
-    if out.is_empty() {
-        out.push(How::Idle {
-            last: p
-                .last_call
-                .as_ref()
-                .map(|(t, d)| (d.clone(), stop.saturating_sub(*t))),
-        });
+    let idle = |last: Option<&(u64, String)>| How::Idle {
+        last: last.map(|(t, d)| (d.clone(), stop.saturating_sub(*t))),
+    };
+    match tid {
+        Some(t) if !p.open.iter().any(|o| o.tid == t) => {
+            out.push(idle(p.last_by_tid.get(&t).or(p.last_call.as_ref())));
+        }
+        None if out.is_empty() => out.push(idle(p.last_call.as_ref())),
+        _ => {}
     }
     out
 }
@@ -266,7 +269,7 @@ fn divergence(g: &Group, gather: &Gather, stops: &[u64]) -> Option<Divergence> {
                     None
                 },
                 how: if waiting {
-                    how(gather, stops, m.proc)
+                    how(gather, stops, m.proc, Some(m.last.tid))
                 } else {
                     Vec::new()
                 },
@@ -287,7 +290,7 @@ fn divergence(g: &Group, gather: &Gather, stops: &[u64]) -> Option<Divergence> {
                             .collect()
                     })
                     .unwrap_or_default(),
-                how: how(gather, stops, m.proc),
+                how: how(gather, stops, m.proc, Some(m.last.tid)),
             });
         }
     }
@@ -316,7 +319,9 @@ fn divergence(g: &Group, gather: &Gather, stops: &[u64]) -> Option<Divergence> {
                         .collect()
                 })
                 .unwrap_or_default(),
-            how: proc.map(|p| how(gather, stops, p)).unwrap_or_default(),
+            how: proc
+                .map(|p| how(gather, stops, p, None))
+                .unwrap_or_default(),
         });
     }
     let agg = g.ops.get(&order);

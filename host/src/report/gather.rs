@@ -159,8 +159,12 @@ pub struct Proc {
     pub polling: Vec<Polling>,
     /// Its last traced call that returned (any pack): when, and what.
     pub last_call: Option<(u64, String)>,
+    /// Each thread's last traced call that returned: when, and what.
+    pub last_by_tid: BTreeMap<u32, (u64, String)>,
     /// The last call's (end, name id) in the current log's strings, named at its end.
     last_id: Option<(u64, u32)>,
+    /// The same per thread.
+    last_ids: FxHashMap<u32, (u64, u32)>,
     /// Its pid as the calls carry it (numbered apart when several logs are converted).
     raw_pid: u32,
 }
@@ -356,6 +360,10 @@ impl Gather {
             p.raw_pid = c.pid;
             if p.last_id.is_none_or(|l| end >= l.0) {
                 p.last_id = Some((end, c.name));
+            }
+            let t = p.last_ids.entry(c.tid).or_insert((end, c.name));
+            if end >= t.0 {
+                *t = (end, c.name);
             }
         }
         let Some((spec, gid, member, order)) = group else {
@@ -654,6 +662,10 @@ impl Gather {
         for (key, p) in self.procs.range_mut((self.log, 0)..=(self.log, u32::MAX)) {
             if let Some((end, name)) = p.last_id.take() {
                 p.last_call = Some((end, strings.get(name).to_string()));
+            }
+            for (tid, (end, name)) in p.last_ids.drain() {
+                p.last_by_tid
+                    .insert(tid, (end, strings.get(name).to_string()));
             }
             let _ = key;
             for poll in self.completion.polls(p.raw_pid) {

@@ -17,9 +17,9 @@ fn secs(ns: u64) -> String {
 /// A short duration, readably (`1.2 ms`).
 fn fine(ns: u64) -> String {
     match ns {
-        n if n < 10_000 => format!("{n} ns"),
-        n if n < 10_000_000 => format!("{:.1} us", n as f64 / 1e3),
-        n if n < 10_000_000_000 => format!("{:.1} ms", n as f64 / 1e6),
+        n if n < 1_000 => format!("{n} ns"),
+        n if n < 1_000_000 => format!("{:.1} us", n as f64 / 1e3),
+        n if n < 1_000_000_000 => format!("{:.1} ms", n as f64 / 1e6),
         n => secs(n),
     }
 }
@@ -183,19 +183,7 @@ fn missing_state(g: &Gather, m: &Missing) -> String {
         }
     }
     if m.proc.is_some() {
-        if m.instead.is_empty() {
-            let idle: Vec<&How> = m.how.iter().collect();
-            let polls: Vec<How> = idle
-                .iter()
-                .filter(|h| matches!(h, How::Polling { .. }))
-                .map(|h| (*h).clone())
-                .collect();
-            if polls.is_empty() {
-                let _ = write!(s, "; {}", how_text(&[m.how.as_slice()]));
-            } else {
-                let _ = write!(s, "; {}", how_text(&[polls.as_slice()]));
-            }
-        } else {
+        if !m.instead.is_empty() {
             let what: Vec<String> = m
                 .instead
                 .iter()
@@ -211,6 +199,17 @@ fn missing_state(g: &Gather, m: &Missing) -> String {
                 })
                 .collect();
             let _ = write!(s, "; in flight: {}", what.join(", "));
+        }
+        // Besides its calls in flight (said above with their groups): its polls, and the
+        // thread of its group calls when that is in no traced call.
+        let rest: Vec<How> = m
+            .how
+            .iter()
+            .filter(|h| !matches!(h, How::Blocked { .. }))
+            .cloned()
+            .collect();
+        if !rest.is_empty() {
+            let _ = write!(s, "; {}", how_text(&[rest.as_slice()]));
         }
     }
     let _ = g;
