@@ -422,7 +422,7 @@ fn a_send_without_its_receive_is_named() {
         .find(|l| l.contains("rank 1 sent 0 to rank 0, which received 1 from it"))
         .unwrap_or_else(|| panic!("{text}"));
     assert!(
-        recv.contains("RECV WITHOUT SEND") && recv.contains("in flight for"),
+        recv.contains("RECV WITHOUT SEND") && recv.contains("enqueued and pending for"),
         "{recv}"
     );
 }

@@ -370,7 +370,7 @@ impl Completion {
                     match p
                         .polls
                         .iter_mut()
-                        .find(|x| x.call == c.name && x.object == obj)
+                        .find(|x| x.call == c.name && x.object == obj && x.tid == c.tid)
                     {
                         Some(x) => {
                             x.answers += 1;
@@ -393,6 +393,7 @@ impl Completion {
                 let proof = (end, c.name, c.tid);
                 let p = self.procs.entry((self.log, c.pid)).or_default();
                 let obj = object.map_or(u64::MAX, |o| o.1);
+                // A "done" answers every thread's question about it.
                 p.polls.retain(|x| !(x.call == c.name && x.object == obj));
                 let mut targets: Vec<(u64, u64)> = Vec::new();
                 match object {

@@ -16,12 +16,14 @@ pub enum How {
         desc: String,
         waited: Option<u64>,
     },
-    /// A query that kept answering "not ready": how many times, since how long ago (ns).
+    /// A query that kept answering "not ready": how many times, since how long ago (ns), on
+    /// how many threads (`tid`: the first).
     Polling {
         tid: u32,
         desc: String,
         answers: u64,
         since: u64,
+        threads: u32,
     },
     /// In no traced call: its last traced call, and how long before the log's end (ns).
     Idle { last: Option<(String, u64)> },
@@ -165,17 +167,37 @@ fn how(gather: &Gather, stops: &[u64], proc: ProcKey, tid: Option<u32>) -> Vec<H
             waited: waited(stops, proc, o.start),
         })
         .collect();
-    out.extend(p.polling.iter().map(|q| How::Polling {
-        tid: q.tid,
-        desc: q.desc.clone(),
-        answers: q.answers,
-        since: stop.saturating_sub(q.since),
-    }));
+    // One line per query, whatever the threads that poll it (a watchdog and the main thread).
+    for q in &p.polling {
+        let since = stop.saturating_sub(q.since);
+        match out
+            .iter_mut()
+            .find(|h| matches!(h, How::Polling { desc, .. } if *desc == q.desc))
+        {
+            Some(How::Polling {
+                answers,
+                since: s,
+                threads,
+                ..
+            }) => {
+                *answers += q.answers;
+                *s = (*s).max(since);
+                *threads += 1;
+            }
+            _ => out.push(How::Polling {
+                tid: q.tid,
+                desc: q.desc.clone(),
+                answers: q.answers,
+                since,
+                threads: 1,
+            }),
+        }
+    }
     let idle = |last: Option<&(u64, String)>| How::Idle {
         last: last.map(|(t, d)| (d.clone(), stop.saturating_sub(*t))),
     };
     match tid {
-        Some(t) if !p.open.iter().any(|o| o.tid == t) => {
+        Some(t) if !p.open.iter().any(|o| o.tid == t) && !p.polling.iter().any(|q| q.tid == t) => {
             out.push(idle(p.last_by_tid.get(&t).or(p.last_call.as_ref())));
         }
         None if out.is_empty() => out.push(idle(p.last_call.as_ref())),

@@ -88,6 +88,8 @@ pub struct HowJ {
     /// Idle: how long since its last traced call returned.
     pub for_ns: Option<u64>,
     pub answers: Option<u64>,
+    /// Polling: the threads that poll it (`tid` is the first); their answers are summed.
+    pub threads: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -230,18 +232,21 @@ fn how_j(h: &How) -> HowJ {
             call: Some(desc.clone()),
             for_ns: *waited,
             answers: None,
+            threads: None,
         },
         How::Polling {
             tid,
             desc,
             answers,
             since,
+            threads,
         } => HowJ {
             kind: "polling",
             tid: Some(*tid),
             call: Some(desc.clone()),
             for_ns: Some(*since),
             answers: Some(*answers),
+            threads: Some(*threads),
         },
         How::Idle { last } => HowJ {
             kind: "idle",
@@ -249,6 +254,7 @@ fn how_j(h: &How) -> HowJ {
             call: last.as_ref().map(|l| l.0.clone()),
             for_ns: last.as_ref().map(|l| l.1),
             answers: None,
+            threads: None,
         },
     }
 }

@@ -119,7 +119,7 @@ fn how_text(hows: &[&[How]]) -> String {
                 }
                 t
             }
-            How::Polling { desc, .. } => {
+            How::Polling { desc, threads, .. } => {
                 let n = at(&|x| match x {
                     How::Polling { answers, .. } => Some(*answers),
                     _ => None,
@@ -129,8 +129,13 @@ fn how_text(hows: &[&[How]]) -> String {
                     _ => None,
                 });
                 format!(
-                    "polling {}: {} not-ready answers in {}",
+                    "polling {}{}: {} not-ready answers in {}",
                     call_name(desc),
+                    if *threads > 1 {
+                        format!(" on {threads} threads")
+                    } else {
+                        String::new()
+                    },
                     count_range(&n),
                     secs_range(&since)
                 )
