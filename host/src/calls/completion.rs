@@ -27,7 +27,7 @@ const MAX_DEPS: usize = 4096;
 const MARK_HISTORY: usize = 4;
 
 /// One rule, with its names as ids in the current log's strings.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 struct Compiled {
     does: Does,
     queue: Option<u32>,
@@ -220,7 +220,7 @@ impl Completion {
                     answers: i,
                 };
                 for call in &r.calls {
-                    self.rules.insert(strings.id(call), compiled.clone());
+                    self.rules.insert(strings.id(call), compiled);
                 }
             }
         }
@@ -249,7 +249,7 @@ impl Completion {
     /// One call, as it finished (or, with no end, as it was when its log ended). `track`: give
     /// the work it enqueues a token and say when it is done.
     pub fn see(&mut self, c: &Call, track: bool) -> Seen {
-        let Some(rule) = self.rules.get(&c.name).cloned() else {
+        let Some(&rule) = self.rules.get(&c.name) else {
             return Seen::Other;
         };
         let (done_values, not_ready) = &self.answers[rule.answers];
@@ -501,6 +501,16 @@ fn advance(
     proof: (u64, u32, u32),
     out: &mut Vec<Done>,
 ) {
+    // Most queues hold nothing to prove (only tracked work and waits for marks are held):
+    // no work list for them.
+    {
+        let queue = p.queues.entry(q).or_default();
+        queue.observed = true;
+        if queue.items.is_empty() && queue.deps.is_empty() {
+            queue.done_before = queue.done_before.max(before);
+            return;
+        }
+    }
     let mut work = vec![(q, before)];
     while let Some((q, before)) = work.pop() {
         let queue = p.queues.entry(q).or_default();

@@ -161,10 +161,7 @@ pub struct Proc {
     pub last_call: Option<(u64, String)>,
     /// Each thread's last traced call that returned: when, and what.
     pub last_by_tid: BTreeMap<u32, (u64, String)>,
-    /// The last call's (end, name id) in the current log's strings, named at its end.
-    last_id: Option<(u64, u32)>,
-    /// The same per thread.
-    last_ids: FxHashMap<u32, (u64, u32)>,
+
     /// Its pid as the calls carry it (numbered apart when several logs are converted).
     raw_pid: u32,
 }
@@ -205,8 +202,12 @@ pub struct Gather {
     tokens: FxHashMap<u64, (usize, u64, u32, u64)>,
     /// Operations let go unproven (too many pending on one member).
     pub let_go: u64,
+    /// The current log's threads' last calls that returned: (pid, tid) -> (end, name id).
+    last_calls: FxHashMap<(u32, u32), (u64, u32)>,
 }
 
+/// Completions held per member before the group's are trimmed (a pass over its members).
+const TRIM_DONE_AT: usize = 64;
 /// Pending operations held per member: past it the oldest are let go (and said).
 const MAX_PENDING: usize = 4096;
 
@@ -245,6 +246,7 @@ impl Gather {
             completion: Completion::new(completion),
             tokens: FxHashMap::default(),
             let_go: 0,
+            last_calls: FxHashMap::default(),
         }
     }
 
@@ -356,12 +358,12 @@ impl Gather {
         let seen = self.completion.see(c, track);
         self.settle_done(strings);
         if let Some(end) = c.end {
-            let p = self.procs.entry(proc).or_default();
-            p.raw_pid = c.pid;
-            if p.last_id.is_none_or(|l| end >= l.0) {
-                p.last_id = Some((end, c.name));
-            }
-            let t = p.last_ids.entry(c.tid).or_insert((end, c.name));
+            // One hash look-up per call: each thread's last call, given to its process at
+            // the log's end.
+            let t = self
+                .last_calls
+                .entry((c.pid, c.tid))
+                .or_insert((end, c.name));
             if end >= t.0 {
                 *t = (end, c.name);
             }
@@ -435,15 +437,17 @@ impl Gather {
         } else {
             String::new()
         };
-        let fields: Vec<(String, i64)> = ids
-            .matched
-            .iter()
-            .filter_map(|&m| {
-                arg(c, m)
-                    .and_then(num)
-                    .map(|v| (strings.get(m).to_string(), v))
-            })
-            .collect();
+        // Each signature's fields by name, to class a disagreement: only for a new one.
+        let fields = |ids: &SpecIds| -> Vec<(String, i64)> {
+            ids.matched
+                .iter()
+                .filter_map(|&m| {
+                    arg(c, m)
+                        .and_then(num)
+                        .map(|v| (strings.get(m).to_string(), v))
+                })
+                .collect()
+        };
         let g = Self::group(&mut self.groups, spec, gid);
         if size.is_some() {
             g.size = size;
@@ -502,14 +506,17 @@ impl Gather {
                 m.pending.remove(&order);
             }
         }
-        Self::trim_done(g);
+        if m.done.len() > TRIM_DONE_AT {
+            Self::trim_done(g);
+        }
         let agg = g.ops.entry(order).or_default();
         agg.count += 1;
         match agg.sigs.iter_mut().find(|s| s.0 == h) {
             Some(s) => s.2.push(member),
             None => {
                 agg.sigs.push((h, desc, vec![member]));
-                agg.fields.push((strings.get(c.name).to_string(), fields));
+                agg.fields
+                    .push((strings.get(c.name).to_string(), fields(&self.ids[spec])));
             }
         }
         let whole = g.size.is_some_and(|n| agg.count >= n);
@@ -582,7 +589,9 @@ impl Gather {
             if m.last.order == order && m.last.state == State::Pending {
                 m.last.state = state;
             }
-            Self::trim_done(g);
+            if m.done.len() > TRIM_DONE_AT {
+                Self::trim_done(g);
+            }
         }
     }
 
@@ -657,17 +666,23 @@ impl Gather {
                 group_op,
             });
         }
-        // The current log's processes: their last call and their unanswered polls, named
-        // while this log's strings are at hand.
-        for (key, p) in self.procs.range_mut((self.log, 0)..=(self.log, u32::MAX)) {
-            if let Some((end, name)) = p.last_id.take() {
-                p.last_call = Some((end, strings.get(name).to_string()));
+        // The current log's processes: their threads' last calls and their unanswered polls,
+        // named while this log's strings are at hand.
+        for ((pid, tid), (end, name)) in std::mem::take(&mut self.last_calls) {
+            let key = self.proc_key(pid);
+            let p = self.procs.entry(key).or_default();
+            p.raw_pid = pid;
+            let named = (end, strings.get(name).to_string());
+            if p.last_call.as_ref().is_none_or(|l| end >= l.0) {
+                p.last_call = Some(named.clone());
             }
-            for (tid, (end, name)) in p.last_ids.drain() {
-                p.last_by_tid
-                    .insert(tid, (end, strings.get(name).to_string()));
-            }
-            let _ = key;
+            p.last_by_tid.insert(tid, named);
+        }
+        for p in self
+            .procs
+            .range_mut((self.log, 0)..=(self.log, u32::MAX))
+            .map(|(_, p)| p)
+        {
             for poll in self.completion.polls(p.raw_pid) {
                 p.polling.push(Polling {
                     tid: poll.tid,
