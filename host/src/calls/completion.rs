@@ -542,15 +542,7 @@ mod tests {
     use crate::pack::completion::Rule;
 
     fn rule(does: Does, calls: &[&str], queue: Option<&str>, marker: Option<&str>) -> Rule {
-        Rule {
-            does,
-            calls: calls.iter().map(|s| s.to_string()).collect(),
-            queue: queue.map(str::to_string),
-            marker: marker.map(str::to_string),
-            scope: None,
-            flags: None,
-            nonblocking: 0,
-        }
+        Rule::new(does, calls, queue, marker)
     }
 
     /// The hip pack's rules, in short.

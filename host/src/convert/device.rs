@@ -363,15 +363,7 @@ mod tests {
     use crate::pack::completion::{Does, Rule};
 
     fn rule(does: Does, calls: &[&str], queue: Option<&str>, marker: Option<&str>) -> Rule {
-        Rule {
-            does,
-            calls: calls.iter().map(|s| s.to_string()).collect(),
-            queue: queue.map(str::to_string),
-            marker: marker.map(str::to_string),
-            scope: None,
-            flags: None,
-            nonblocking: 0,
-        }
+        Rule::new(does, calls, queue, marker)
     }
 
     fn specs() -> Vec<(String, CompletionSpec)> {

@@ -74,6 +74,21 @@ pub struct Rule {
     pub nonblocking: u64,
 }
 
+impl Rule {
+    /// A rule on `queue` and `marker` fields, with no scope or flags (the common shape).
+    pub fn new(does: Does, calls: &[&str], queue: Option<&str>, marker: Option<&str>) -> Rule {
+        Rule {
+            does,
+            calls: calls.iter().map(|s| s.to_string()).collect(),
+            queue: queue.map(str::to_string),
+            marker: marker.map(str::to_string),
+            scope: None,
+            flags: None,
+            nonblocking: 0,
+        }
+    }
+}
+
 /// A checked `[completion]` section.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct CompletionSpec {

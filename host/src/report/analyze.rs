@@ -124,12 +124,8 @@ pub struct Wait {
 /// their streams (the same stream in order, or a stream made to wait for another's event).
 #[derive(Clone, Debug)]
 pub struct DeviceWait {
-    pub proc: ProcKey,
-    pub rank: u32,
-    pub key: String,
-    pub id: u64,
-    pub order: u64,
-    pub op: String,
+    /// The waiting operation, on that member.
+    pub step: Wait,
     /// (key, id, order) of the operation it waits behind.
     pub behind: (String, u64, u64),
 }
@@ -638,12 +634,14 @@ fn device_deadlocks(g: &Gather) -> Vec<Vec<DeviceWait>> {
                                 let (node, rank, proc) = steps[k];
                                 let behind = if k + 1 < n { steps[k + 1].0 } else { start };
                                 DeviceWait {
-                                    proc,
-                                    rank,
-                                    key: key(&node),
-                                    id: node.1,
-                                    order: node.2,
-                                    op: desc(&node),
+                                    step: Wait {
+                                        proc,
+                                        rank,
+                                        key: key(&node),
+                                        id: node.1,
+                                        order: node.2,
+                                        op: desc(&node),
+                                    },
                                     behind: (key(&behind), behind.1, behind.2),
                                 }
                             })

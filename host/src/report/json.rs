@@ -29,12 +29,8 @@ pub struct Report {
 
 #[derive(Serialize)]
 pub struct DeviceWaitJ {
-    pub process: ProcJ,
-    pub rank: u32,
-    pub key: String,
-    pub id: String,
-    pub order: u64,
-    pub call: String,
+    #[serde(flatten)]
+    pub step: WaitJ,
     pub behind_key: String,
     pub behind_id: String,
     pub behind_order: u64,
@@ -224,6 +220,17 @@ fn op_j(o: &Op) -> OpJ {
     }
 }
 
+fn wait_j(g: &Gather, w: &super::analyze::Wait) -> WaitJ {
+    WaitJ {
+        process: proc_j(g, w.proc),
+        rank: w.rank,
+        key: w.key.clone(),
+        id: format!("{:#x}", w.id),
+        order: w.order,
+        call: w.op.clone(),
+    }
+}
+
 fn how_j(h: &How) -> HowJ {
     match h {
         How::Blocked { tid, desc, waited } => HowJ {
@@ -371,18 +378,7 @@ pub fn build(cx: &Context, g: &Gather, f: &Findings) -> Report {
         deadlocks: f
             .deadlocks
             .iter()
-            .map(|c| {
-                c.iter()
-                    .map(|w| WaitJ {
-                        process: proc_j(g, w.proc),
-                        rank: w.rank,
-                        key: w.key.clone(),
-                        id: format!("{:#x}", w.id),
-                        order: w.order,
-                        call: w.op.clone(),
-                    })
-                    .collect()
-            })
+            .map(|c| c.iter().map(|w| wait_j(g, w)).collect())
             .collect(),
         device_deadlocks: f
             .device_deadlocks
@@ -390,12 +386,7 @@ pub fn build(cx: &Context, g: &Gather, f: &Findings) -> Report {
             .map(|c| {
                 c.iter()
                     .map(|w| DeviceWaitJ {
-                        process: proc_j(g, w.proc),
-                        rank: w.rank,
-                        key: w.key.clone(),
-                        id: format!("{:#x}", w.id),
-                        order: w.order,
-                        call: w.op.clone(),
+                        step: wait_j(g, &w.step),
                         behind_key: w.behind.0.clone(),
                         behind_id: format!("{:#x}", w.behind.1),
                         behind_order: w.behind.2,

@@ -455,7 +455,8 @@ pub fn render(cx: &Context, g: &Gather, f: &Findings) -> String {
             "DEADLOCK ON THE DEVICE {} (operations waiting behind each other on their streams: every member enqueued them, none can complete):",
             i + 1
         );
-        for w in cycle {
+        for d in cycle {
+            let w = &d.step;
             let _ = writeln!(
                 out,
                 "  {} {:#x} #{} {} waits on rank {}'s device ({}) behind {} {:#x} #{}",
@@ -465,9 +466,9 @@ pub fn render(cx: &Context, g: &Gather, f: &Findings) -> String {
                 w.op,
                 w.rank,
                 proc_name(g, w.proc),
-                w.behind.0,
-                w.behind.1,
-                w.behind.2
+                d.behind.0,
+                d.behind.1,
+                d.behind.2
             );
         }
     }
