@@ -118,8 +118,10 @@ pub enum Cmd {
         /// Stop tracing after this many seconds.
         #[arg(long, value_name = "SECONDS")]
         duration: Option<f64>,
-        /// Flight recorder: dump when calls have been in flight this many seconds with no
-        /// record completing meanwhile.
+        /// Flight recorder: dump when no group operation (a collective) has completed for
+        /// this many seconds while one is pending (a GPU's hang: the collective only
+        /// enqueued, syncs never return, a watchdog's polls answer not-ready), or when calls
+        /// have been in flight this long with no record completing meanwhile.
         #[arg(long = "on-hang", value_name = "SECONDS", requires = "flight_recorder")]
         on_hang: Option<f64>,
         /// The log to write; the script goes beside it (LOG.bt, LOG.schema).

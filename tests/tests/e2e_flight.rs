@@ -118,8 +118,8 @@ fn a_hang_dumps_the_flight_recorder_while_the_ranks_still_wait() {
         let dir = scratch(&format!("flight-{version}"));
         let standins = build_standins(&dir.join("standins"));
         let log = dir.join("run.log");
-        // 4 ranks, 3 collectives each; rank 2 skips #2, the others wait there (the stand-in
-        // gives up after 100 s, far past the test).
+        // 4 ranks, 3 collectives each; rank 2 skips #2, the others enqueue it and wait in the
+        // hipStreamSynchronize after it (the stand-in gives up after 100 s, far past the test).
         let job = format!(
             "{} -n 4 -k 3 -s 2:1 -t 100000",
             standins.join("rccl_ranks").display()
@@ -188,11 +188,22 @@ fn a_hang_dumps_the_flight_recorder_while_the_ranks_still_wait() {
             .take_while(|l| l.starts_with('#'))
             .filter(|l| l.starts_with("#   pid ") && l.contains("UNFINISHED"))
             .collect();
+        // The collective only enqueued (it returned); the waiting ranks block in the sync
+        // after it.
         let stuck: Vec<&&str> = in_flight
             .iter()
-            .filter(|l| l.contains("ncclAllReduce(") && l.contains("seq=2,"))
+            .filter(|l| l.contains("hipStreamSynchronize("))
             .collect();
         assert_eq!(stuck.len(), 3, "{version}: {}", in_flight.join("\n"));
+        let enqueued = txt
+            .lines()
+            .filter(|l| {
+                l.contains(" ncclAllReduce(")
+                    && l.contains(", seq=2,")
+                    && l.contains("= ncclSuccess(0)")
+            })
+            .count();
+        assert_eq!(enqueued, 3, "{version}");
     }
 }
 

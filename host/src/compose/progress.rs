@@ -1,6 +1,6 @@
 //! The progress summary of the flight recorder's scripts, for `record --on-hang`
 //! (crate::record::hang): whether a group operation (a collective, a send or receive) has been
-//! proven done since it was enqueued, per process, in four small maps.
+//! proven done since it was enqueued, per process, in five small maps.
 //!
 //! On a GPU a collective only enqueues its work and returns; a hang shows as a thread blocked
 //! in a sync and a watchdog polling an event that answers "not ready", so records keep
@@ -8,7 +8,7 @@
 //! say which calls are what, as data:
 //! - a *group operation* is a call of an `enqueue` rule in a pack with a `[report]` section
 //!   (rccl, nccl): at its exit, if it returned one of its pack's `done` values,
-//!   `@gq[pid] = (time, record id)` (the process's last one; its record id names it);
+//!   `@gq[pid] = time` and `@gf[pid] = record id` (the process's last one, and what it was);
 //! - a *mark* is a call of a `record` rule (hipEventRecord): at its exit, if done,
 //!   `@gm[pid, marker] = <its entry time>`, the point on its queue the marker stands for;
 //! - an *observation* is a call of a `wait` or `query` rule (syncs, queries): at its exit, if
@@ -33,8 +33,11 @@ use crate::bpftrace::Dialect;
 use crate::pack::completion::Does;
 use crate::pack::{Pack, Probe};
 
-/// A process's last group operation: `(time, record id)`.
+/// When a process last enqueued a group operation,
 pub const ENQUEUED: &str = "@gq";
+/// and its record id (its function). Not one tuple with the time: bpftrace 0.17 warns
+/// ("Addrspace is not set") of a tuple written in BEGIN, where the maps are typed.
+pub const ENQUEUED_CALL: &str = "@gf";
 /// The time up to which a process's work is proven done.
 pub const PROVEN: &str = "@gd";
 /// When a group operation was last proven done (any process).
@@ -150,7 +153,8 @@ impl Progress {
     /// before a probe reads a map it has not written). The entries of pid 0 stay: never pending.
     pub fn begin(&self) -> Vec<String> {
         let mut out = vec![
-            format!("{ENQUEUED}[(uint64)0] = ((uint64)0, (uint64)0);"),
+            format!("{ENQUEUED}[(uint64)0] = (uint64)0;"),
+            format!("{ENQUEUED_CALL}[(uint64)0] = (uint64)0;"),
             format!("{PROVEN}[(uint64)0] = (uint64)0;"),
             format!("{PROGRESS} = (uint64)0;"),
         ];
@@ -175,7 +179,9 @@ impl Progress {
         };
         let pid = format!("(uint64)({})", self.pid);
         let body = match &w.role {
-            Role::Group => format!("{ENQUEUED}[{pid}] = ($now, (uint64){id});"),
+            Role::Group => {
+                format!("$gp = {pid}; {ENQUEUED}[$gp] = $now; {ENQUEUED_CALL}[$gp] = (uint64){id};")
+            }
             Role::Mark { marker } => {
                 let Some(m) = field(marker) else {
                     return Vec::new();
@@ -190,7 +196,7 @@ impl Progress {
                 let mut s = format!("$gp = {pid}; $gs = {proof}; $gd = {PROVEN}[$gp]; ");
                 let _ = write!(
                     s,
-                    "if ($gs > $gd) {{ $gq = {ENQUEUED}[$gp]; if ($gq.0 > $gd) {{ {PROGRESS} = $now; }} {PROVEN}[$gp] = $gs; }}"
+                    "if ($gs > $gd) {{ if ({ENQUEUED}[$gp] > $gd) {{ {PROGRESS} = $now; }} {PROVEN}[$gp] = $gs; }}"
                 );
                 s
             }
@@ -214,7 +220,7 @@ impl Progress {
 
     /// Statements of the status span: the maps, as record's hang watch reads them.
     pub fn status(&self) -> Vec<String> {
-        [ENQUEUED, PROVEN, PROGRESS]
+        [ENQUEUED, ENQUEUED_CALL, PROVEN, PROGRESS]
             .iter()
             .map(|m| format!("print({m});"))
             .collect()
@@ -223,30 +229,29 @@ impl Progress {
     /// Statements at a process's exit (`$p`, its pid): its entries go (overwritten with zeros
     /// before bpftrace 0.19, whose print dies of a key deleted meanwhile). Its markers stay.
     pub fn process_exit(&self) -> Vec<String> {
-        let (q, d) = if self.overwrite {
-            (
-                format!("{ENQUEUED}[(uint64)$p] = ((uint64)0, (uint64)0);"),
-                format!("{PROVEN}[(uint64)$p] = (uint64)0;"),
-            )
-        } else {
-            (
-                format!("delete({ENQUEUED}[(uint64)$p]);"),
-                format!("delete({PROVEN}[(uint64)$p]);"),
-            )
+        let close = |m: &str| {
+            if self.overwrite {
+                format!("{m}[(uint64)$p] = (uint64)0;")
+            } else {
+                format!("delete({m}[(uint64)$p]);")
+            }
         };
         vec![
-            format!("$gq = {ENQUEUED}[(uint64)$p]; if ($gq.0 != 0) {{ {q} }}"),
-            format!("if ({PROVEN}[(uint64)$p] != 0) {{ {d} }}"),
+            format!(
+                "if ({ENQUEUED}[(uint64)$p] != 0) {{ {} {} }}",
+                close(ENQUEUED),
+                close(ENQUEUED_CALL)
+            ),
+            format!("if ({PROVEN}[(uint64)$p] != 0) {{ {} }}", close(PROVEN)),
         ]
     }
 
     /// The maps (cleared at END).
     pub fn maps(&self) -> Vec<String> {
-        let mut m = vec![
-            ENQUEUED.to_string(),
-            PROVEN.to_string(),
-            PROGRESS.to_string(),
-        ];
+        let mut m: Vec<String> = [ENQUEUED, ENQUEUED_CALL, PROVEN, PROGRESS]
+            .iter()
+            .map(|m| m.to_string())
+            .collect();
         if self.marks {
             m.push(MARKS.to_string());
         }
@@ -259,5 +264,144 @@ fn close(w: &Watched) -> &'static str {
         ""
     } else {
         " }"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use semver::Version;
+
+    use crate::compose::emit::Emit;
+    use crate::compose::hooks::Hooks;
+    use crate::compose::{compose, Options, PackInput};
+    use crate::library::symbols::Functions;
+    use crate::pack::Pack;
+
+    fn packs(names: &[&str]) -> Vec<Pack> {
+        crate::registry::builtin::packs()
+            .into_iter()
+            .map(|p| p.unwrap())
+            .filter(|p| names.contains(&p.name.as_str()))
+            .collect()
+    }
+
+    fn script(names: &[&str], emit: Emit, hooks: bool, v: &str) -> String {
+        let packs = packs(names);
+        let inputs: Vec<PackInput> = packs
+            .iter()
+            .map(|p| PackInput {
+                pack: p,
+                library: PathBuf::from(format!("/lib/{}.so", p.name)),
+                functions: Functions::from_names(p.probes.iter().map(|x| x.function.clone())),
+                nested: p
+                    .nested
+                    .iter()
+                    .map(|_| (PathBuf::from("/lib/x.so"), true))
+                    .collect(),
+                lib_version: None,
+            })
+            .collect();
+        let opts = Options {
+            emit,
+            hooks: hooks.then(|| Hooks {
+                exe: "/usr/bin/bthost".into(),
+                token: 7,
+                filter: false,
+                pids: Vec::new(),
+                libc: None,
+            }),
+            ..Default::default()
+        };
+        compose(&inputs, &Version::parse(v).unwrap(), &opts)
+            .unwrap()
+            .script
+    }
+
+    /// The lines of the probe block that starts with `head`.
+    fn block<'s>(s: &'s str, head: &str) -> &'s str {
+        let at = s
+            .find(&format!("\n{head}\n"))
+            .unwrap_or_else(|| panic!("{head}"));
+        let rest = &s[at + 1..];
+        &rest[..rest.find("\n}\n").unwrap()]
+    }
+
+    #[test]
+    fn the_flight_recorder_keeps_the_summary_for_record() {
+        let ring = Emit::Ring { per_thread: 64 };
+        for v in ["0.17.0", "0.23.2"] {
+            let s = script(&["hip", "rccl"], ring.clone(), true, v);
+            let pid = if v == "0.23.2" {
+                "curtask->tgid"
+            } else {
+                "pid"
+            };
+            // A collective that returned ncclSuccess: the process's last enqueue, by record id.
+            let ar = block(&s, "uretprobe:/lib/rccl.so:ncclAllReduce");
+            assert!(
+                ar.contains(&format!(
+                    "if ((retval & 0xffffffff) == 0) {{ $gp = (uint64)({pid}); @gq[$gp] = $now; @gf[$gp] = (uint64)"
+                )),
+                "{ar}"
+            );
+            // An event recorded: its time; a query of it proves what came before that time.
+            let rec = block(&s, "uretprobe:/lib/hip.so:hipEventRecord");
+            assert!(
+                rec.contains(&format!("@gm[(uint64)({pid}), (uint64)($e.1)] = $s;")),
+                "{rec}"
+            );
+            let q = block(&s, "uretprobe:/lib/hip.so:hipEventQuery");
+            assert!(q.contains("$gs = @gm[$gp, (uint64)($e.1)];"), "{q}");
+            assert!(
+                q.contains("if (@gq[$gp] > $gd) { @gprog = $now; } @gd[$gp] = $gs;"),
+                "{q}"
+            );
+            // A sync proves what came before its entry.
+            let sync = block(&s, "uretprobe:/lib/hip.so:hipStreamSynchronize");
+            assert!(sync.contains("$gs = $s;"), "{sync}");
+            // Not a collective, not an observation: nothing.
+            let launch = block(&s, "uretprobe:/lib/hip.so:hipLaunchKernel");
+            assert!(!launch.contains("@g"), "{launch}");
+            // Typed in BEGIN, printed by the status span, cleared at a process's exit and END.
+            let begin = block(&s, "BEGIN");
+            assert!(
+                begin.contains("@gq[(uint64)0] = (uint64)0;\n\t@gf[(uint64)0] = (uint64)0;"),
+                "{begin}"
+            );
+            let status = block(
+                &s,
+                "uprobe:/usr/bin/bthost:bthost_status_request\n/arg0 == 7/",
+            );
+            assert!(
+                status.contains("print(@gq);\n\tprint(@gf);\n\tprint(@gd);\n\tprint(@gprog);"),
+                "{status}"
+            );
+            let exit = block(&s, "tracepoint:sched:sched_process_exit");
+            let close = if v == "0.17.0" {
+                "if (@gq[(uint64)$p] != 0) { @gq[(uint64)$p] = (uint64)0; @gf[(uint64)$p] = (uint64)0; }"
+            } else {
+                "if (@gq[(uint64)$p] != 0) { delete(@gq[(uint64)$p]); delete(@gf[(uint64)$p]); }"
+            };
+            assert!(exit.contains(close), "{exit}");
+            assert!(block(&s, "END").contains("clear(@gm);"));
+        }
+    }
+
+    #[test]
+    fn other_scripts_keep_none() {
+        for (names, emit, hooks) in [
+            (&["hip", "rccl"][..], Emit::Printf, true),
+            (&["hip", "rccl"], Emit::Drained { period_ms: 50 }, true),
+            // A flight recorder run by hand: nothing reads the summary.
+            (&["hip", "rccl"], Emit::Ring { per_thread: 64 }, false),
+            // No group operation, or nothing observing completion: it would say nothing.
+            (&["hip"], Emit::Ring { per_thread: 64 }, true),
+            (&["rccl"], Emit::Ring { per_thread: 64 }, true),
+        ] {
+            let s = script(names, emit.clone(), hooks, "0.17.0");
+            assert!(!s.contains("@g"), "{names:?} {emit:?} {hooks}");
+        }
     }
 }

@@ -89,9 +89,10 @@ impl HangWatch {
         let pending = s
             .enqueued
             .iter()
-            .filter(|(pid, (t, _))| *t > s.proven.get(pid).copied().unwrap_or(0))
-            .min_by_key(|(pid, (t, _))| (*t, **pid));
-        if let Some((&pid, &(t, id))) = pending {
+            .filter(|(pid, t)| **t > s.proven.get(pid).copied().unwrap_or(0))
+            .min_by_key(|(pid, t)| (**t, **pid));
+        if let Some((&pid, &t)) = pending {
+            let id = s.enqueued_call.get(&pid).copied().unwrap_or(0);
             let since = progress.max(first);
             if s.now.saturating_sub(t) >= self.after_ns
                 && s.now.saturating_sub(since) >= self.after_ns
@@ -136,7 +137,8 @@ mod tests {
     /// A status with the progress summary: (pid, enqueued at, proven to), last progress.
     fn summary(mut s: Status, procs: &[(u32, u64, u64)], progress: u64) -> Status {
         for &(pid, q, d) in procs {
-            s.enqueued.insert(pid, (q, 7));
+            s.enqueued.insert(pid, q);
+            s.enqueued_call.insert(pid, 7);
             s.proven.insert(pid, d);
         }
         s.progress = Some(progress);

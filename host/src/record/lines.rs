@@ -32,7 +32,7 @@ pub enum Seen {
     /// A dump ended (`#Z <n>`).
     DumpDone(u64),
     /// A status span ended (`#h <n>`).
-    Status(Status),
+    Status(Box<Status>),
     /// bpftrace's own END began (`#E` outside a dump).
     End,
     /// The log is complete and closed: after the last dump, or at the end of bpftrace's
@@ -50,8 +50,10 @@ pub struct Status {
     /// Each thread's record count.
     pub seqs: HashMap<u32, u64>,
     /// The progress summary (crate::compose::progress; empty where the script keeps none):
-    /// each process's last group operation `(time, record id)`,
-    pub enqueued: HashMap<u32, (u64, u32)>,
+    /// when each process last enqueued a group operation,
+    pub enqueued: HashMap<u32, u64>,
+    /// and that operation's record id,
+    pub enqueued_call: HashMap<u32, u32>,
     /// the time up to which each process's work is proven done,
     pub proven: HashMap<u32, u64>,
     /// and when a group operation was last proven done (0: not since tracing began).
@@ -120,16 +122,6 @@ fn first_value(rest: &[u8]) -> Option<u64> {
     let s = std::str::from_utf8(rest).ok()?;
     let s = s.trim().trim_start_matches('(');
     s.split([',', ')']).next()?.trim().parse().ok()
-}
-
-/// The numbers of a map value: `(<n>, <m>, ...)` or `<n>`.
-fn values(rest: &[u8]) -> Option<Vec<u64>> {
-    let s = std::str::from_utf8(rest).ok()?.trim();
-    let s = s
-        .strip_prefix('(')
-        .and_then(|s| s.strip_suffix(')'))
-        .unwrap_or(s);
-    s.split(',').map(|v| v.trim().parse().ok()).collect()
 }
 
 /// The hex number after a control line's letter: `#Z 1f` -> 0x1f.
@@ -278,7 +270,9 @@ impl Router {
             }
             Some(b'h') => {
                 self.span = Span::None;
-                let _ = self.tx.send(Seen::Status(std::mem::take(&mut self.status)));
+                let _ = self
+                    .tx
+                    .send(Seen::Status(Box::new(std::mem::take(&mut self.status))));
                 false
             }
             Some(b'X') => {
@@ -389,8 +383,8 @@ impl Router {
         }
     }
 
-    /// `@gq[pid]: (time, id)`, `@gd[pid]: time`, `@gprog: time` (bpftrace 0.17 to 0.27 print
-    /// them alike; a line that does not parse is ignored: the watch then reads no progress).
+    /// `@gq[pid]: time`, `@gf[pid]: id`, `@gd[pid]: time`, `@gprog: time` (bpftrace 0.17 to
+    /// 0.27 print them alike; a line that does not parse is ignored).
     fn progress_line(&mut self, name: &[u8], l: &[u8]) {
         if name == b"gprog" {
             let rest = l.get(name.len() + 1..).and_then(|r| r.strip_prefix(b": "));
@@ -402,13 +396,18 @@ impl Router {
         let Some((pid, None, rest)) = key_of(l) else {
             return;
         };
-        let v = values(rest).unwrap_or_default();
-        match (name, v.as_slice()) {
-            (b"gq", &[t, id]) => {
-                self.status.enqueued.insert(pid as u32, (t, id as u32));
+        let (Some(v), pid) = (first_value(rest), pid as u32) else {
+            return;
+        };
+        match name {
+            b"gq" => {
+                self.status.enqueued.insert(pid, v);
             }
-            (b"gd", &[t]) => {
-                self.status.proven.insert(pid as u32, t);
+            b"gf" => {
+                self.status.enqueued_call.insert(pid, v as u32);
+            }
+            b"gd" => {
+                self.status.proven.insert(pid, v);
             }
             _ => {}
         }
@@ -429,10 +428,65 @@ mod tests {
         assert_eq!(key_of(b"@q: 12"), None);
         assert_eq!(first_value(b"(5, 1795, 1)"), Some(5));
         assert_eq!(first_value(b"12"), Some(12));
-        assert_eq!(values(b"(99, 5)"), Some(vec![99, 5]));
-        assert_eq!(values(b"77"), Some(vec![77]));
-        assert_eq!(values(b"(1, x)"), None);
         assert_eq!(control_arg(b"#B 3 1", 2), Some(1));
         assert_eq!(control_arg(b"#Z ffffffff", 1), Some(FINAL_DUMP));
+    }
+
+    fn router(name: &str) -> (Router, std::sync::mpsc::Receiver<Seen>, std::path::PathBuf) {
+        // Tests run in parallel in one process: each router its own folder.
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("bthost-lines-{}-{name}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (out, log) = crate::safe_out::OutDir::for_file(&dir.join("run.log")).unwrap();
+        let log = log.to_str().unwrap().to_string();
+        let file = out.create_file(&log).unwrap();
+        let keeper = MapsKeeper::new(&out, &log).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        (Router::new(file, None, keeper, tx), rx, dir)
+    }
+
+    fn status_of(lines: &[&str]) -> Status {
+        let (mut r, rx, dir) = router("status");
+        for l in lines {
+            assert!(!r.route(format!("{l}\n").as_bytes()), "{l} went to the log");
+        }
+        drop(r);
+        let _ = std::fs::remove_dir_all(dir);
+        match rx.try_recv() {
+            Ok(Seen::Status(s)) => *s,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_status_span_with_the_progress_summary() {
+        let s = status_of(&[
+            "#H 1 64",
+            "@p2[5, 3]: (90, 1, 2)",
+            "@q[5]: 12",
+            "@gq[0]: 0",
+            "@gq[1234]: 99",
+            "@gf[0]: 0",
+            "@gf[1234]: 97",
+            "@gd[0]: 0",
+            "@gd[1234]: 77",
+            "@gprog: 55",
+            "#h 1",
+        ]);
+        assert_eq!((s.now, s.oldest_open), (0x64, Some(90)));
+        assert_eq!(s.seqs, HashMap::from([(5, 12)]));
+        assert_eq!(s.enqueued, HashMap::from([(0, 0), (1234, 99)]));
+        assert_eq!(s.enqueued_call, HashMap::from([(0, 0), (1234, 97)]));
+        assert_eq!(s.proven, HashMap::from([(0, 0), (1234, 77)]));
+        assert_eq!(s.progress, Some(55));
+    }
+
+    #[test]
+    fn a_status_span_without_it() {
+        let s = status_of(&["#H 2 64", "@q[5]: 12", "#h 2"]);
+        assert!(s.enqueued.is_empty() && s.proven.is_empty());
+        assert_eq!(s.progress, None);
     }
 }
