@@ -286,7 +286,21 @@ fn a_stall_a_poll_only_job_an_exit_and_a_deadlock_on_the_device() {
             "{e}"
         );
     }
-    assert_eq!(d["missing"][0]["last"]["order"], 2);
+    let m = &d["missing"][0];
+    assert_eq!(m["last"]["order"], 2);
+    // The recorder saw it go: its exit, with its status.
+    assert_eq!(m["how"][0]["kind"], "exited", "{m}");
+    assert_eq!(m["how"][0]["status"], 0, "{m}");
+    assert!(
+        m["how"][0]["for_ns"].as_u64().unwrap() >= 2_000_000_000,
+        "{m}"
+    );
+    assert!(
+        text.contains(&format!("rank 2 (vm pid {exited}): last #2 "))
+            && text.contains("exited ")
+            && text.contains(" before the log ended (exit status 0)"),
+        "{text}"
+    );
 
     // The cycle: both groups at #1, every member enqueued it, none completed it.
     let cyc: Vec<&Value> = j["groups"]

@@ -147,9 +147,10 @@ impl Hooks {
             let _ = writeln!(s, "\t\tif ({TRACED}[$p] != 0) {{ delete({TRACED}[$p]); }}");
         }
         if self.libc.is_some() {
+            // A traced process's exit, for the report (`#P`: pid, time, exit code).
             let _ = writeln!(
                 s,
-                "\t\tif ({MAPS_STATE}[$p] != 0) {{ delete({MAPS_STATE}[$p]); }}"
+                "\t\tif ({MAPS_STATE}[$p] != 0) {{ printf(\"#P %x %lx %x\\n\", $p, nsecs, curtask->exit_code); delete({MAPS_STATE}[$p]); }}"
             );
         }
         for l in progress.map(Progress::process_exit).unwrap_or_default() {

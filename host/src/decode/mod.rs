@@ -78,6 +78,9 @@ pub struct LogDecoder<'r> {
     returned: FxHashMap<(u32, u32), u64>,
     /// Decoders given by the caller (tests of a plugin's decoder, in process), by pack.
     given: HashMap<String, DecoderBox>,
+    /// Traced processes that exited (`#P`): (pid, time, exit code), handed out at the end as
+    /// instants (they come before their processes' last drained records).
+    exits: Vec<(u32, u64, u64)>,
     pub diag: Diagnostics,
     pub stats: Stats,
     /// The events of the last line fed; their allocations are reused for the next record.
@@ -109,6 +112,7 @@ impl<'r> LogDecoder<'r> {
             packs: FxHashMap::default(),
             threads: HashMap::new(),
             given: HashMap::new(),
+            exits: Vec::new(),
             deferred: FxHashMap::default(),
             returned: FxHashMap::default(),
             diag: Diagnostics::new(file.to_path_buf()),
@@ -243,6 +247,11 @@ impl<'r> LogDecoder<'r> {
                 }
             }
             LineKind::Attaching(n) => self.stats.attached_probes = Some(n),
+            LineKind::ProcessExit { pid, time, code } => {
+                if self.exits.len() < MAX_EXITS {
+                    self.exits.push((pid, time, code));
+                }
+            }
             LineKind::End(time) => self.stats.stopped_at = time.or(self.stats.stopped_at),
             LineKind::Lost(n) => {
                 self.stats.lost_events += n;
@@ -598,6 +607,12 @@ impl<'r> LogDecoder<'r> {
             self.missing(last, tid, first, missing, false);
         }
         self.out.clear();
+        // The processes that exited: an instant on each one's main thread.
+        self.exits.sort_unstable_by_key(|e| (e.1, e.0));
+        for &(pid, time, code) in &self.exits {
+            self.out.push(process_exit(pid, time, code));
+        }
+        self.stats.events += self.exits.len() as u64;
         // In pack order, so that the same log always gives the same events.
         let mut names: Vec<&String> = self.packs.keys().collect();
         names.sort();
@@ -612,5 +627,39 @@ impl<'r> LogDecoder<'r> {
         self.batch.extend(self.out.drain(..));
         self.batch_valid = true;
         Ok(())
+    }
+}
+
+/// Process exits kept per log (a system-wide recording of a long job sees many).
+const MAX_EXITS: usize = 1 << 16;
+
+/// The name of the instant that says a traced process exited (not a C name: no pack's call
+/// can have it). The report reads it (crate::report::gather).
+pub const PROCESS_EXIT: &str = "process exit";
+
+/// A traced process's exit, as an instant on its main thread: its exit status and the signal
+/// that ended it (the kernel's exit code, `status << 8 | signal`).
+fn process_exit(pid: u32, time: u64, code: u64) -> Event {
+    use abi_stable::std_types::{RStr, RVec};
+    use bthost_plugin_api::{Arg, EventKind, Value};
+    let mut args = RVec::new();
+    args.push(Arg {
+        name: RStr::from("status"),
+        value: Value::Int(((code >> 8) & 0xff) as i64),
+    });
+    args.push(Arg {
+        name: RStr::from("signal"),
+        value: Value::Int((code & 0x7f) as i64),
+    });
+    Event {
+        kind: EventKind::Instant,
+        pid,
+        tid: pid,
+        ts: time,
+        dur: 0,
+        name: RStr::from(PROCESS_EXIT),
+        pack: RStr::from("bthost"),
+        args,
+        links: RVec::new(),
     }
 }

@@ -31,6 +31,13 @@ pub enum LineKind<'a> {
     },
     /// bpftrace said `Attaching N probes...`.
     Attaching(u64),
+    /// A traced process exited (`#P <pid> <time> <exit_code>`, from record's hooks; the
+    /// kernel's exit code: status << 8 | signal).
+    ProcessExit {
+        pid: u32,
+        time: u64,
+        code: u64,
+    },
     /// The script's END began (format 2: `#E <time> in-flight calls`; format 1 had no time):
     /// the in-flight dump follows.
     End(Option<u64>),
@@ -144,6 +151,18 @@ pub fn classify(line: &str) -> LineKind<'_> {
         if let Ok(time) = u64::from_str_radix(rest.trim(), 16) {
             return LineKind::Drained(time);
         }
+    }
+    if let Some(rest) = t.strip_prefix("#P ") {
+        let w: Vec<Option<u64>> = rest
+            .split_ascii_whitespace()
+            .map(|x| u64::from_str_radix(x, 16).ok())
+            .collect();
+        if let [Some(pid), Some(time), Some(code)] = w[..] {
+            if let Ok(pid) = u32::try_from(pid) {
+                return LineKind::ProcessExit { pid, time, code };
+            }
+        }
+        return LineKind::Garbage(format!("bad process exit line {:?}", short(t)));
     }
     // `bthost record`'s own lines: attached (#A), barriers (#B), dump ends (#Z), processes
     // held (#X) or loading a library (#M), status spans (#H, #h).

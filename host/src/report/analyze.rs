@@ -27,6 +27,8 @@ pub enum How {
     },
     /// In no traced call: its last traced call, and how long before the log's end (ns).
     Idle { last: Option<(String, u64)> },
+    /// The process exited, this long before the log's end (ns), with this status or signal.
+    Exited { ago: u64, status: i64, signal: i64 },
 }
 
 /// A member that entered the operation where the group diverges.
@@ -154,6 +156,14 @@ fn how(gather: &Gather, stops: &[u64], proc: ProcKey, tid: Option<u32>) -> Vec<H
         return Vec::new();
     };
     let stop = stops.get(proc.0 as usize).copied().unwrap_or(0);
+    if let Some((at, status, signal)) = p.exited {
+        // Gone: nothing it does matters but that.
+        return vec![How::Exited {
+            ago: stop.saturating_sub(at),
+            status,
+            signal,
+        }];
+    }
     let mut out: Vec<How> = p
         .open
         .iter()

@@ -161,6 +161,8 @@ pub struct Proc {
     pub last_call: Option<(u64, String)>,
     /// Each thread's last traced call that returned: when, and what.
     pub last_by_tid: BTreeMap<u32, (u64, String)>,
+    /// It exited while traced: when, its exit status and the signal that ended it (0: none).
+    pub exited: Option<(u64, i64, i64)>,
 
     /// Its pid as the calls carry it (numbered apart when several logs are converted).
     raw_pid: u32,
@@ -204,6 +206,8 @@ pub struct Gather {
     pub let_go: u64,
     /// The current log's threads' last calls that returned: (pid, tid) -> (end, name id).
     last_calls: FxHashMap<(u32, u32), (u64, u32)>,
+    /// The name id of a process's exit (crate::decode::PROCESS_EXIT) in the current log.
+    exit_id: u32,
 }
 
 /// Completions held per member before the group's are trimmed (a pass over its members).
@@ -247,6 +251,7 @@ impl Gather {
             tokens: FxHashMap::default(),
             let_go: 0,
             last_calls: FxHashMap::default(),
+            exit_id: u32::MAX,
         }
     }
 
@@ -257,6 +262,7 @@ impl Gather {
     pub fn start_log(&mut self, log: u16, strings: &mut Strings, packs: Option<&[String]>) {
         self.log = log;
         self.completion.start_log(log, strings, packs);
+        self.exit_id = strings.id(crate::decode::PROCESS_EXIT);
         self.ids = self
             .specs
             .iter()
@@ -350,8 +356,20 @@ impl Gather {
 
     /// One finished call (or, at the end, one in flight) of the current log.
     fn see_call(&mut self, c: &Call, strings: &Strings) {
-        let group = self.group_call(c);
         let proc = self.proc_key(c.pid);
+        if c.name == self.exit_id && c.instant {
+            let int = |n: &str| {
+                c.args
+                    .iter()
+                    .find(|a| strings.get(a.0) == n)
+                    .and_then(|a| num(a.1))
+                    .unwrap_or(0)
+            };
+            let p = self.procs.entry(proc).or_default();
+            p.exited = Some((c.start.unwrap_or(0), int("status"), int("signal")));
+            return;
+        }
+        let group = self.group_call(c);
         // Every call is seen by the completion model: enqueues on any pack's queues, and the
         // syncs and queries (of the GPU runtime's pack) that prove them done.
         let track = matches!(group, Some((_, _, _, Some(_)))) && c.end.is_some();

@@ -86,6 +86,9 @@ pub struct HowJ {
     pub answers: Option<u64>,
     /// Polling: the threads that poll it (`tid` is the first); their answers are summed.
     pub threads: Option<u32>,
+    /// Exited: its exit status, and the signal that ended it (0: none).
+    pub status: Option<i64>,
+    pub signal: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -240,6 +243,8 @@ fn how_j(h: &How) -> HowJ {
             for_ns: *waited,
             answers: None,
             threads: None,
+            status: None,
+            signal: None,
         },
         How::Polling {
             tid,
@@ -254,6 +259,22 @@ fn how_j(h: &How) -> HowJ {
             for_ns: Some(*since),
             answers: Some(*answers),
             threads: Some(*threads),
+            status: None,
+            signal: None,
+        },
+        How::Exited {
+            ago,
+            status,
+            signal,
+        } => HowJ {
+            kind: "exited",
+            tid: None,
+            call: None,
+            for_ns: Some(*ago),
+            answers: None,
+            threads: None,
+            status: Some(*status),
+            signal: Some(*signal),
         },
         How::Idle { last } => HowJ {
             kind: "idle",
@@ -262,6 +283,8 @@ fn how_j(h: &How) -> HowJ {
             for_ns: last.as_ref().map(|l| l.1),
             answers: None,
             threads: None,
+            status: None,
+            signal: None,
         },
     }
 }

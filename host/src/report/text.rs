@@ -140,6 +140,21 @@ fn how_text(hows: &[&[How]]) -> String {
                     secs_range(&since)
                 )
             }
+            How::Exited { status, signal, .. } => {
+                let ago = at(&|x| match x {
+                    How::Exited { ago, .. } => Some(*ago),
+                    _ => None,
+                });
+                format!(
+                    "exited {} before the log ended ({})",
+                    secs_range(&ago),
+                    if *signal != 0 {
+                        format!("killed by signal {signal}")
+                    } else {
+                        format!("exit status {status}")
+                    }
+                )
+            }
             How::Idle { last } => {
                 let since = at(&|x| match x {
                     How::Idle { last } => last.as_ref().map(|l| l.1),
@@ -166,6 +181,7 @@ fn how_key(h: &[How]) -> String {
             How::Blocked { desc, .. } => format!("b:{}", call_name(desc)),
             How::Polling { desc, .. } => format!("p:{}", call_name(desc)),
             How::Idle { last } => format!("i:{}", last.is_some()),
+            How::Exited { status, signal, .. } => format!("x:{status}:{signal}"),
         })
         .collect();
     k.join(",")
