@@ -146,3 +146,26 @@ fn a_thousand_ranks_on_a_gpu_one_stalls_the_others_block_and_poll() {
     assert_eq!(m["how"][0]["kind"], "idle", "{m}");
     assert_eq!(m["how"][0]["call"], "hipMemcpy", "{m}");
 }
+
+/// A healthy job on a GPU is not a hang: every collective only enqueued, and every one was
+/// proven done by the copy after it.
+#[test]
+fn a_healthy_job_on_a_gpu_reports_nothing() {
+    let dir = scratch("job-scale-healthy");
+    let spec = JobSpec {
+        nodes: 16,
+        ranks_per_node: 8,
+        collectives: 20,
+        skip: None,
+        asynchronous: true,
+    };
+    let logs = generate_job(&dir, &spec);
+    let names: Vec<String> = logs.iter().map(|l| l.display().to_string()).collect();
+    let mut args: Vec<&str> = vec!["report"];
+    args.extend(names.iter().map(String::as_str));
+    let text = bthost_ok(&args);
+    assert!(
+        text.contains("no divergence: in each of 1 groups every member is at the same operation, all completed"),
+        "{text}"
+    );
+}

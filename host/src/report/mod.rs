@@ -97,7 +97,8 @@ pub fn read(reg: &Registry, opts: &ReportOptions) -> Result<(Context, Gather)> {
             path: path.clone(),
             host,
             boot: clock.as_ref().map(|c| c.boot.clone()),
-            stopped_at: read.stats.stopped_at.unwrap_or(read.t_last),
+            // Calls made while tracing stopped can end after its mark: the later of the two.
+            stopped_at: read.stats.stopped_at.unwrap_or(0).max(read.t_last),
             packs: read.packs,
         });
         clocks.push((path.display().to_string(), clock));

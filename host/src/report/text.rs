@@ -11,6 +11,10 @@ use super::ranks::compress;
 use super::Context;
 
 fn secs(ns: u64) -> String {
+    if ns < 100_000_000 {
+        // Work in progress, not a hang: a tenth of a second would say 0.0.
+        return fine(ns);
+    }
     format!("{:.1} s", ns as f64 / 1e9)
 }
 
@@ -20,7 +24,7 @@ fn fine(ns: u64) -> String {
         n if n < 1_000 => format!("{n} ns"),
         n if n < 1_000_000 => format!("{:.1} us", n as f64 / 1e3),
         n if n < 1_000_000_000 => format!("{:.1} ms", n as f64 / 1e6),
-        n => secs(n),
+        n => format!("{:.1} s", n as f64 / 1e9),
     }
 }
 
@@ -340,7 +344,7 @@ pub fn render(cx: &Context, g: &Gather, f: &Findings) -> String {
                     by_how.entry(how_key(&e.how)).or_default().push(e);
                 }
             }
-            for es in by_how.values() {
+            for es in by_how.values().filter(|_| !d.in_progress) {
                 let hows: Vec<&[How]> = es.iter().map(|e| e.how.as_slice()).collect();
                 let _ = writeln!(
                     out,
