@@ -131,6 +131,9 @@ pub struct Completion {
     pub let_go: u64,
     /// Marks recorded are work too (see [`Completion::with_marks`]).
     marks_as_work: bool,
+    /// Logs whose packs enqueue work but none observes its completion (rccl recorded without
+    /// hip): their enqueues are read as calls that did their work, not as pending forever.
+    pub unobserved_logs: u32,
 }
 
 fn field(c: &Call, id: u32) -> Option<u64> {
@@ -167,6 +170,7 @@ impl Completion {
             done: Vec::new(),
             let_go: 0,
             marks_as_work: false,
+            unobserved_logs: 0,
         }
     }
 
@@ -222,6 +226,19 @@ impl Completion {
                 for call in &r.calls {
                     self.rules.insert(strings.id(call), compiled);
                 }
+            }
+        }
+        // Nothing can prove work done without a wait or a query (the GPU runtime's pack):
+        // then an enqueue is no more than a call that returned.
+        let observes = self
+            .rules
+            .values()
+            .any(|r| matches!(r.does, Does::Wait | Does::Query | Does::Ran));
+        if !observes {
+            let before = self.rules.len();
+            self.rules.retain(|_, r| r.does != Does::Enqueue);
+            if self.rules.len() < before {
+                self.unobserved_logs += 1;
             }
         }
     }
@@ -748,6 +765,26 @@ mod tests {
         let mut w = l.c.waits();
         w.sort_unstable();
         assert_eq!(w, vec![(b1, a1), (b2, b1)]);
+    }
+
+    #[test]
+    fn without_a_wait_or_query_an_enqueue_is_a_call_that_returned() {
+        let spec = CompletionSpec {
+            done: vec![0],
+            not_ready: vec![],
+            rules: vec![rule(Does::Enqueue, &["allreduce"], Some("stream"), None)],
+        };
+        let mut c = Completion::new(vec![("rccl".into(), spec)]);
+        let mut s = Strings::default();
+        c.start_log(0, &mut s, None);
+        assert_eq!(c.unobserved_logs, 1);
+        let call = Call {
+            start: Some(1),
+            end: Some(2),
+            name: s.id("allreduce"),
+            ..Call::default()
+        };
+        assert_eq!(c.see(&call, true), Seen::Other);
     }
 
     #[test]

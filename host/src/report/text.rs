@@ -271,6 +271,17 @@ pub fn render(cx: &Context, g: &Gather, f: &Findings) -> String {
         );
         return out;
     }
+    if g.completion.unobserved_logs > 0 {
+        let _ = writeln!(
+            out,
+            "(no pack of {} observes the completion of enqueued work, as the GPU runtime's does: record it too, e.g. --packs rccl,hip; operations are taken as done when their call returns)",
+            if cx.logs.len() == 1 {
+                "this log".to_string()
+            } else {
+                format!("{} of the logs", g.completion.unobserved_logs)
+            }
+        );
+    }
     for gf in &f.groups {
         let _ = writeln!(out, "{}:", group_title(gf));
         if let Some(d) = &gf.divergence {
