@@ -334,20 +334,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     if unresolved > 0 { " (give the processes' maps with --maps PID=FILE)" } else { "" }
                 );
             }
-            let dev = &summary.device;
-            if !dev.is_empty() {
-                eprintln!(
-                    "bthost: device side (inferred): {} operations on {} streams, {} proven done, {} pending at the end{}",
-                    dev.completed + dev.pending,
-                    dev.streams,
-                    dev.completed,
-                    dev.pending,
-                    if dev.not_drawn > 0 {
-                        format!("; {} not drawn (over 16 at once on one stream)", dev.not_drawn)
-                    } else {
-                        String::new()
-                    }
-                );
+            if !summary.device.is_empty() {
+                eprintln!("bthost: device side (inferred): {}", summary.device);
             }
             if summary.in_flight > 0 {
                 eprintln!(

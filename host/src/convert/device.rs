@@ -107,6 +107,29 @@ impl DeviceSummary {
     }
 }
 
+/// `23 operations on 5 streams, 6 proven done, 17 pending at the end[; 4 more not drawn ...]`:
+/// the same words in log.txt's header and convert's summary.
+impl std::fmt::Display for DeviceSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} operations on {} streams, {} proven done, {} pending at the end",
+            self.completed + self.pending,
+            self.streams,
+            self.completed,
+            self.pending
+        )?;
+        if self.not_drawn > 0 {
+            write!(
+                f,
+                "; {} more not drawn (over {MAX_LANES} at once on one stream)",
+                self.not_drawn
+            )?;
+        }
+        Ok(())
+    }
+}
+
 struct Lane {
     /// Its thread id (`LANE_TID | n`).
     tid: u32,

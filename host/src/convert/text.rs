@@ -208,20 +208,7 @@ impl TextWriter {
         if let Some(d) = h.device {
             writeln!(
                 w,
-                "# device side (inferred from the host calls, drawn in the traces): {} operations on {} streams, {} proven done, {} pending at the end{}",
-                d.completed + d.pending,
-                d.streams,
-                d.completed,
-                d.pending,
-                if d.not_drawn > 0 {
-                    format!(
-                        "; {} more not drawn (over {} at once on one stream)",
-                        d.not_drawn,
-                        device::MAX_LANES
-                    )
-                } else {
-                    String::new()
-                }
+                "# device side (inferred from the host calls, drawn in the traces): {d}"
             )?;
         }
         // The hang in a screenful, then where every thread was when tracing stopped.
