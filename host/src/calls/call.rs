@@ -45,6 +45,17 @@ pub enum V {
 }
 
 impl V {
+    /// The value as an integer, if it is one (enums by their number, bools as 0/1).
+    pub fn as_i64(self) -> Option<i64> {
+        match self {
+            V::Int(i) => Some(i),
+            V::UInt(u) | V::Hex(u) | V::Code(u) => Some(u as i64),
+            V::Enum { raw, .. } => Some(raw),
+            V::Bool(b) => Some(i64::from(b)),
+            V::Str(_) | V::Float(_) => None,
+        }
+    }
+
     pub fn from_value(v: &Value, strings: &mut Strings) -> V {
         match v {
             Value::Int(x) => V::Int(*x),
@@ -88,6 +99,15 @@ pub type Key = (u64, u64, u64);
 pub const HEADER: usize = 40;
 
 impl Call {
+    /// The argument or result named `id`.
+    pub fn value(&self, id: u32) -> Option<V> {
+        self.args
+            .iter()
+            .chain(self.results.iter())
+            .find(|a| a.0 == id)
+            .map(|a| a.1)
+    }
+
     pub fn key(&self) -> Key {
         (
             self.start.unwrap_or(0),

@@ -140,17 +140,7 @@ fn field(c: &Call, id: u32) -> Option<u64> {
     if let Some(&(_, v)) = c.links.iter().find(|l| l.0 == id) {
         return Some(v);
     }
-    c.args
-        .iter()
-        .chain(c.results.iter())
-        .find(|a| a.0 == id)
-        .and_then(|a| match a.1 {
-            V::Int(i) => Some(i as u64),
-            V::UInt(u) | V::Hex(u) | V::Code(u) => Some(u),
-            V::Enum { raw, .. } => Some(raw as u64),
-            V::Bool(b) => Some(u64::from(b)),
-            V::Str(_) | V::Float(_) => None,
-        })
+    c.value(id).and_then(V::as_i64).map(|v| v as u64)
 }
 
 impl Completion {
@@ -270,16 +260,14 @@ impl Completion {
             return Seen::Other;
         };
         let (done_values, not_ready) = &self.answers[rule.answers];
+        // A return value is a number (a code address or a bool says nothing of success).
         let ret = c
             .results
             .iter()
             .find(|r| r.0 == self.ret)
-            .and_then(|r| match r.1 {
-                V::Int(i) => Some(i),
-                V::Enum { raw, .. } => Some(raw),
-                V::UInt(u) | V::Hex(u) => Some(u as i64),
-                _ => None,
-            });
+            .map(|r| r.1)
+            .filter(|v| !matches!(v, V::Code(_) | V::Bool(_)))
+            .and_then(V::as_i64);
         let (Some(end), Some(start)) = (c.end, c.start.or(c.end)) else {
             return Seen::Failed;
         };

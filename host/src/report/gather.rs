@@ -215,24 +215,6 @@ const TRIM_DONE_AT: usize = 64;
 /// Pending operations held per member: past it the oldest are let go (and said).
 const MAX_PENDING: usize = 4096;
 
-fn arg(c: &Call, id: u32) -> Option<V> {
-    c.args
-        .iter()
-        .chain(c.results.iter())
-        .find(|a| a.0 == id)
-        .map(|a| a.1)
-}
-
-fn num(v: V) -> Option<i64> {
-    match v {
-        V::Int(i) => Some(i),
-        V::UInt(u) | V::Hex(u) | V::Code(u) => Some(u as i64),
-        V::Enum { raw, .. } => Some(raw),
-        V::Bool(b) => Some(i64::from(b)),
-        V::Str(_) | V::Float(_) => None,
-    }
-}
-
 impl Gather {
     /// For the packs' `[report]` specs, as (pack, spec).
     pub fn new(
@@ -315,9 +297,10 @@ impl Gather {
             let Some(&(_, gid)) = c.links.iter().find(|l| l.0 == ids.group) else {
                 continue;
             };
-            let member = arg(c, ids.member).and_then(num)?;
-            let order = arg(c, ids.order)
-                .and_then(num)
+            let member = c.value(ids.member).and_then(V::as_i64)?;
+            let order = c
+                .value(ids.order)
+                .and_then(V::as_i64)
                 .and_then(|o| u64::try_from(o).ok());
             return Some((i, gid, u32::try_from(member).ok()?, order));
         }
@@ -337,7 +320,7 @@ impl Gather {
         s.push('(');
         let mut first = true;
         for &id in ids.matched.iter().chain(ids.peer.iter()) {
-            if let Some(v) = arg(c, id) {
+            if let Some(v) = c.value(id) {
                 if !first {
                     s.push_str(", ");
                 }
@@ -362,7 +345,7 @@ impl Gather {
                 c.args
                     .iter()
                     .find(|a| strings.get(a.0) == n)
-                    .and_then(|a| num(a.1))
+                    .and_then(|a| a.1.as_i64())
                     .unwrap_or(0)
             };
             let p = self.procs.entry(proc).or_default();
@@ -393,8 +376,8 @@ impl Gather {
         let ids = &self.ids[spec];
         let size = ids
             .size
-            .and_then(|s| arg(c, s))
-            .and_then(num)
+            .and_then(|s| c.value(s))
+            .and_then(V::as_i64)
             .and_then(|n| u32::try_from(n).ok());
         let Some(order) = order else {
             // The group's creation (or a query): who the member is, not an operation.
@@ -407,15 +390,15 @@ impl Gather {
         };
         let peer = ids
             .peer
-            .and_then(|p| arg(c, p))
-            .and_then(num)
+            .and_then(|p| c.value(p))
+            .and_then(V::as_i64)
             .and_then(|n| u32::try_from(n).ok());
         let is_send = ids.sends.contains(&c.name);
         let is_recv = ids.receives.contains(&c.name);
         // The signature: the call and its matched fields (not its buffers or stream).
         let mut h = crate::hash::fnv1a64(strings.get(c.name).as_bytes());
         for &m in &ids.matched {
-            if let Some(v) = arg(c, m).and_then(num) {
+            if let Some(v) = c.value(m).and_then(V::as_i64) {
                 h = crate::hash::fnv1a64(&[h.to_le_bytes(), v.to_le_bytes()].concat());
             }
         }
@@ -460,8 +443,8 @@ impl Gather {
             ids.matched
                 .iter()
                 .filter_map(|&m| {
-                    arg(c, m)
-                        .and_then(num)
+                    c.value(m)
+                        .and_then(V::as_i64)
                         .map(|v| (strings.get(m).to_string(), v))
                 })
                 .collect()
