@@ -28,6 +28,10 @@ pub struct LibArgs {
     /// Use this file as a pack's library: PACK=/path/to/lib.so (repeatable).
     #[arg(long = "lib", value_name = "PACK=PATH")]
     pub libs: Vec<String>,
+    /// Look for the packs' libraries in this Python's environment too (its site-packages'
+    /// torch/lib and nvidia/*/lib, its prefix's lib/); default: $VIRTUAL_ENV, $CONDA_PREFIX.
+    #[arg(long = "python", value_name = "PY")]
+    pub python: Option<PathBuf>,
 }
 
 /// How records leave the kernel (`build` and `record`).
@@ -230,5 +234,19 @@ pub enum Cmd {
         #[arg(long, value_name = "MiB", default_value_t = bthost::convert::DEFAULT_MEMORY_MB as u64,
               value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
         memory: u64,
+    },
+    /// Write a shell's completion script to stdout: e.g. `source <(bthost completions bash)`,
+    /// or into bash-completion's folder (share/bash-completion/completions/bthost).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man page (roff) to stdout (`bthost man | man -l -`); with --dir, write
+    /// bthost.1 and one page per subcommand (bthost-record.1, ...) into DIR.
+    Man {
+        /// The folder to write the pages into (a man1 folder).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
 }

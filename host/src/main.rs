@@ -1,12 +1,13 @@
 //! The `bthost` binary: parses the command line and calls the library.
 
+mod about;
 mod cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::Parser;
+use clap::FromArgMatches;
 
 use bthost::commands::{build, doctor, packs};
 use bthost::compose::emit::Emit;
@@ -18,7 +19,7 @@ use bthost::registry::{Registry, SearchPaths};
 use cli::{Cli, Cmd, EmitArgs, LibArgs, Records};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_arg_matches(&about::command().get_matches()).unwrap_or_else(|e| e.exit());
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -88,6 +89,9 @@ fn report_recorded(r: &record::Recorded, log: &std::path::Path, verbose: bool) {
 }
 
 fn libs(l: &LibArgs) -> Result<LibOverrides> {
+    if let Some(py) = &l.python {
+        library::search::set_python(py).map_err(anyhow::Error::msg)?;
+    }
     l.libs
         .iter()
         .map(|s| library::parse_override(s).map_err(anyhow::Error::msg))
@@ -281,6 +285,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Cmd::Completions { shell } => {
+            about::completions(shell)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Man { dir } => {
+            about::man(dir.as_deref())?;
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Convert {
             logs,

@@ -38,6 +38,7 @@ pub fn hip_rccl_built_as(emit: bthost::compose::emit::Emit) -> bthost::compose::
                 .map(|n| (format!("/lib/{}", n.library).into(), true))
                 .collect(),
             lib_version: None,
+            also: Vec::new(),
         })
         .collect();
     let options = Options {

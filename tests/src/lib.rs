@@ -211,13 +211,27 @@ pub fn bpftrace_run(bpftrace: &str, script: &Path, log: &Path, cmd: &str) -> (St
     (text, o)
 }
 
-/// Where tests/bpftrace/setup-trixie.sh puts Debian 13's bpftrace (0.23), runnable on the host.
+/// Where tests/bpftrace/setup-root.sh puts Debian 13's bpftrace (0.23), runnable on the host.
 pub const TRIXIE_BPFTRACE: &str = "/var/cache/bthost/trixie/bpftrace-host";
 
-/// Every bpftrace this machine has for tests: `bpftrace` on PATH, Debian 13's from
-/// tests/bpftrace/setup-trixie.sh, and those in `$BTHOST_BPFTRACE_EXTRA` (colon-separated).
+/// Where tests/bpftrace/setup-root.sh puts Debian sid's bpftrace (0.27), runnable on the host.
+pub const SID_BPFTRACE: &str = "/var/cache/bthost/sid/bpftrace-host";
+
+/// The Debian sid root (tests/bpftrace/setup-root.sh sid): today's bpftrace, HIP 6.4 and, from
+/// experimental, HIP 7.2, HSA 7.2 and RCCL 7.2.4, installed the Debian way.
+pub const SID_ROOT: &str = "/var/cache/bthost/sid";
+
+/// The bpftrace versions the tests must find (CI installs each): Debian 12's, 13's and sid's.
+pub const TESTED_BPFTRACES: &[&str] = &["0.17.0", "0.23.2", "0.27.1"];
+
+/// Every bpftrace this machine has for tests: `bpftrace` on PATH, Debian 13's and sid's from
+/// tests/bpftrace/setup-root.sh, and those in `$BTHOST_BPFTRACE_EXTRA` (colon-separated).
 pub fn available_bpftraces() -> Vec<(PathBuf, semver::Version)> {
-    let mut cands: Vec<PathBuf> = vec![PathBuf::from("bpftrace"), PathBuf::from(TRIXIE_BPFTRACE)];
+    let mut cands: Vec<PathBuf> = vec![
+        PathBuf::from("bpftrace"),
+        PathBuf::from(TRIXIE_BPFTRACE),
+        PathBuf::from(SID_BPFTRACE),
+    ];
     if let Some(v) = std::env::var_os("BTHOST_BPFTRACE_EXTRA") {
         cands.extend(std::env::split_paths(&v));
     }
@@ -536,4 +550,44 @@ pub fn system_wide_lock() -> std::fs::File {
 /// Whether `needle` occurs in `hay`.
 fn memmem(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The warnings bpftrace printed about a script's own code: `FILE:LINE:COL[-COL]: WARNING: ...`
+/// (the machine's, such as RLIMIT_MEMLOCK, have no position). 0.24 to 0.27.0 print them on
+/// stdout, 0.17, 0.23 and 0.27.1 on stderr: give both.
+pub fn script_warnings(out: &str) -> Vec<&str> {
+    out.lines()
+        .filter(|l| {
+            let Some((pos, _)) = l.split_once(": WARNING:") else {
+                return false;
+            };
+            let mut parts = pos.rsplitn(3, ':');
+            let col = parts.next().unwrap_or("");
+            let line = parts.next().unwrap_or("");
+            parts.next().is_some()
+                && !line.is_empty()
+                && line.bytes().all(|b| b.is_ascii_digit())
+                && !col.is_empty()
+                && col.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod script_warning_tests {
+    #[test]
+    fn only_warnings_with_a_position_are_the_scripts() {
+        let out = "WARNING: Unknown error -1: couldn't set RLIMIT_MEMLOCK for bpftrace.\n\
+                   /proc/self/fd/6:2595:43-47: WARNING: Expression of type: uint64 being cast to type: int64.\n\
+                   \x20   if (arg1 == 0) { @hold = 0; }\n\
+                   x.bt:12:3: WARNING: Return value discarded.\n\
+                   WARNING: Could not read functions from /sys/kernel/tracing/available_filter_functions.\n";
+        assert_eq!(
+            super::script_warnings(out),
+            vec![
+                "/proc/self/fd/6:2595:43-47: WARNING: Expression of type: uint64 being cast to type: int64.",
+                "x.bt:12:3: WARNING: Return value discarded."
+            ]
+        );
+    }
 }

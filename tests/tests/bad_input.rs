@@ -75,7 +75,7 @@ fn no_variant_for_the_version_says_which_are_supported() {
     ]);
     assert_eq!(code, 2);
     assert!(
-        err.contains("pack hip 0.1.0 has no variant for bpftrace 0.10.0; it supports \">=0.17.0, <0.23.0\", \">=0.23.0, <0.27.0\""),
+        err.contains("pack hip 0.1.0 has no variant for bpftrace 0.10.0; it supports \">=0.17.0, <0.23.0\", \">=0.23.0, <0.24.0\", \">=0.24.0, <0.27.0\", \">=0.27.0, <0.28.0\""),
         "{err}"
     );
     let (_, err) = stderr_of(&[
@@ -147,6 +147,26 @@ fn unsafe_or_wrong_manifests_are_refused_with_file_and_line() {
             "libnover",
             ("ret = \"i32\"", "ret = \"i32\"\nlibrary = \">=2\""),
             "pack.toml:14: `library = \"RANGE\"` needs [library] version_from",
+        ),
+        (
+            "boolenum",
+            ("ret = \"i32\"", "args = [{ name = \"x\", type = \"bool\", enum = \"E\" }]\nret = \"i32\"\n\n[enums.E]\n0 = \"zero\""),
+            "pack.toml:13: an enum needs an integer type (or ptr, to name special handles), not bool",
+        ),
+        (
+            "nullboth",
+            ("ret = \"i32\"", "ret = \"i32\"\n\n[completion]\nnull = [1]\nper_thread = [2, 1]"),
+            "pack.toml:17: [completion] queue value 1 is in both `null` and `per_thread`",
+        ),
+        (
+            "sptcreate",
+            ("ret = \"i32\"", "args = [{ name = \"q\", type = \"ptr\", out = true }]\nret = \"i32\"\n\n[[completion.rule]]\ndoes = \"create\"\ncalls = [\"getpid\"]\nqueue = \"q\"\nnull_is_per_thread = true"),
+            "pack.toml:17: [[completion.rule]] does = \"create\" takes no `null_is_per_thread`",
+        ),
+        (
+            "sptmarker",
+            ("ret = \"i32\"", "args = [{ name = \"e\", type = \"ptr\" }]\nret = \"i32\"\n\n[[completion.rule]]\ndoes = \"wait\"\ncalls = [\"getpid\"]\nmarker = \"e\"\nnull_is_per_thread = true"),
+            "pack.toml:17: [[completion.rule]] does = \"wait\" with `null_is_per_thread` takes a `queue` (or none)",
         ),
         (
             "badsource",

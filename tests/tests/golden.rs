@@ -27,6 +27,7 @@ fn input<'a>(p: &'a Pack, lib: &str) -> PackInput<'a> {
             .map(|n| (PathBuf::from(format!("/lib/{}", n.library)), true))
             .collect(),
         lib_version: None,
+        also: Vec::new(),
     }
 }
 

@@ -11,6 +11,11 @@
 //! passes the proof on when its own work behind the wait is proven. Calls are seen as they
 //! finish, so every enqueue that a wait covers was seen before the wait. Nothing is guessed:
 //! work with no such proof stays pending (sound: a hang is never hidden by an unrelated sync).
+//!
+//! Queues are named by their handle's value, with the special handles a pack declares: other
+//! names of the null queue 0 (hipStreamLegacy), and the calling thread's default queue
+//! (hipStreamPerThread; the null value in HIP's `_spt` calls), a queue of its own per thread,
+//! [`per_thread_queue`], which synchronises with the null queue as a blocking stream does.
 
 use std::collections::VecDeque;
 
@@ -26,6 +31,19 @@ const MAX_DEPS: usize = 4096;
 /// Records of one mark remembered (an event is recorded again and again).
 const MARK_HISTORY: usize = 4;
 
+/// The queue that stands for thread `tid`'s default queue (hipStreamPerThread): no handle's
+/// value (user-space pointers are below 2^47, and 2^63 is not a canonical address).
+pub fn per_thread_queue(tid: u32) -> u64 {
+    PER_THREAD | u64::from(tid)
+}
+
+/// The thread whose default queue `q` is, if it is one ([`per_thread_queue`]).
+pub fn per_thread_of(q: u64) -> Option<u32> {
+    (q & !u64::from(u32::MAX) == PER_THREAD).then_some(q as u32)
+}
+
+const PER_THREAD: u64 = 1 << 63;
+
 /// One rule, with its names as ids in the current log's strings.
 #[derive(Clone, Copy, Debug)]
 struct Compiled {
@@ -35,8 +53,19 @@ struct Compiled {
     scope: Option<Scope>,
     flags: Option<u32>,
     nonblocking: u64,
-    /// Index into `Completion::answers`: the pack's `done` and `not_ready` values.
+    null_is_per_thread: bool,
+    /// Index into `Completion::answers`: the pack's `done` and `not_ready` values and its
+    /// special queue values.
     answers: usize,
+}
+
+/// A pack's return values and special queue values.
+#[derive(Clone, Debug)]
+struct Answers {
+    done: Vec<i64>,
+    not_ready: Vec<i64>,
+    null: Vec<u64>,
+    per_thread: Vec<u64>,
 }
 
 /// What a call was, to the completion model.
@@ -119,8 +148,8 @@ struct Proc {
 pub struct Completion {
     specs: Vec<(String, CompletionSpec)>,
     rules: FxHashMap<u32, Compiled>,
-    /// (done, not_ready) per spec.
-    answers: Vec<(Vec<i64>, Vec<i64>)>,
+    /// Per spec.
+    answers: Vec<Answers>,
     ret: u32,
     /// By (log, pid): logs read one after another may reuse pids.
     procs: FxHashMap<(u16, u32), Proc>,
@@ -149,7 +178,12 @@ impl Completion {
         Completion {
             answers: specs
                 .iter()
-                .map(|(_, s)| (s.done.clone(), s.not_ready.clone()))
+                .map(|(_, s)| Answers {
+                    done: s.done.clone(),
+                    not_ready: s.not_ready.clone(),
+                    null: s.null.clone(),
+                    per_thread: s.per_thread.clone(),
+                })
                 .collect(),
             specs,
             rules: FxHashMap::default(),
@@ -185,7 +219,21 @@ impl Completion {
             Does::Record if self.marks_as_work => {}
             _ => return None,
         }
-        Some(rule.queue.and_then(|f| field(c, f)).unwrap_or(0))
+        Some(self.queue_of(*rule, c))
+    }
+
+    /// The queue a call of `rule` names: its queue field's value (0, the null queue, when it
+    /// has none), the special handles read as the pack declares them.
+    fn queue_of(&self, rule: Compiled, c: &Call) -> u64 {
+        let v = rule.queue.and_then(|f| field(c, f)).unwrap_or(0);
+        let a = &self.answers[rule.answers];
+        if a.per_thread.contains(&v) || (v == 0 && rule.null_is_per_thread) {
+            per_thread_queue(c.tid)
+        } else if a.null.contains(&v) {
+            0
+        } else {
+            v
+        }
     }
 
     /// Whether any pack declares completion rules.
@@ -211,6 +259,7 @@ impl Completion {
                     scope: r.scope,
                     flags: r.flags.as_deref().map(|f| strings.id(f)),
                     nonblocking: r.nonblocking,
+                    null_is_per_thread: r.null_is_per_thread,
                     answers: i,
                 };
                 for call in &r.calls {
@@ -259,7 +308,11 @@ impl Completion {
         let Some(&rule) = self.rules.get(&c.name) else {
             return Seen::Other;
         };
-        let (done_values, not_ready) = &self.answers[rule.answers];
+        let Answers {
+            done: done_values,
+            not_ready,
+            ..
+        } = &self.answers[rule.answers];
         // A return value is a number (a code address or a bool says nothing of success).
         let ret = c
             .results
@@ -274,13 +327,12 @@ impl Completion {
         // A call without a return value (void) did what it says.
         let ok = ret.is_none_or(|r| done_values.contains(&r));
         let is_not_ready = ret.is_some_and(|r| not_ready.contains(&r));
-        let queue_of = |c: &Call| rule.queue.and_then(|f| field(c, f)).unwrap_or(0);
+        let q = self.queue_of(rule, c);
         match rule.does {
             Does::Create => {
                 if !ok {
                     return Seen::Failed;
                 }
-                let q = queue_of(c);
                 let blocking = rule
                     .flags
                     .and_then(|f| field(c, f))
@@ -300,7 +352,6 @@ impl Completion {
                 if !ok {
                     return Seen::Failed;
                 }
-                let q = queue_of(c);
                 let token = if track {
                     let t = self.next_token;
                     self.next_token += 1;
@@ -317,11 +368,11 @@ impl Completion {
                 if !ok {
                     return Seen::Failed;
                 }
-                let (q, Some(m)) = (queue_of(c), rule.marker.and_then(|f| field(c, f))) else {
+                let Some(m) = rule.marker.and_then(|f| field(c, f)) else {
                     return Seen::Failed;
                 };
                 let p = self.procs.entry((self.log, c.pid)).or_default();
-                p.queues.entry(q).or_default();
+                queue(p, q);
                 let h = p.marks.entry(m).or_default();
                 h.push_back((q, start));
                 if h.len() > MARK_HISTORY {
@@ -344,7 +395,7 @@ impl Completion {
                 if !ok {
                     return Seen::Failed;
                 }
-                let (q, Some(m)) = (queue_of(c), rule.marker.and_then(|f| field(c, f))) else {
+                let Some(m) = rule.marker.and_then(|f| field(c, f)) else {
                     return Seen::Failed;
                 };
                 let p = self.procs.entry((self.log, c.pid)).or_default();
@@ -352,7 +403,7 @@ impl Completion {
                     // A mark never recorded (in the log) is complete: nothing to wait for.
                     return Seen::Noted;
                 };
-                let queue = p.queues.entry(q).or_default();
+                let queue = queue(p, q);
                 queue.deps.push_back(Dep {
                     at: end,
                     target,
@@ -368,7 +419,9 @@ impl Completion {
                     .marker
                     .and_then(|f| field(c, f))
                     .map(|m| (true, m))
-                    .or_else(|| rule.queue.map(|_| (false, queue_of(c))));
+                    .or_else(|| {
+                        (rule.queue.is_some() || rule.null_is_per_thread).then_some((false, q))
+                    });
                 if rule.does == Does::Query && is_not_ready {
                     let p = self.procs.entry((self.log, c.pid)).or_default();
                     let obj = object.map_or(u64::MAX, |o| o.1);
@@ -440,7 +493,7 @@ impl Completion {
     /// Holds work `token` of call `c`, enqueued on `q` at `enqueued`, until proven done.
     fn hold(&mut self, c: &Call, q: u64, token: u64, enqueued: u64) {
         let p = self.procs.entry((self.log, c.pid)).or_default();
-        let queue = p.queues.entry(q).or_default();
+        let queue = queue(p, q);
         // Kept in order of their enqueue (threads' calls can finish out of order).
         let at = queue.items.partition_point(|i| i.enqueued <= enqueued);
         queue.items.insert(at, Item { token, enqueued });
@@ -491,6 +544,15 @@ impl Completion {
     }
 }
 
+/// Queue `q` of process `p`, made when first named: a thread's default queue synchronises
+/// with the null queue (it is blocking); any other queue not seen created may not.
+fn queue(p: &mut Proc, q: u64) -> &mut Queue {
+    p.queues.entry(q).or_insert_with(|| Queue {
+        blocking: per_thread_of(q).map(|_| true),
+        ..Queue::default()
+    })
+}
+
 /// The queue and time of mark `m`'s latest record begun before `t`.
 fn mark_before(p: &Proc, m: u64, t: u64) -> Option<(u64, u64)> {
     p.marks.get(&m)?.iter().rev().find(|r| r.1 <= t).copied()
@@ -509,7 +571,7 @@ fn advance(
     // Most queues hold nothing to prove (only tracked work and waits for marks are held):
     // no work list for them.
     {
-        let queue = p.queues.entry(q).or_default();
+        let queue = queue(p, q);
         queue.observed = true;
         if queue.items.is_empty() && queue.deps.is_empty() {
             queue.done_before = queue.done_before.max(before);
@@ -518,7 +580,7 @@ fn advance(
     }
     let mut work = vec![(q, before)];
     while let Some((q, before)) = work.pop() {
-        let queue = p.queues.entry(q).or_default();
+        let queue = queue(p, q);
         queue.observed = true;
         if before <= queue.done_before {
             continue;
@@ -568,14 +630,23 @@ mod tests {
             rule(Does::Wait, &["memcpy"], None, None),
             rule(Does::Wait, &["devsync"], None, None),
             rule(Does::Create, &["create"], Some("stream"), None),
+            // The `_spt` forms: the null value is the calling thread's default stream.
+            rule(Does::Enqueue, &["launch_spt"], Some("stream"), None),
+            rule(Does::Wait, &["ssync_spt"], Some("stream"), None),
+            rule(Does::Wait, &["memcpy_spt"], None, None),
         ];
         rules[7].scope = Some(Scope::Blocking);
         rules[8].scope = Some(Scope::All);
         rules[9].flags = Some("flags".into());
         rules[9].nonblocking = 1;
+        for r in &mut rules[10..] {
+            r.null_is_per_thread = true;
+        }
         let spec = CompletionSpec {
             done: vec![0],
             not_ready: vec![600],
+            null: vec![1],       // hipStreamLegacy
+            per_thread: vec![2], // hipStreamPerThread
             rules,
         };
         let mut c = Completion::new(vec![("hip".into(), spec)]);
@@ -616,10 +687,21 @@ mod tests {
         }
 
         fn token(&mut self, name: &str, stream: u64) -> u64 {
-            match self.call(1, name, &[("stream", stream)], 0) {
+            self.token_on(1, name, stream)
+        }
+
+        /// Work enqueued by thread `tid`: its token.
+        fn token_on(&mut self, tid: u32, name: &str, stream: u64) -> u64 {
+            match self.call(tid, name, &[("stream", stream)], 0) {
                 Seen::Enqueued { token, .. } => token,
                 other => panic!("{other:?}"),
             }
+        }
+
+        fn sorted_done(&mut self) -> Vec<u64> {
+            let mut d = self.done();
+            d.sort_unstable();
+            d
         }
 
         fn done(&mut self) -> Vec<u64> {
@@ -759,8 +841,8 @@ mod tests {
     fn without_a_wait_or_query_an_enqueue_is_a_call_that_returned() {
         let spec = CompletionSpec {
             done: vec![0],
-            not_ready: vec![],
             rules: vec![rule(Does::Enqueue, &["allreduce"], Some("stream"), None)],
+            ..CompletionSpec::default()
         };
         let mut c = Completion::new(vec![("rccl".into(), spec)]);
         let mut s = Strings::default();
@@ -837,5 +919,62 @@ mod tests {
             Seen::Noted
         );
         assert_eq!(probe(&plain.c, &mut plain.s, "record"), None);
+    }
+
+    #[test]
+    fn the_legacy_stream_is_the_null_stream() {
+        let mut l = Log::new();
+        let legacy = l.token("launch", 1);
+        let null = l.token("launch", 0);
+        l.call(1, "create", &[("stream", 5), ("flags", 1)], 0);
+        let nb = l.token("launch", 5);
+        l.call(1, "ssync", &[("stream", 1)], 0);
+        assert_eq!(
+            l.sorted_done(),
+            vec![legacy, null],
+            "a sync of hipStreamLegacy is one of the null stream: not of a non-blocking one"
+        );
+        let again = l.token("launch", 1);
+        l.call(1, "memcpy", &[], 0);
+        assert_eq!(l.done(), vec![again]);
+        let _ = nb;
+    }
+
+    #[test]
+    fn each_thread_has_its_own_default_stream() {
+        let mut l = Log::new();
+        // Thread 1 enqueues on its default stream both ways: hipStreamPerThread (2), and the
+        // null value in an `_spt` call; thread 2 on its own.
+        let a1 = l.token_on(1, "launch", 2);
+        let a2 = l.token_on(1, "launch_spt", 0);
+        let b1 = l.token_on(2, "launch_spt", 0);
+        let b2 = l.token_on(2, "launch_spt", 2);
+        let null = l.token_on(2, "launch", 0);
+        assert_eq!(
+            l.c.enqueue_queue(&Call {
+                name: l.s.id("launch_spt"),
+                tid: 7,
+                args: vec![(l.s.id("stream"), V::Hex(0))],
+                ..Call::default()
+            }),
+            Some(per_thread_queue(7))
+        );
+        assert_eq!(per_thread_of(per_thread_queue(7)), Some(7));
+        assert_eq!(per_thread_of(0x7f00_1234_5000), None);
+        // A third thread's syncs of "its" default stream prove nothing of theirs.
+        l.call(3, "ssync_spt", &[("stream", 0)], 0);
+        l.call(3, "memcpy_spt", &[], 0);
+        l.call(3, "ssync", &[("stream", 2)], 0);
+        assert!(l.done().is_empty());
+        // Thread 1's sync of hipStreamPerThread: its own stream only.
+        l.call(1, "ssync", &[("stream", 2)], 0);
+        assert_eq!(l.sorted_done(), vec![a1, a2]);
+        // Thread 2's synchronous copy on its default stream: that stream, not the null one.
+        l.call(2, "memcpy_spt", &[], 0);
+        assert_eq!(l.sorted_done(), vec![b1, b2]);
+        // A legacy synchronous copy waits for the per-thread streams too (they are blocking).
+        let a3 = l.token_on(1, "launch_spt", 0);
+        l.call(3, "memcpy", &[], 0);
+        assert_eq!(l.sorted_done(), vec![null, a3]);
     }
 }

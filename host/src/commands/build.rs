@@ -8,8 +8,9 @@ use anyhow::{bail, Context, Result};
 use semver::Version;
 
 use crate::bpftrace;
-use crate::compose::{self, Built, PackInput};
-use crate::library::{self, LdCache, LibOverrides};
+use crate::compose::{self, Built, LibCopy, PackInput};
+use crate::library::job::{self, Job};
+use crate::library::{self, LdCache, LibOverrides, Search};
 use crate::registry::Registry;
 use crate::safe_out::OutDir;
 
@@ -39,8 +40,15 @@ pub struct BuildOptions {
     pub script: compose::Options,
 }
 
-/// Builds the script. The libraries' symbols decide which probes are kept.
+/// Builds the script. The libraries' symbols decide which probes are kept. The job is not
+/// known: every copy of each pack's library found is probed (crate::library::job).
 pub fn build(reg: &Registry, opts: &BuildOptions) -> Result<Built> {
+    build_for(reg, opts, &Job::Unknown)
+}
+
+/// Builds the script for `job`: each pack probes the copy of its library the job loads, when
+/// that is known, else every copy found.
+pub fn build_for(reg: &Registry, opts: &BuildOptions, job: &Job) -> Result<Built> {
     if opts.packs.is_empty() {
         bail!("no packs chosen: give --packs NAME[,NAME...]");
     }
@@ -55,41 +63,95 @@ pub fn build(reg: &Registry, opts: &BuildOptions) -> Result<Built> {
     }
     let version = opts.bpftrace.resolve()?;
     let entries = reg.select(&opts.packs).map_err(anyhow::Error::msg)?;
-    let cache = LdCache::load();
+    let search = Search::standard_with(LdCache::load());
+    let loads = job::loads(job, &search.cache);
     let mut inputs = Vec::new();
+    let mut libraries = Vec::new();
     for e in &entries {
-        let found = library::find(&e.pack, &opts.libs, &cache).map_err(anyhow::Error::msg)?;
-        let functions = library::symbols::functions(&found.path).map_err(anyhow::Error::msg)?;
-        let mut nested = Vec::new();
-        for n in &e.pack.nested {
-            let lib = library::find_nested(&n.library, &found.path, &opts.libs, &cache)
-                .map_err(anyhow::Error::msg)?;
-            let present = library::symbols::functions(&lib.path)
-                .map_err(anyhow::Error::msg)?
-                .probeable(&n.function);
-            nested.push((lib.path, present));
+        let choice =
+            job::choose(&e.pack, &opts.libs, &search, &loads).map_err(anyhow::Error::msg)?;
+        let mut copies = Vec::new();
+        for found in &choice.probed {
+            let functions = library::symbols::functions(&found.path).map_err(anyhow::Error::msg)?;
+            let mut nested = Vec::new();
+            for n in &e.pack.nested {
+                let lib = library::find_nested(&n.library, &found.path, &opts.libs, &search)
+                    .map_err(anyhow::Error::msg)?;
+                let present = library::symbols::functions(&lib.path)
+                    .map_err(anyhow::Error::msg)?
+                    .probeable(&n.function);
+                nested.push((lib.path, present));
+            }
+            copies.push(LibCopy {
+                library: found.path.clone(),
+                functions,
+                nested,
+            });
         }
-        let lib_version = library::version::read(&found.path, &e.pack.library.version_from);
+        let first = copies.remove(0);
+        // The preferred copy's version picks the variant and the probes.
+        let lib_version = library::version::read(&first.library, &e.pack.library.version_from);
         inputs.push(PackInput {
             pack: &e.pack,
-            library: found.path,
-            functions,
-            nested,
+            library: first.library,
+            functions: first.functions,
+            nested: first.nested,
             lib_version,
+            also: copies,
         });
+        libraries.push((e.pack.name.clone(), choice));
     }
-    Ok(compose::compose(&inputs, &version, &opts.script)?)
+    let mut built = compose::compose(&inputs, &version, &opts.script)?;
+    built.libraries = libraries;
+    Ok(built)
 }
 
-/// Says, on stderr, the variant picked for each pack and why, and each probe left out of
-/// `built` and why.
+/// Says, on stderr, which copies of each pack's library are probed and how each was found,
+/// those that are not and why, the variant picked for each pack and why, and each probe left
+/// out of `built` and why.
 pub fn warn_left_out(built: &Built) {
+    for (pack, c) in &built.libraries {
+        for f in &c.probed {
+            eprintln!(
+                "bthost: pack {pack}: probes {} ({}){}",
+                f.path.display(),
+                f.how,
+                if c.probed.len() > 1 {
+                    format!(" [{}]", c.why)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        for f in &c.not_probed {
+            eprintln!(
+                "bthost: pack {pack}: not probing {} ({}): {} loads another copy",
+                f.path.display(),
+                f.how,
+                c.job.as_deref().unwrap_or("the job")
+            );
+        }
+        for (f, why) in &c.skipped {
+            eprintln!(
+                "bthost: warning: pack {pack}: not probing {} ({}): {why}; --lib {pack}={} probes it anyway",
+                f.path.display(),
+                f.how,
+                f.path.display()
+            );
+        }
+    }
     for c in &built.chosen {
         eprintln!("bthost: pack {}: {}", c.pack, c.why);
     }
     for l in &built.left_out {
+        // A function one copy lacks and another has is probed on the other.
+        let done = if l.why.ends_with("(probed on the others)") {
+            "not attached there"
+        } else {
+            "its probe is left out"
+        };
         eprintln!(
-            "bthost: warning: pack {}: {} {}; its probe is left out",
+            "bthost: warning: pack {}: {} {}; {done}",
             l.pack, l.function, l.why
         );
     }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::bpftrace;
 use crate::compose;
-use crate::library::{self, LdCache, LibOverrides};
+use crate::library::{self, job, LibOverrides, Search};
 use crate::registry::{trust, Registry};
 
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -99,60 +99,109 @@ pub fn run(
         );
     }
 
-    let cache = LdCache::load();
+    let search = Search::standard();
     for name in packs {
         let Some(e) = reg.entries.get(name) else {
             push(Status::Fail, format!("pack {name}: not found"));
             continue;
         };
-        match library::find(&e.pack, libs, &cache) {
-            Ok(f) => match library::symbols::functions(&f.path) {
-                Ok(funcs) => {
-                    let lib_version = library::version::read(&f.path, &e.pack.library.version_from);
-                    let lv = lib_version.as_ref().map(|l| &l.version);
-                    if let Ok(ver) = &detected {
-                        match compose::choose_variant(&e.pack, ver, &f.path, lib_version.as_ref()) {
-                            Ok((_, chosen)) => {
-                                push(Status::Ok, format!("pack {name}: {}", chosen.why))
-                            }
-                            Err(err) => push(Status::Fail, format!("{err}")),
-                        }
-                    }
-                    let probes = e.pack.probes_for(lv);
-                    let missing: Vec<_> = probes
-                        .iter()
-                        .filter(|p| !funcs.probeable(&p.function))
-                        .map(|p| p.function.as_str())
-                        .collect();
-                    let kept = probes.len() - missing.len();
-                    let mut what = format!(
-                        "pack {name}: {} ({}), {kept} of {} probes present",
-                        f.path.display(),
-                        f.how,
-                        probes.len()
-                    );
-                    if !missing.is_empty() {
-                        let _ = write!(
-                            what,
-                            "; not in the library (left out by build): {}",
-                            missing.join(", ")
-                        );
-                    }
-                    push(
-                        if missing.is_empty() {
-                            Status::Ok
-                        } else {
-                            Status::Warn
-                        },
-                        what,
-                    );
-                    for n in &e.pack.nested {
-                        push_nested(&mut push, name, n, &f.path, libs, &cache);
+        // As build and a record whose job is not known choose (`record -- CMD` and `--pid`
+        // probe the copy the job loads).
+        let choice = match job::choose(&e.pack, libs, &search, &job::JobLoads::default()) {
+            Ok(c) => c,
+            Err(err) => {
+                push(Status::Fail, err);
+                continue;
+            }
+        };
+        let mut preferred: Option<Option<semver::Version>> = None;
+        let several = choice.probed.len() > 1;
+        for (i, f) in choice.probed.iter().enumerate() {
+            let funcs = match library::symbols::functions(&f.path) {
+                Ok(funcs) => funcs,
+                Err(err) => {
+                    push(Status::Fail, format!("pack {name}: {err}"));
+                    continue;
+                }
+            };
+            let lib_version = library::version::read(&f.path, &e.pack.library.version_from);
+            // The version said for every copy; the pack's own sources pick the variant.
+            let shown = lib_version
+                .clone()
+                .or_else(|| library::version::read(&f.path, &[library::version::Source::File]));
+            if i == 0 {
+                if let Ok(ver) = &detected {
+                    match compose::choose_variant(&e.pack, ver, &f.path, lib_version.as_ref()) {
+                        Ok((_, chosen)) => push(Status::Ok, format!("pack {name}: {}", chosen.why)),
+                        Err(err) => push(Status::Fail, format!("{err}")),
                     }
                 }
-                Err(err) => push(Status::Fail, format!("pack {name}: {err}")),
-            },
-            Err(err) => push(Status::Fail, err),
+                preferred = Some(lib_version.as_ref().map(|l| l.version.clone()));
+            }
+            let lv = preferred.as_ref().and_then(|v| v.as_ref());
+            let probes = e.pack.probes_for(lv);
+            let missing: Vec<_> = probes
+                .iter()
+                .filter(|p| !funcs.probeable(&p.function))
+                .map(|p| p.function.as_str())
+                .collect();
+            let kept = probes.len() - missing.len();
+            let mut what = format!(
+                "pack {name}: {} ({}), {}, probed{}: {kept} of {} probes present",
+                f.path.display(),
+                f.how,
+                match &shown {
+                    Some(v) => format!("version {} ({})", v.version, v.how),
+                    None => "version unknown".to_string(),
+                },
+                match (several, i) {
+                    (false, _) => String::new(),
+                    (true, 0) => format!(
+                        " (copy 1 of {}, preferred: its version picks the variant)",
+                        choice.probed.len()
+                    ),
+                    (true, _) => format!(" (copy {} of {})", i + 1, choice.probed.len()),
+                },
+                probes.len()
+            );
+            if !missing.is_empty() {
+                let _ = write!(
+                    what,
+                    "; not in the library (left out by build): {}",
+                    missing.join(", ")
+                );
+            }
+            push(
+                if missing.is_empty() {
+                    Status::Ok
+                } else {
+                    Status::Warn
+                },
+                what,
+            );
+            for n in &e.pack.nested {
+                push_nested(&mut push, name, n, &f.path, libs, &search);
+            }
+        }
+        if several {
+            push(
+                Status::Ok,
+                format!(
+                    "pack {name}: {} copies found: build and record without a job probe each of them; `record -- CMD` and `record --pid PID` probe the one the job loads",
+                    choice.probed.len()
+                ),
+            );
+        }
+        for (f, why) in &choice.skipped {
+            push(
+                Status::Warn,
+                format!(
+                    "pack {name}: {} ({}) is not probed: {why}; --lib {name}={} probes it anyway",
+                    f.path.display(),
+                    f.how,
+                    f.path.display()
+                ),
+            );
         }
     }
     v
@@ -166,10 +215,10 @@ fn push_nested(
     n: &crate::pack::Nested,
     caller: &Path,
     libs: &LibOverrides,
-    cache: &LdCache,
+    search: &Search,
 ) {
     let what = format!("pack {pack}: nested {} in {}", n.function, n.library);
-    match library::find_nested(&n.library, caller, libs, cache) {
+    match library::find_nested(&n.library, caller, libs, search) {
         Ok(f) => match library::symbols::functions(&f.path) {
             Ok(funcs) => match funcs.why_not(&n.function) {
                 None => push(

@@ -211,7 +211,9 @@ fn pack_toml(name: &str, t: &Target) -> String {
     let _ = writeln!(
         s,
         "# The bpftrace releases each variant was checked with (the conformance test checks them).\n\
-         [[variant]]\nbpftrace = \">=0.17.0, <0.23.0\"\n\n[[variant]]\nbpftrace = \">=0.23.0, <0.27.0\"\n"
+         [[variant]]\nbpftrace = \">=0.17.0, <0.23.0\"\n\n[[variant]]\nbpftrace = \">=0.23.0, <0.24.0\"\n\n\
+         # 0.24-0.26: untested (no package ships them); the script follows bpftrace's CHANGELOG.\n\
+         [[variant]]\nbpftrace = \">=0.24.0, <0.27.0\"\ntested = false\n\n[[variant]]\nbpftrace = \">=0.27.0, <0.28.0\"\n"
     );
     let _ = writeln!(
         s,

@@ -2,11 +2,11 @@
 
 use std::fmt::Write as _;
 
-use crate::library::{self, LdCache, LibOverrides};
+use crate::library::{self, LibOverrides, Search};
 use crate::registry::Registry;
 
 pub fn report(reg: &Registry, libs: &LibOverrides, verbose: bool) -> String {
-    let cache = LdCache::load();
+    let search = Search::standard();
     let mut s = String::new();
     for (name, e) in &reg.entries {
         let p = &e.pack;
@@ -46,23 +46,38 @@ pub fn report(reg: &Registry, libs: &LibOverrides, verbose: bool) -> String {
         if !p.links.is_empty() {
             let _ = writeln!(s, "  links:    {}", p.links.join(", "));
         }
-        let found = library::find(p, libs, &cache);
-        let missing = match &found {
-            Ok(f) => {
-                let _ = writeln!(s, "  library:  {} ({})", f.path.display(), f.how);
-                match library::symbols::functions(&f.path) {
-                    Ok(funcs) => p
-                        .probes
-                        .iter()
-                        .filter(|pr| !funcs.probeable(&pr.function))
-                        .map(|pr| pr.function.clone())
-                        .collect(),
-                    Err(e) => {
-                        let _ = writeln!(s, "            unreadable: {e}");
-                        Vec::new()
-                    }
-                }
+        let found = library::find_all(p, libs, &search).map(|c| {
+            // Every copy found (build and a record without a job probe each), then those skipped.
+            for (i, f) in c.found.iter().enumerate() {
+                let tag = if i == 0 { "  library: " } else { "           " };
+                let _ = writeln!(s, "{tag} {} ({})", f.path.display(), f.how);
             }
+            for (f, why) in &c.skipped {
+                let _ = writeln!(
+                    s,
+                    "            not probed: {} ({}): {why}",
+                    f.path.display(),
+                    f.how
+                );
+            }
+            c.found
+                .into_iter()
+                .next()
+                .expect("find_all finds one or fails")
+        });
+        let missing = match &found {
+            Ok(f) => match library::symbols::functions(&f.path) {
+                Ok(funcs) => p
+                    .probes
+                    .iter()
+                    .filter(|pr| !funcs.probeable(&pr.function))
+                    .map(|pr| pr.function.clone())
+                    .collect(),
+                Err(e) => {
+                    let _ = writeln!(s, "            unreadable: {e}");
+                    Vec::new()
+                }
+            },
             Err(e) => {
                 let _ = writeln!(s, "  library:  NOT FOUND: {e}");
                 Vec::new()

@@ -36,6 +36,9 @@ pub mod names {
     pub const MAPS_TAKEN: &str = "bthost_maps_taken";
     /// `(token, pid)`: trace this process too (with a pid filter: record's command).
     pub const TRACE_PID: &str = "bthost_trace_pid";
+    /// `(token, pid)`: copy this process's memory map before it exits, holding it there if
+    /// need be, as for a process that made records (record's command).
+    pub const MAPS_WANTED: &str = "bthost_maps_wanted";
 }
 
 /// The line the attach sentinel prints.
@@ -130,7 +133,7 @@ impl Hooks {
             // A new process (not a thread: CLONE_THREAD is 0x10000) of a traced one is traced.
             let _ = writeln!(
                 s,
-                "tracepoint:task:task_newtask\n{{\n\tif ((args->clone_flags & 0x10000) == 0 && {TRACED}[curtask->tgid] != 0) {{ {TRACED}[args->pid] = 1; }}\n}}"
+                "tracepoint:task:task_newtask\n{{\n\tif ((args->clone_flags & 0x10000) == 0 && {TRACED}[(uint64)curtask->tgid] != 0) {{ {TRACED}[(uint64)args->pid] = 1; }}\n}}"
             );
             let _ = writeln!(
                 s,
@@ -141,16 +144,18 @@ impl Hooks {
         }
         let _ = writeln!(
             s,
-            "tracepoint:sched:sched_process_exit\n{{\n\t$p = curtask->tgid;\n\tif (curtask->pid == $p) {{"
+            "tracepoint:sched:sched_process_exit\n{{\n\t$p = (uint64)curtask->tgid;\n\tif (curtask->pid == curtask->tgid) {{"
         );
         if self.filter {
-            let _ = writeln!(s, "\t\tif ({TRACED}[$p] != 0) {{ delete({TRACED}[$p]); }}");
+            let del = d.spell.delete(&format!("{TRACED}[$p]"));
+            let _ = writeln!(s, "\t\tif ({TRACED}[$p] != 0) {{ {del} }}");
         }
         if self.libc.is_some() {
             // A traced process's exit, for the report (`#P`: pid, time, exit code).
+            let del = d.spell.delete(&format!("{MAPS_STATE}[$p]"));
             let _ = writeln!(
                 s,
-                "\t\tif ({MAPS_STATE}[$p] != 0) {{ printf(\"#P %x %lx %x\\n\", $p, nsecs, curtask->exit_code); delete({MAPS_STATE}[$p]); }}"
+                "\t\tif ({MAPS_STATE}[$p] != 0) {{ printf(\"#P %x %lx %x\\n\", $p, nsecs, curtask->exit_code); {del} }}"
             );
         }
         for l in progress.map(Progress::process_exit).unwrap_or_default() {
@@ -176,7 +181,14 @@ impl Hooks {
                 "uprobe:{exe}:{}\n/arg0 == {tok}/\n{{\n\tif (arg1 == 0) {{ {HOLDING} = 0; }} else {{ {MAPS_STATE}[arg1] = 2; }}\n}}",
                 names::MAPS_TAKEN
             );
-            n += 4;
+            // Record's command: held at its exit for its map even if it made no record (the
+            // map says which copy of a pack's library it loaded: crate::record::loads).
+            let _ = writeln!(
+                s,
+                "uprobe:{exe}:{}\n/arg0 == {tok}/\n{{\n\tif ({MAPS_STATE}[arg1] == 0) {{ {MAPS_STATE}[arg1] = 1; }}\n}}",
+                names::MAPS_WANTED
+            );
+            n += 5;
         }
         let _ = writeln!(s, "\n// bthost record: its requests");
         let _ = writeln!(

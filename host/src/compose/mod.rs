@@ -27,6 +27,17 @@ pub struct PackInput<'a> {
     pub nested: Vec<(PathBuf, bool)>,
     /// The library's version, where the pack reads it (`[library] version_from`).
     pub lib_version: Option<LibVersion>,
+    /// Other copies of the library probed as well (the job is not known and several are
+    /// installed): each probe attaches to every copy that defines its function, in one block.
+    pub also: Vec<LibCopy>,
+}
+
+/// Another copy of a pack's library, probed beside `PackInput::library`.
+pub struct LibCopy {
+    pub library: PathBuf,
+    pub functions: Functions,
+    /// As `PackInput::nested`, for this copy.
+    pub nested: Vec<(PathBuf, bool)>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -55,6 +66,9 @@ pub struct Built {
     pub probe_count: usize,
     /// Which variant of each pack was picked, and why (for `build` and `doctor`).
     pub chosen: Vec<Chosen>,
+    /// Which copies of each pack's library are probed, and how each was found (filled by
+    /// crate::commands::build, which found them; empty from `compose`).
+    pub libraries: Vec<(String, crate::library::job::Choice)>,
 }
 
 /// The variant picked for a pack, and why.
@@ -69,6 +83,9 @@ pub struct Chosen {
 }
 
 /// Picks `pack`'s variant for bpftrace `bpftrace` and the library version `lib`.
+/// Said of a variant no test has run (`tested = false`).
+pub const UNTESTED: &str = "; no test has run this range of bpftrace: its script follows bpftrace's CHANGELOG (report what fails)";
+
 pub fn choose_variant<'p>(
     pack: &'p Pack,
     bpftrace: &Version,
@@ -121,6 +138,9 @@ pub fn choose_variant<'p>(
         why.push_str(": ");
         why.push_str(&lib_said);
     }
+    if !variant.tested {
+        why.push_str(UNTESTED);
+    }
     Ok((
         variant,
         Chosen {
@@ -164,7 +184,8 @@ pub struct LeftOut {
 pub(crate) struct PlannedNested<'a> {
     pub pack: &'a Pack,
     pub nested: &'a crate::pack::Nested,
-    pub library: String,
+    /// The files its call reaches (one per copy of the pack's library that reaches another).
+    pub libraries: Vec<String>,
     /// Its position among all nested probes of the script (names its map).
     pub seq: usize,
 }
@@ -172,7 +193,8 @@ pub(crate) struct PlannedNested<'a> {
 pub(crate) struct Planned<'a> {
     pub pack: &'a Pack,
     pub variant: &'a Variant,
-    pub library: String,
+    /// The copies of the pack's library that define the function (one attach point each).
+    pub libraries: Vec<String>,
     pub probe: &'a Probe,
     /// Record id of the entry (split/entry) or the whole call (call).
     pub first_id: u32,
@@ -200,12 +222,17 @@ pub fn compose(
             choose_variant(pack, bpftrace, &input.library, input.lib_version.as_ref())?;
         chosen.push(why);
         let lib_version = input.lib_version.as_ref().map(|l| &l.version);
-        let library = input
-            .library
-            .to_str()
-            .map(str::to_string)
-            .unwrap_or_default();
-        crate::ident::check_lib_path(&library).map_err(ComposeError::Library)?;
+        // Every copy: (path as written into the probes, its functions).
+        let mut copies: Vec<(String, &Functions)> = Vec::new();
+        for (path, functions) in std::iter::once((&input.library, &input.functions))
+            .chain(input.also.iter().map(|c| (&c.library, &c.functions)))
+        {
+            let library = path.to_str().map(str::to_string).unwrap_or_default();
+            crate::ident::check_lib_path(&library).map_err(ComposeError::Library)?;
+            if !copies.iter().any(|(l, _)| *l == library) {
+                copies.push((library, functions));
+            }
+        }
         let chosen_probes = pack.probes_for(lib_version);
         // A function whose every probe is for other library versions: said, as a missing one is.
         for p in &pack.probes {
@@ -221,13 +248,37 @@ pub fn compose(
             }
         }
         for probe in chosen_probes {
-            if let Some(why) = input.functions.why_not(&probe.function) {
+            // Attached only to the copies that define it (bpftrace 0.24 and later refuse a
+            // script with a function missing from a file).
+            let libraries: Vec<String> = copies
+                .iter()
+                .filter(|(_, f)| f.probeable(&probe.function))
+                .map(|(l, _)| l.clone())
+                .collect();
+            if libraries.is_empty() {
                 left_out.push(LeftOut {
                     pack: pack.name.clone(),
                     function: probe.function.clone(),
-                    why,
+                    why: input
+                        .functions
+                        .why_not(&probe.function)
+                        .unwrap_or("is not in the library"),
                 });
                 continue;
+            }
+            for (l, f) in &copies {
+                if !libraries.contains(l) {
+                    left_out.push(LeftOut {
+                        pack: pack.name.clone(),
+                        function: format!("{} on {l}", probe.function),
+                        why: match f.why_not(&probe.function) {
+                            Some(w) if w.starts_with("is a zero-size") => {
+                                "is a zero-size alias in that copy of the library (probed on the others)"
+                            }
+                            _ => "is not in that copy of the library (probed on the others)",
+                        },
+                    });
+                }
             }
             let first_id = records.len() as u32 + 1;
             for (phase, fields) in record_layout(probe) {
@@ -242,26 +293,37 @@ pub fn compose(
             planned.push(Planned {
                 pack,
                 variant,
-                library: library.clone(),
+                libraries,
                 probe,
                 first_id,
             });
         }
-        for (n, (path, present)) in pack.nested.iter().zip(&input.nested) {
-            let lib = path.to_str().map(str::to_string).unwrap_or_default();
-            crate::ident::check_lib_path(&lib).map_err(ComposeError::Library)?;
-            if !present {
-                left_out.push(LeftOut {
-                    pack: pack.name.clone(),
-                    function: format!("{}:{} (nested)", n.library, n.function),
-                    why: "is not probeable in the library its call reaches",
-                });
+        for (i, n) in pack.nested.iter().enumerate() {
+            let mut libraries: Vec<String> = Vec::new();
+            let reached = std::iter::once(&input.nested)
+                .chain(input.also.iter().map(|c| &c.nested))
+                .filter_map(|v| v.get(i));
+            for (path, present) in reached {
+                let lib = path.to_str().map(str::to_string).unwrap_or_default();
+                crate::ident::check_lib_path(&lib).map_err(ComposeError::Library)?;
+                if *present && !libraries.contains(&lib) {
+                    libraries.push(lib);
+                }
+            }
+            if libraries.is_empty() {
+                if input.nested.get(i).is_some() {
+                    left_out.push(LeftOut {
+                        pack: pack.name.clone(),
+                        function: format!("{}:{} (nested)", n.library, n.function),
+                        why: "is not probeable in the library its call reaches",
+                    });
+                }
                 continue;
             }
             nested.push(PlannedNested {
                 pack,
                 nested: n,
-                library: lib,
+                libraries,
                 seq: nested.len(),
             });
         }
@@ -291,6 +353,7 @@ pub fn compose(
         left_out,
         probe_count,
         chosen,
+        libraries: Vec::new(),
     })
 }
 

@@ -30,6 +30,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use crate::bpftrace::Dialect;
+use crate::compose::emit::to_u64;
 use crate::pack::completion::Does;
 use crate::pack::{Pack, Probe};
 
@@ -75,6 +76,7 @@ pub(super) struct Progress {
     marks: bool,
     /// Close a process's entries by overwriting them (bpftrace before 0.19: crate::compose::emit::stored).
     overwrite: bool,
+    spell: crate::bpftrace::dialect::Spelling,
     pid: &'static str,
 }
 
@@ -145,6 +147,7 @@ impl Progress {
             watched,
             marks,
             overwrite: !d.print_survives_deletes,
+            spell: d.spell,
             pid: d.pid,
         })
     }
@@ -177,7 +180,7 @@ impl Progress {
         let Some(w) = self.watched.get(&(pack.to_string(), function.to_string())) else {
             return Vec::new();
         };
-        let pid = format!("(uint64)({})", self.pid);
+        let pid = to_u64(self.pid);
         let body = match &w.role {
             Role::Group => {
                 format!("$gp = {pid}; {ENQUEUED}[$gp] = $now; {ENQUEUED_CALL}[$gp] = (uint64){id};")
@@ -186,11 +189,11 @@ impl Progress {
                 let Some(m) = field(marker) else {
                     return Vec::new();
                 };
-                format!("{MARKS}[{pid}, (uint64)({m})] = $s;")
+                format!("{MARKS}[{pid}, {}] = $s;", to_u64(&m))
             }
             Role::Observe { marker } => {
                 let proof = match marker.as_deref().filter(|_| self.marks).and_then(field) {
-                    Some(m) => format!("{MARKS}[$gp, (uint64)({m})]"),
+                    Some(m) => format!("{MARKS}[$gp, {}]", to_u64(&m)),
                     None => "$s".to_string(),
                 };
                 let mut s = format!("$gp = {pid}; $gs = {proof}; $gd = {PROVEN}[$gp]; ");
@@ -231,18 +234,18 @@ impl Progress {
     pub fn process_exit(&self) -> Vec<String> {
         let close = |m: &str| {
             if self.overwrite {
-                format!("{m}[(uint64)$p] = (uint64)0;")
+                format!("{m}[$p] = (uint64)0;")
             } else {
-                format!("delete({m}[(uint64)$p]);")
+                self.spell.delete(&format!("{m}[$p]"))
             }
         };
         vec![
             format!(
-                "if ({ENQUEUED}[(uint64)$p] != 0) {{ {} {} }}",
+                "if ({ENQUEUED}[$p] != 0) {{ {} {} }}",
                 close(ENQUEUED),
                 close(ENQUEUED_CALL)
             ),
-            format!("if ({PROVEN}[(uint64)$p] != 0) {{ {} }}", close(PROVEN)),
+            format!("if ({PROVEN}[$p] != 0) {{ {} }}", close(PROVEN)),
         ]
     }
 
@@ -301,6 +304,7 @@ mod tests {
                     .map(|_| (PathBuf::from("/lib/x.so"), true))
                     .collect(),
                 lib_version: None,
+                also: Vec::new(),
             })
             .collect();
         let opts = Options {
@@ -333,8 +337,9 @@ mod tests {
         let ring = Emit::Ring { per_thread: 64 };
         for v in ["0.17.0", "0.23.2"] {
             let s = script(&["hip", "rccl"], ring.clone(), true, v);
+            // Cast where it is not a uint64 already (crate::compose::emit::widen).
             let pid = if v == "0.23.2" {
-                "curtask->tgid"
+                "(uint64)(curtask->tgid)"
             } else {
                 "pid"
             };
@@ -342,18 +347,15 @@ mod tests {
             let ar = block(&s, "uretprobe:/lib/rccl.so:ncclAllReduce");
             assert!(
                 ar.contains(&format!(
-                    "if ((retval & 0xffffffff) == 0) {{ $gp = (uint64)({pid}); @gq[$gp] = $now; @gf[$gp] = (uint64)"
+                    "if ((retval & 0xffffffff) == 0) {{ $gp = {pid}; @gq[$gp] = $now; @gf[$gp] = (uint64)"
                 )),
                 "{ar}"
             );
             // An event recorded: its time; a query of it proves what came before that time.
             let rec = block(&s, "uretprobe:/lib/hip.so:hipEventRecord");
-            assert!(
-                rec.contains(&format!("@gm[(uint64)({pid}), (uint64)($e.1)] = $s;")),
-                "{rec}"
-            );
+            assert!(rec.contains(&format!("@gm[{pid}, $e.1] = $s;")), "{rec}");
             let q = block(&s, "uretprobe:/lib/hip.so:hipEventQuery");
-            assert!(q.contains("$gs = @gm[$gp, (uint64)($e.1)];"), "{q}");
+            assert!(q.contains("$gs = @gm[$gp, $e.1];"), "{q}");
             assert!(
                 q.contains("if (@gq[$gp] > $gd) { @gprog = $now; } @gd[$gp] = $gs;"),
                 "{q}"
@@ -380,9 +382,9 @@ mod tests {
             );
             let exit = block(&s, "tracepoint:sched:sched_process_exit");
             let close = if v == "0.17.0" {
-                "if (@gq[(uint64)$p] != 0) { @gq[(uint64)$p] = (uint64)0; @gf[(uint64)$p] = (uint64)0; }"
+                "if (@gq[$p] != 0) { @gq[$p] = (uint64)0; @gf[$p] = (uint64)0; }"
             } else {
-                "if (@gq[(uint64)$p] != 0) { delete(@gq[(uint64)$p]); delete(@gf[(uint64)$p]); }"
+                "if (@gq[$p] != 0) { delete(@gq[$p]); delete(@gf[$p]); }"
             };
             assert!(exit.contains(close), "{exit}");
             assert!(block(&s, "END").contains("clear(@gm);"));

@@ -76,7 +76,10 @@ pub(super) fn render(
             let _ = writeln!(
                 s,
                 "// Pack {} {} (variant for bpftrace \"{}\") on {}",
-                p.pack.name, p.pack.version, p.variant.range_text, p.library
+                p.pack.name,
+                p.pack.version,
+                p.variant.range_text,
+                p.libraries.join(", ")
             );
         }
     }
@@ -260,7 +263,10 @@ fn render_nested(s: &mut String, n: &PlannedNested, d: &Dialect, maps: &mut Vec<
     let _ = writeln!(
         s,
         "\n// {}: nested {} in {} -> capture {}",
-        n.pack.name, x.function, x.library, x.capture
+        n.pack.name,
+        x.function,
+        n.libraries.join(", "),
+        x.capture
     );
     let value_at_exit = if x.out {
         let pointee = x.ty.bpftrace_pointee().expect("checked in manifest");
@@ -268,7 +274,7 @@ fn render_nested(s: &mut String, n: &PlannedNested, d: &Dialect, maps: &mut Vec<
     } else {
         format!("{sm}[$t]")
     };
-    let _ = writeln!(s, "uprobe:{}:{}\n{{", n.library, x.function);
+    let _ = writeln!(s, "{}\n{{", attach("uprobe", &n.libraries, &x.function));
     let _ = writeln!(s, "\t$t = {};", d.tid);
     let _ = writeln!(
         s,
@@ -276,7 +282,7 @@ fn render_nested(s: &mut String, n: &PlannedNested, d: &Dialect, maps: &mut Vec<
         d.arg(x.index)
     );
     let _ = writeln!(s, "}}");
-    let _ = writeln!(s, "uretprobe:{}:{}\n{{", n.library, x.function);
+    let _ = writeln!(s, "{}\n{{", attach("uretprobe", &n.libraries, &x.function));
     let _ = writeln!(s, "\t$t = {};", d.tid);
     // Only inside the pack's call: elsewhere nothing was saved, and bpftrace 0.23 warns (into
     // the log, once per call) when a missing key is deleted.
@@ -286,14 +292,25 @@ fn render_nested(s: &mut String, n: &PlannedNested, d: &Dialect, maps: &mut Vec<
     } else {
         set
     };
-    let _ = writeln!(s, "\tif ({dm}[$t] > 1) {{ {set} delete({sm}[$t]); }}");
+    let del = d.spell.delete(&format!("{sm}[$t]"));
+    let _ = writeln!(s, "\tif ({dm}[$t] > 1) {{ {set} {del} }}");
     let _ = writeln!(s, "}}");
     for m in [sm, cm] {
         if !maps.contains(&m) {
             maps.push(m);
         }
     }
-    2
+    2 * n.libraries.len()
+}
+
+/// A probe's attach points: one per library file, in one block (`uprobe:/a:f,\nuprobe:/b:f`;
+/// bpftrace 0.17 to 0.27 accept a comma-separated list).
+fn attach(kind: &str, libraries: &[String], function: &str) -> String {
+    libraries
+        .iter()
+        .map(|l| format!("{kind}:{l}:{function}"))
+        .collect::<Vec<_>>()
+        .join(",\n")
 }
 
 /// The per-thread depth map of a pack whose calls are recorded outermost-only.
@@ -433,7 +450,7 @@ fn render_probe(s: &mut String, p: &Planned, cx: &mut Ctx, maps: &mut Vec<String
         body.extend(cx.st.keep_entry(id + 1, &saved, maps));
     }
     body.extend(capture_resets);
-    let _ = writeln!(s, "uprobe:{}:{f}\n{{", p.library);
+    let _ = writeln!(s, "{}\n{{", attach("uprobe", &p.libraries, f));
     let _ = writeln!(s, "\t$t = {};", d.tid);
     if let Some(g) = cx.hooks.and_then(|h| h.guard(d)) {
         let _ = writeln!(s, "\t{g}");
@@ -447,7 +464,7 @@ fn render_probe(s: &mut String, p: &Planned, cx: &mut Ctx, maps: &mut Vec<String
     write_guarded(s, entry_guard.as_deref(), &body);
     let _ = writeln!(s, "}}");
     if mode == ProbeMode::Entry {
-        return 1;
+        return p.libraries.len();
     }
 
     // Exit probe: one record with the entry time, the duration, every argument and the result.
@@ -471,7 +488,7 @@ fn render_probe(s: &mut String, p: &Planned, cx: &mut Ctx, maps: &mut Vec<String
         vals.push("retval".to_string());
     }
     // Format 2: the exit time, then the duration (the reader takes the start from them).
-    let mut fields = vec![NOW.to_string(), format!("{NOW} - $s")];
+    let mut fields = vec![NOW.to_string(), d.spell.elapsed(NOW, "$s")];
     fields.extend(vals);
     body.extend(emit(cx, id, &fields, at_once));
     if let (Some(pr), false) = (cx.progress.as_ref(), cx.learning) {
@@ -483,12 +500,12 @@ fn render_probe(s: &mut String, p: &Planned, cx: &mut Ctx, maps: &mut Vec<String
         };
         body.extend(pr.at_exit(&p.pack.name, f, id, &field));
     }
-    let _ = writeln!(s, "uretprobe:{}:{f}\n{{", p.library);
+    let _ = writeln!(s, "{}\n{{", attach("uretprobe", &p.libraries, f));
     let _ = writeln!(s, "\t$t = {};", d.tid);
     if let Some(g) = cx.hooks.and_then(|h| h.guard(d)) {
         let _ = writeln!(s, "\t{g}");
     }
     write_guarded(s, exit_guard.as_deref(), &body);
     let _ = writeln!(s, "}}");
-    2
+    2 * p.libraries.len()
 }

@@ -400,6 +400,7 @@ mod tests {
                     rule(Does::Record, &["record"], Some("stream"), Some("event")),
                     rule(Does::Wait, &["ssync"], Some("stream"), None),
                 ],
+                ..CompletionSpec::default()
             },
         )]
     }

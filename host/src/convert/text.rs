@@ -380,7 +380,7 @@ fn shown(c: &Call, key: u32, value: u64) -> bool {
         n == key
             && match v {
                 V::Hex(x) | V::UInt(x) | V::Code(x) => x == value,
-                V::Int(x) => x as u64 == value,
+                V::Int(x) | V::Enum { raw: x, .. } => x as u64 == value,
                 _ => false,
             }
     })

@@ -154,13 +154,17 @@ pub fn empty_event() -> Event {
 fn typed(f: &FieldPlan, raw: u64) -> Value {
     if let Some(table) = &f.enum_values {
         let v = raw as i64;
-        return match table.get(&v) {
-            Some(name) => Value::Enum {
-                raw: v,
-                name: RStr::from_str(name),
-            },
-            None => Value::Int(v),
-        };
+        match table.get(&v) {
+            Some(name) => {
+                return Value::Enum {
+                    raw: v,
+                    name: RStr::from_str(name),
+                }
+            }
+            // A handle's table names its special values only; any other is the handle.
+            None if f.ty == FieldType::Ptr => {}
+            None => return Value::Int(v),
+        }
     }
     match f.ty {
         t if t.signed() => Value::Int(raw as i64),

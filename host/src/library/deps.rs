@@ -13,7 +13,12 @@ use object::read::elf::{Dyn, FileHeader};
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Deps {
     pub needed: Vec<String>,
+    /// The folders of DT_RUNPATH, or of DT_RPATH when the file has no DT_RUNPATH (the
+    /// dynamic linker ignores DT_RPATH beside a DT_RUNPATH), `$ORIGIN` replaced.
     pub runpath: Vec<PathBuf>,
+    /// `runpath` came from DT_RPATH: searched before `$LD_LIBRARY_PATH`, and also for what
+    /// the libraries this file loads need (crate::library::job follows it).
+    pub old_rpath: bool,
     /// DT_SONAME: a shared library has one, an executable none.
     pub soname: Option<String>,
 }
@@ -32,6 +37,7 @@ pub fn read(path: &Path) -> Result<Deps, String> {
     let strings = sections.strings(endian, data, link).map_err(err)?;
     let origin = path.parent().unwrap_or(Path::new("/"));
     let mut deps = Deps::default();
+    let mut rpath = Vec::new();
     for d in dynamic {
         let tag = d.tag32(endian).unwrap_or(0);
         if ![
@@ -53,12 +59,21 @@ pub fn read(path: &Path) -> Result<Deps, String> {
         } else if tag == elf::DT_SONAME {
             deps.soname = Some(s.into_owned());
         } else {
+            let into = if tag == elf::DT_RUNPATH {
+                &mut deps.runpath
+            } else {
+                &mut rpath
+            };
             for dir in s.split(':').filter(|d| !d.is_empty()) {
                 let dir = dir.replace("${ORIGIN}", "$ORIGIN");
                 let dir = dir.replace("$ORIGIN", &origin.to_string_lossy());
-                deps.runpath.push(PathBuf::from(dir));
+                into.push(PathBuf::from(dir));
             }
         }
+    }
+    if deps.runpath.is_empty() && !rpath.is_empty() {
+        deps.runpath = rpath;
+        deps.old_rpath = true;
     }
     Ok(deps)
 }

@@ -1,7 +1,11 @@
 //! Finding the library a pack probes, and which functions it exports.
 
 pub mod deps;
+pub mod job;
 pub(crate) mod mapped;
+pub mod search;
+#[cfg(test)]
+mod search_tests;
 pub mod symbols;
 pub mod version;
 
@@ -10,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::pack::Pack;
+pub use search::{find_all, Copies, Search};
 
 /// `--lib NAME=/path` overrides, by pack name or by library file name (soname).
 pub type LibOverrides = BTreeMap<String, PathBuf>;
@@ -37,46 +42,109 @@ pub fn parse_override(s: &str) -> Result<(String, PathBuf), String> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Found {
     pub path: PathBuf,
-    pub how: &'static str,
+    /// For messages: `ldconfig`, `--lib`, `ROCm install /opt/rocm-7.2.4`, `the command ./prog
+    /// loads it: prog NEEDs libamdhip64.so.5, found through its runpath (/x)`.
+    pub how: String,
 }
 
-/// Finds the library `soname` that a pack's call reaches inside `caller` (a `[[nested]]`
-/// probe): a `--lib SONAME=` override, the file `caller`'s runpath loads, else ldconfig's.
+/// Finds the library that a pack's call reaches inside `caller` (a `[[nested]]` probe on the
+/// library `soname`), as the dynamic linker would load it for `caller`:
+/// 1. a `--lib SONAME=` override (the nested `library` name, or the name `caller` NEEDs);
+/// 2. the file `caller` NEEDs of the same base name (`libamdhip64.so.7` for a nested
+///    `libamdhip64.so.5`: RCCL 7.2 NEEDs HIP 7), else `soname` itself, looked for through
+///    `caller`'s runpath (or rpath),
+/// 3. then ldconfig's cache,
+/// 4. then the search folders of crate::library::search (`$ROCM_PATH`, `/opt/rocm*`, the
+///    standard folders, Python environments),
+/// 5. then, last, `caller`'s own folder. The dynamic linker does not look there for a library
+///    without a runpath; but a library found outside ldconfig's folders usually comes with its
+///    own system root (a sysroot, a container image, a Debian root such as
+///    /var/cache/bthost/sid) whose ldconfig would find its neighbour there. From the host,
+///    the neighbour is the best guess of that root's file, and a better one than a file of
+///    another major version elsewhere.
+///
+/// Running as root, a file another user could change is refused (crate::registry::trust).
 pub fn find_nested(
     soname: &str,
     caller: &Path,
     overrides: &LibOverrides,
-    cache: &LdCache,
+    search: &search::Search,
 ) -> Result<Found, String> {
-    if let Some(p) = overrides.get(soname) {
-        let abs =
-            std::fs::canonicalize(p).map_err(|e| format!("--lib {soname}={}: {e}", p.display()))?;
-        return Ok(Found {
-            path: abs,
-            how: "--lib",
-        });
+    let caller_deps = deps::read(caller).unwrap_or_default();
+    let base = search::base_name(soname);
+    let needed = caller_deps
+        .needed
+        .iter()
+        .find(|n| n.as_str() == soname)
+        .or_else(|| {
+            caller_deps
+                .needed
+                .iter()
+                .find(|n| search::base_name(n) == base)
+        })
+        .cloned();
+    let name = needed.clone().unwrap_or_else(|| soname.to_string());
+    for key in [soname, name.as_str()] {
+        if let Some(p) = overrides.get(key) {
+            let abs = std::fs::canonicalize(p)
+                .map_err(|e| format!("--lib {key}={}: {e}", p.display()))?;
+            return Ok(Found {
+                path: abs,
+                how: "--lib".into(),
+            });
+        }
     }
-    if let Some(p) = deps::resolve_from(caller, soname) {
+    let said = if name == soname {
+        String::new()
+    } else {
+        format!(", for the {name} the pack's library NEEDs")
+    };
+    let mut cands: Vec<(PathBuf, String)> = Vec::new();
+    for d in &caller_deps.runpath {
+        cands.push((
+            d.join(&name),
+            format!("runpath of the pack's library{said}"),
+        ));
+    }
+    if let Some(p) = search.cache.lookup(&name) {
+        cands.push((p.to_path_buf(), format!("ldconfig{said}")));
+    }
+    for (d, how) in search.dirs() {
+        cands.push((d.join(&name), format!("{how}{said}")));
+    }
+    if let Some(d) = caller.parent() {
+        cands.push((
+            d.join(&name),
+            format!("beside the pack's library (it has no runpath, and ldconfig here does not know {name}){said}"),
+        ));
+    }
+    let mut refused = Vec::new();
+    for (p, how) in cands {
+        if !p.is_file() {
+            continue;
+        }
+        if let Some(why) = search.untrusted(&p) {
+            refused.push(format!("{} ({how}): {why}", p.display()));
+            continue;
+        }
         let abs = std::fs::canonicalize(&p).unwrap_or(p);
-        return Ok(Found {
-            path: abs,
-            how: "runpath of the pack's library",
-        });
+        match search::probe_path(&abs) {
+            Ok(path) => return Ok(Found { path, how }),
+            Err(why) => refused.push(format!("{} ({how}): {why}", abs.display())),
+        }
     }
-    if let Some(p) = cache.lookup(soname) {
-        return Ok(Found {
-            path: p.to_path_buf(),
-            how: "ldconfig",
-        });
-    }
-    Err(format!(
-        "library {soname} (called by {}) not found: give --lib {soname}=/path",
+    let mut msg = format!(
+        "library {name} (called by {}) not found: give --lib {name}=/path",
         caller.display()
-    ))
+    );
+    for r in refused {
+        msg.push_str(&format!("; skipped {r}"));
+    }
+    Err(msg)
 }
 
 /// The dynamic linker's cache (`ldconfig -p`), read once.
-#[derive(Default, Debug)]
+#[derive(Clone, Default, Debug)]
 pub struct LdCache {
     entries: Vec<(String, PathBuf)>,
 }
@@ -116,54 +184,11 @@ impl LdCache {
     }
 }
 
-const FALLBACK_DIRS: &[&str] = &[
-    "/opt/rocm/lib",
-    "/usr/lib/x86_64-linux-gnu",
-    "/lib/x86_64-linux-gnu",
-    "/usr/lib64",
-    "/usr/local/lib",
-];
-
-/// Finds `pack`'s library: the `--lib` override, then ldconfig's cache, then common folders.
+/// Finds `pack`'s library: the preferred of its copies (crate::library::search::find_all).
 pub fn find(pack: &Pack, overrides: &LibOverrides, cache: &LdCache) -> Result<Found, String> {
-    if let Some(p) = overrides.get(&pack.name) {
-        if !p.is_file() {
-            return Err(format!("--lib {}={}: no such file", pack.name, p.display()));
-        }
-        let abs = std::fs::canonicalize(p).map_err(|e| format!("{}: {e}", p.display()))?;
-        return Ok(Found {
-            path: abs,
-            how: "--lib",
-        });
-    }
-    let names = std::iter::once(&pack.library.soname).chain(pack.library.also.iter());
-    for name in names.clone() {
-        if let Some(p) = cache.lookup(name) {
-            return Ok(Found {
-                path: p.to_path_buf(),
-                how: "ldconfig",
-            });
-        }
-    }
-    for name in names {
-        for dir in FALLBACK_DIRS {
-            let p = Path::new(dir).join(name);
-            if p.is_file() {
-                return Ok(Found {
-                    path: p,
-                    how: "search path",
-                });
-            }
-        }
-    }
-    Err(format!(
-        "library {} of pack {} not found (ldconfig -p, {}); install it or give --lib {}=/path/to/{}",
-        pack.library.soname,
-        pack.name,
-        FALLBACK_DIRS.join(", "),
-        pack.name,
-        pack.library.soname
-    ))
+    let search = search::Search::standard_with(cache.clone());
+    let mut copies = search::find_all(pack, overrides, &search)?;
+    Ok(copies.found.remove(0))
 }
 
 #[cfg(test)]

@@ -72,3 +72,39 @@ pub fn functions(path: &Path) -> Result<Functions, String> {
     f.zero_size.retain(|n| !sized.contains(n));
     Ok(f)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// HIP exports every function with a symbol version (`hipMalloc@@hip_4.2`, from HIP 6
+    /// `hipGetDevicePropertiesR0600@@hip_6.0`): the version lives in .gnu.version, not in the
+    /// name, so the functions are known by their plain names, which bpftrace attaches by.
+    #[test]
+    fn versioned_symbols_are_known_by_their_plain_names() {
+        let sid = "/var/cache/bthost/sid/usr/lib/x86_64-linux-gnu";
+        let libs = [
+            ("/lib/x86_64-linux-gnu/libamdhip64.so.5".to_string(), false),
+            (format!("{sid}/libamdhip64.so.6"), true),
+            (format!("{sid}/libamdhip64.so.7"), true),
+        ];
+        let mut checked = 0;
+        for (lib, six) in &libs {
+            let path = Path::new(lib);
+            if !path.exists() {
+                continue; // the conformance tests require them
+            }
+            let f = functions(path).unwrap();
+            assert!(f.probeable("hipMalloc"), "{lib}");
+            assert!(f.probeable("hipGetDeviceProperties"), "{lib}");
+            assert_eq!(f.probeable("hipGetDevicePropertiesR0600"), *six, "{lib}");
+            assert_eq!(f.probeable("hipEventRecord_spt"), *six, "{lib}");
+            assert!(
+                f.sized.iter().chain(&f.zero_size).all(|n| !n.contains('@')),
+                "{lib}: a name with its version"
+            );
+            checked += 1;
+        }
+        eprintln!("checked {checked} HIP runtimes");
+    }
+}

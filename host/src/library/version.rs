@@ -7,7 +7,8 @@
 //!   `libamdhip64.so.5.2.21153` is 5.2.21153; `libcudart.so.12` (a soname only) is 12, said as
 //!   "major only" and read as 12.0.0, so a range like `>=12` matches it and `>=12.4` does not.
 //! - `text:PREFIX`: the first version printed after PREFIX in the file's bytes (NCCL carries
-//!   `NCCL version 2.32.3+cuda12.9`).
+//!   `NCCL version 2.32.3+cuda12.9`), a colon between allowed (RCCL from ROCm 6.3 carries
+//!   `RCCL version : 2.27.7`, with or without a `-<hash>` after).
 
 use std::fmt;
 use std::path::Path;
@@ -86,7 +87,14 @@ fn from_text(path: &Path, prefix: &str) -> Option<LibVersion> {
     let mut from = 0;
     // The prefix may also appear in messages ("NCCL version %s"): take the first with numbers.
     while let Some(i) = memchr::memmem::find(&bytes[from..], prefix.as_bytes()) {
-        let start = from + i + prefix.len();
+        let after = from + i + prefix.len();
+        // Some releases put a colon between ("RCCL version : 2.27.7-2dfe7f9", ROCm 6.3 on).
+        let start = after
+            + bytes[after..]
+                .iter()
+                .take(4)
+                .take_while(|b| b" :".contains(b))
+                .count();
         let end = bytes[start..]
             .iter()
             .take(32)
@@ -97,7 +105,10 @@ fn from_text(path: &Path, prefix: &str) -> Option<LibVersion> {
             if parts >= 2 {
                 return Some(LibVersion {
                     version,
-                    how: format!("from the text \"{prefix}{text}\" in the file"),
+                    how: format!(
+                        "from the text \"{prefix}{}{text}\" in the file",
+                        String::from_utf8_lossy(&bytes[after..start])
+                    ),
                 });
             }
         }
@@ -184,6 +195,41 @@ mod tests {
         assert_eq!(m.version, Version::new(12, 0, 0));
         assert!(m.how.ends_with("major only"));
         assert_eq!(read(&dir.join("libbaz.so"), &[Source::File]), None);
+        // RCCL from ROCm 6.3: a colon, and the commit after the version.
+        let rccl = dir.join("librccl.so.1.0");
+        std::fs::write(&rccl, b"RCCL version %s\0RCCL version : 2.24.3-7a84c52\n").unwrap();
+        let r = read(&rccl, &[Source::Text("RCCL version ".into())]).unwrap();
+        assert_eq!(r.version, Version::new(2, 24, 3));
+        assert_eq!(
+            r.how,
+            "from the text \"RCCL version : 2.24.3-7a84c52\" in the file"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The real RCCLs the tests use: Debian 13's 5.4.3 (NCCL API 2.13.4) and sid's 7.2.4 (NCCL
+    /// API 2.27.7, which also carries "RCCL version : 2.27.7"), read as the rccl pack reads
+    /// them. A file that is absent is skipped here: the conformance tests require them.
+    #[test]
+    fn the_real_rccl_versions() {
+        let prefix = [Source::Text("RCCL version ".into())];
+        for (path, want) in [
+            (
+                "/var/cache/bthost/librccl/usr/lib/x86_64-linux-gnu/librccl.so.1",
+                Version::new(2, 13, 4),
+            ),
+            (
+                "/var/cache/bthost/sid/usr/lib/x86_64-linux-gnu/librccl.so.1",
+                Version::new(2, 27, 7),
+            ),
+        ] {
+            let path = Path::new(path);
+            if !path.exists() {
+                eprintln!("{} is absent: not checked here", path.display());
+                continue;
+            }
+            let v = read(path, &prefix).unwrap_or_else(|| panic!("{}: no version", path.display()));
+            assert_eq!(v.version, want, "{}: {}", path.display(), v.how);
+        }
     }
 }

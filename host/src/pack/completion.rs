@@ -4,7 +4,10 @@
 //! the work is done only from a later call that waits for it or asks about it. The section says
 //! which calls create queues, enqueue on them, mark a point on them (an event), make one queue
 //! wait for another's mark, wait for or query a queue, a mark or every queue, and which return
-//! values mean "done" and "not yet".
+//! values mean "done" and "not yet"; and which queue values are special handles: other names
+//! of the null queue (hipStreamLegacy), the calling thread's own default queue
+//! (hipStreamPerThread), and the calls in which the null value means that thread's queue (HIP's
+//! `_spt` forms).
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -72,6 +75,9 @@ pub struct Rule {
     /// Create: the field with the queue's flags, and the bit that makes it non-blocking.
     pub flags: Option<String>,
     pub nonblocking: u64,
+    /// In these calls the null queue value 0 (or no queue: a synchronous copy) is the calling
+    /// thread's default queue (HIP's `_spt` forms, hipMemcpy_spt).
+    pub null_is_per_thread: bool,
 }
 
 impl Rule {
@@ -85,6 +91,7 @@ impl Rule {
             scope: None,
             flags: None,
             nonblocking: 0,
+            null_is_per_thread: false,
         }
     }
 }
@@ -96,6 +103,11 @@ pub struct CompletionSpec {
     pub done: Vec<i64>,
     /// Return values of a query that mean "not yet".
     pub not_ready: Vec<i64>,
+    /// Queue values that name the null queue too (hipStreamLegacy, 1).
+    pub null: Vec<u64>,
+    /// Queue values that name the calling thread's default queue (hipStreamPerThread, 2): a
+    /// queue of its own per thread, which synchronises with the null queue.
+    pub per_thread: Vec<u64>,
     pub rules: Vec<Rule>,
 }
 
@@ -106,6 +118,10 @@ pub(super) struct RawCompletion {
     done: Vec<i64>,
     #[serde(default)]
     not_ready: Vec<i64>,
+    #[serde(default)]
+    null: Vec<Spanned<u64>>,
+    #[serde(default)]
+    per_thread: Vec<Spanned<u64>>,
     #[serde(default, rename = "rule")]
     rules: Vec<RawRule>,
 }
@@ -121,6 +137,8 @@ pub(super) struct RawRule {
     flags: Option<Spanned<String>>,
     #[serde(default)]
     nonblocking: u64,
+    #[serde(default)]
+    null_is_per_thread: bool,
 }
 
 /// What the checks need to know of the pack: for a function, the names of its probe's fields
@@ -185,14 +203,23 @@ pub(super) fn resolve(
                 "needs `queue` and `marker`",
                 has(&r.queue) && has(&r.marker),
             )?,
-            Does::Wait | Does::Query => need(
-                "needs one of `queue`, `marker` or `scope`",
-                [has(&r.queue), has(&r.marker), scope.is_some()]
+            Does::Wait | Does::Query => {
+                let objects = [has(&r.queue), has(&r.marker), scope.is_some()]
                     .iter()
                     .filter(|x| **x)
-                    .count()
-                    == 1,
-            )?,
+                    .count();
+                // With `null_is_per_thread` and none: the calling thread's default queue.
+                need(
+                    "needs one of `queue`, `marker` or `scope` (or none, with `null_is_per_thread`: the calling thread's default queue)",
+                    objects == 1 || (objects == 0 && r.null_is_per_thread),
+                )?;
+                if r.null_is_per_thread && objects == 1 && !has(&r.queue) {
+                    need(
+                        "with `null_is_per_thread` takes a `queue` (or none), not a `marker` or `scope`",
+                        false,
+                    )?;
+                }
+            }
             Does::Ran => need("needs `marker`", has(&r.marker))?,
         }
         if scope.is_some() && !matches!(does, Does::Wait | Does::Query) {
@@ -200,6 +227,12 @@ pub(super) fn resolve(
         }
         if (r.flags.is_some() || r.nonblocking != 0) && does != Does::Create {
             need("takes no `flags` or `nonblocking`", false)?;
+        }
+        if r.null_is_per_thread && matches!(does, Does::Create | Does::Ran) {
+            need(
+                "takes no `null_is_per_thread` (it names no queue of the call's thread)",
+                false,
+            )?;
         }
         if r.calls.is_empty() {
             return Err((r.does.span(), "[[completion.rule]] lists no `calls`".into()));
@@ -239,7 +272,21 @@ pub(super) fn resolve(
             scope,
             flags: r.flags.as_ref().map(|s| s.get_ref().clone()),
             nonblocking: r.nonblocking,
+            null_is_per_thread: r.null_is_per_thread,
         });
+    }
+    if let Some(v) = raw
+        .per_thread
+        .iter()
+        .find(|v| raw.null.iter().any(|n| n.get_ref() == v.get_ref()))
+    {
+        return Err((
+            v.span(),
+            format!(
+                "[completion] queue value {} is in both `null` and `per_thread`",
+                v.get_ref()
+            ),
+        ));
     }
     Ok(CompletionSpec {
         done: if raw.done.is_empty() {
@@ -248,6 +295,8 @@ pub(super) fn resolve(
             raw.done.clone()
         },
         not_ready: raw.not_ready.clone(),
+        null: raw.null.iter().map(|v| *v.get_ref()).collect(),
+        per_thread: raw.per_thread.iter().map(|v| *v.get_ref()).collect(),
         rules,
     })
 }

@@ -119,6 +119,13 @@ struct RawVariant {
     library: Option<Spanned<String>>,
     #[serde(default)]
     fragments: Vec<Spanned<String>>,
+    /// Whether a test has run this range (false: the code follows bpftrace's documentation).
+    #[serde(default = "yes")]
+    tested: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -487,6 +494,7 @@ pub fn parse_with(
             range_text: v.bpftrace.get_ref().clone(),
             library: lib_range(&v.library)?,
             fragments,
+            tested: v.tested,
         });
     }
 
@@ -673,8 +681,11 @@ fn enum_ref(
             format!("enum {name:?} has no [enums.{name}] table"),
         );
     }
-    if !ty.is_integer() {
-        return cx.err(e.span(), format!("an enum needs an integer type, not {ty}"));
+    if !ty.takes_enum() {
+        return cx.err(
+            e.span(),
+            format!("an enum needs an integer type (or ptr, to name special handles), not {ty}"),
+        );
     }
     Ok(Some(name))
 }

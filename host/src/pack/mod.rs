@@ -125,6 +125,9 @@ pub struct Variant {
     pub range_text: String,
     pub library: Option<LibRange>,
     pub fragments: Vec<Fragment>,
+    /// Whether a test has run this range (`tested = false`: written from bpftrace's CHANGELOG
+    /// alone, as for 0.24-0.26, which no package this project can reach ships).
+    pub tested: bool,
 }
 
 impl Variant {

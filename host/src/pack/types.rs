@@ -93,7 +93,13 @@ impl FieldType {
         )
     }
 
-    /// Whether an `enum` table may name its values.
+    /// Whether an `enum` table may name its values: an integer's, or a handle's special values
+    /// (`ptr`: hipStreamPerThread is the stream `(hipStream_t)2`; other handles show as hex).
+    pub fn takes_enum(self) -> bool {
+        self.is_integer() || self == FieldType::Ptr
+    }
+
+    /// Whether the type is an integer (signed, unsigned or a size).
     pub fn is_integer(self) -> bool {
         !matches!(
             self,

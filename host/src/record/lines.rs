@@ -74,6 +74,8 @@ enum Span {
 #[derive(Debug)]
 pub struct Finished {
     pub lines: u64,
+    /// Threads that wrote a record (their `T` lines): 0 is a log without records.
+    pub threads: u64,
     pub keeper: MapsKeeper,
     /// Records per thread, as stored lines in the log.
     pub stored: HashMap<u32, u64>,
@@ -91,6 +93,7 @@ pub struct Router {
     span: Span,
     status: Status,
     lines: u64,
+    threads: u64,
     /// Flight recorder: each thread's newest record written by an earlier dump, and by this one.
     ring_written: HashMap<u32, u64>,
     ring_dump: HashMap<u32, u64>,
@@ -144,6 +147,7 @@ impl Router {
             span: Span::None,
             status: Status::default(),
             lines: 0,
+            threads: 0,
             ring_written: HashMap::new(),
             ring_dump: HashMap::new(),
             entries_before: HashSet::new(),
@@ -196,6 +200,7 @@ impl Router {
         if let Some(keeper) = self.keeper.take() {
             let _ = self.tx.send(Seen::Finished(Box::new(Finished {
                 lines: self.lines,
+                threads: self.threads,
                 keeper,
                 stored: std::mem::take(&mut self.stored),
                 seqs: std::mem::take(&mut self.seqs),
@@ -212,6 +217,7 @@ impl Router {
             return self.map_line(l);
         }
         if l.starts_with(b"T ") {
+            self.threads += 1;
             // A thread's first record: its process's map is copied (once per new thread).
             if let Some(pid) = control_arg(l, 1) {
                 self.take_maps(pid as u32);

@@ -71,6 +71,13 @@ impl MapsKeeper {
         self.files.len()
     }
 
+    /// The maps copied by this recording, by pid: each line once.
+    pub fn copied(&self) -> impl Iterator<Item = (u32, &[String])> {
+        self.files
+            .iter()
+            .map(|(p, (lines, _))| (*p, lines.as_slice()))
+    }
+
     /// Takes a snapshot of `pid`'s map; rewrites its file if it has new lines. False if the
     /// process has gone.
     pub fn snapshot(&mut self, pid: u32) -> bool {

@@ -20,6 +20,7 @@ pub mod cost;
 pub mod dump;
 mod hang;
 mod lines;
+mod loads;
 mod maps;
 mod pids;
 mod runner;
@@ -41,6 +42,7 @@ use crate::bpftrace::Dialect;
 use crate::commands::build::{self, BuildOptions};
 use crate::compose::emit::Emit;
 use crate::compose::hooks::Hooks;
+use crate::library::job::Job;
 use crate::registry::Registry;
 use crate::safe_out::OutDir;
 use lines::{Router, Seen, FINAL_DUMP};
@@ -265,8 +267,27 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
         map_keys: Some(map_keys),
         perf_rb_pages: opts.perf_rb_pages,
     };
-    let built = build::build(reg, &bo)?;
+    // The job, when it is known, decides which copy of each pack's library is probed
+    // (crate::library::job): the command's program, or the processes of --pid.
+    let job = match (opts.command.first(), opts.pids.is_empty(), opts.announced) {
+        (Some(prog), true, None) => Job::Command(prog.clone()),
+        (None, false, None) => Job::Pids(opts.pids.clone()),
+        _ => Job::Unknown,
+    };
+    let built = build::build_for(reg, &bo, &job)?;
     build::warn_left_out(&built);
+    let probed = probed_files(reg, &built);
+    let bases: Vec<String> = probed.iter().flat_map(|p| p.bases.clone()).collect();
+    // Which copies the traced processes load (announced processes are not known to record:
+    // only the maps it keeps tell).
+    let watch = match (opts.announced, opts.pids.is_empty()) {
+        (Some(_), _) => None,
+        (None, true) => Some(loads::Watch::start(bases.clone(), loads::Scope::All)),
+        (None, false) => Some(loads::Watch::start(
+            bases.clone(),
+            loads::Scope::Tree(opts.pids.clone()),
+        )),
+    };
     let script_name = format!("{log_name}.bt");
     build::write_in(&built, &dir, &script_name)?;
     let script = dir.path().join(&script_name);
@@ -364,17 +385,27 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
             let mut cmd = Command::new(prog);
             cmd.args(&opts.command[1..]);
             // With a filter, the command is traced too: it says so itself, before its exec.
+            // Its map is copied before it exits, records or not: which copy of each pack's
+            // library it loaded is said at the stop (crate::record::loads).
             let filtering = !opts.pids.is_empty() || opts.announced.is_some();
-            if let (Some(c), true) = (chan, filtering) {
-                // SAFETY: the sentinel call and getpid are async-signal-safe.
+            if let Some(c) = chan {
+                // SAFETY: the sentinel calls and getpid are async-signal-safe.
                 unsafe {
                     cmd.pre_exec(move || {
-                        c.trace_pid(libc::getpid() as u32);
+                        let pid = libc::getpid() as u32;
+                        if filtering {
+                            c.trace_pid(pid);
+                        }
+                        c.maps_wanted(pid);
                         Ok(())
                     });
                 }
             }
-            Some(cmd.spawn().with_context(|| format!("cannot run {prog}"))?)
+            let child = cmd.spawn().with_context(|| format!("cannot run {prog}"))?;
+            if let Some(w) = &watch {
+                w.add_root(child.id());
+            }
+            Some(child)
         }
     };
 
@@ -434,6 +465,11 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
         unsafe { libc::kill(*pid as i32, libc::SIGCONT) };
     }
     let detaching = t.running();
+    let mut loaded = watch.map(loads::Watch::finish).unwrap_or_default();
+    for (pid, files) in loads::from_keeper(&fin.keeper, &bases) {
+        loaded.entry(pid).or_default().extend(files);
+    }
+    say_other_copies(&loaded, &probed, fin.threads);
     // A command still running after a stop (Ctrl-C, --duration) is left running.
     let command_status = match (command_status, child.as_mut()) {
         (Some(s), _) => Some(s),
@@ -556,4 +592,66 @@ fn hang_reasons(why: &[hang::Reason], after: Duration, names: &HashMap<u32, Stri
         })
         .collect();
     said.join("; ")
+}
+
+/// Each pack's probed files, as record compares them with what the processes loaded.
+fn probed_files(reg: &Registry, built: &crate::compose::Built) -> Vec<loads::Probed> {
+    built
+        .libraries
+        .iter()
+        .filter_map(|(pack, choice)| {
+            let p = &reg.entries.get(pack)?.pack;
+            Some(loads::Probed {
+                pack: pack.clone(),
+                bases: crate::library::search::pack_bases(p),
+                names: std::iter::once(&p.library.soname)
+                    .chain(p.library.also.iter())
+                    .cloned()
+                    .collect(),
+                files: choice.probed.iter().map(|f| f.path.clone()).collect(),
+            })
+        })
+        .collect()
+}
+
+/// Says which processes loaded another copy of a pack's library than the ones probed (their
+/// calls were not seen), and why a log has no record: never "0 records" without a word why.
+fn say_other_copies(loaded: &loads::Loaded, probed: &[loads::Probed], threads: u64) {
+    let other = loads::mismatches(loaded, probed);
+    for m in &other {
+        eprintln!("{}", m.message());
+    }
+    if threads > 0 {
+        return;
+    }
+    let on: Vec<String> = probed
+        .iter()
+        .map(|p| {
+            let files: Vec<String> = p.files.iter().map(|f| f.display().to_string()).collect();
+            format!("{} on {}", p.pack, files.join(" and "))
+        })
+        .collect();
+    if !other.is_empty() {
+        eprintln!(
+            "bthost: warning: the log has 0 records: the traced processes loaded other copies of \
+             the libraries than the ones probed ({}), as said above",
+            on.join("; ")
+        );
+    } else if loaded.is_empty() {
+        eprintln!(
+            "bthost: warning: the log has 0 records: no traced process was seen loading the \
+             packs' libraries (the probes were: {}); does the job use them, or load them from \
+             a copy this machine's search does not find (--lib PACK=PATH, --python PY)?",
+            on.join("; ")
+        );
+    } else {
+        let pids: Vec<String> = loaded.keys().take(8).map(|p| p.to_string()).collect();
+        eprintln!(
+            "bthost: warning: the log has 0 records: {} {} loaded the probed files ({}), but \
+             called none of the probed functions while tracing ran",
+            if loaded.len() == 1 { "pid" } else { "pids" },
+            pids.join(", "),
+            on.join("; ")
+        );
+    }
 }

@@ -146,18 +146,55 @@ pub fn raise_memlock() {
     }
 }
 
-/// Passes bpftrace's stderr on, line by line. bpftrace always tries to lift RLIMIT_MEMLOCK to
-/// infinity and says ERROR (0.17) or WARNING (0.23) when it cannot; on a kernel that charges
-/// BPF memory to the cgroup that limit does not apply, and the line is dropped.
+/// What record does with a line bpftrace writes about the machine rather than the script.
+#[derive(Debug, PartialEq, Eq)]
+enum MachineLine {
+    /// Passed on as it is.
+    Pass,
+    /// Not shown: record says the same, or it does not apply.
+    Drop,
+    /// Said once, in record's words.
+    Note(&'static str),
+}
+
+/// bpftrace always tries to lift RLIMIT_MEMLOCK to infinity and says ERROR (0.17) or WARNING
+/// (0.23, 0.27) when it cannot; on a kernel that charges BPF memory to the cgroup that limit
+/// does not apply, and the line is dropped. 0.27 warns at every start when the kernel
+/// keeps `available_filter_functions` from it (lockdown; seen on this project's VMs), which
+/// only matters for kernel function probes.
+fn classify(line: &str, memcg_charged: bool) -> MachineLine {
+    if line.contains("couldn't set RLIMIT_MEMLOCK") && memcg_charged {
+        MachineLine::Drop
+    } else if line.contains("available_filter_functions") {
+        MachineLine::Note(
+            "bthost: note: bpftrace cannot read /sys/kernel/tracing/available_filter_functions (kernel lockdown, or no ftrace): \
+             it only guards kernel function probes; bthost's uprobes and tracepoints are not affected",
+        )
+    } else {
+        MachineLine::Pass
+    }
+}
+
+/// Passes bpftrace's stderr on, line by line, but for what [`classify`] keeps off the
+/// terminal.
 pub fn pass_stderr(child: &mut Child) -> std::thread::JoinHandle<Vec<String>> {
     let err = child.stderr.take().expect("piped");
-    let drop_memlock = memcg_charged();
+    let charged = memcg_charged();
     std::thread::spawn(move || {
         let mut kept = Vec::new();
+        let mut noted = Vec::new();
         for line in BufReader::new(err).lines() {
             let Ok(line) = line else { break };
-            if drop_memlock && line.contains("couldn't set RLIMIT_MEMLOCK") {
-                continue;
+            match classify(&line, charged) {
+                MachineLine::Drop => continue,
+                MachineLine::Note(n) => {
+                    if !noted.contains(&n) {
+                        noted.push(n);
+                        eprintln!("{n}");
+                    }
+                    continue;
+                }
+                MachineLine::Pass => {}
             }
             eprintln!("{line}");
             if kept.len() < 50 {
@@ -170,6 +207,24 @@ pub fn pass_stderr(child: &mut Child) -> std::thread::JoinHandle<Vec<String>> {
 
 #[cfg(test)]
 mod tests {
+    use super::{classify, MachineLine};
+
+    #[test]
+    fn lines_about_the_machine() {
+        let memlock = "WARNING: Unknown error -1: couldn't set RLIMIT_MEMLOCK for bpftrace. If your program is not loading, you can try \"ulimit -l 8192\" to fix the problem";
+        assert_eq!(classify(memlock, true), MachineLine::Drop);
+        assert_eq!(classify(memlock, false), MachineLine::Pass);
+        assert_eq!(classify("Attached 168 probes", true), MachineLine::Pass);
+        assert!(matches!(
+            classify("WARNING: Could not read functions from /sys/kernel/tracing/available_filter_functions. If this is expected, use --traceable-functions", true),
+            MachineLine::Note(_)
+        ));
+        assert_eq!(
+            classify("ERROR: Could not resolve symbol: /x:hipFoo", true),
+            MachineLine::Pass
+        );
+    }
+
     #[test]
     fn kernels_that_charge_bpf_memory_to_the_cgroup() {
         for (r, yes) in [

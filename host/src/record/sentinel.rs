@@ -56,8 +56,16 @@ pub extern "C" fn bthost_trace_pid(token: u64, pid: u64) -> u64 {
         .wrapping_add(7)
 }
 
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn bthost_maps_wanted(token: u64, pid: u64) -> u64 {
+    black_box(token)
+        .wrapping_add(black_box(pid))
+        .wrapping_add(8)
+}
+
 /// Every sentinel, so that none is dropped from the binary and all can be checked present.
-pub const ALL: [&str; 7] = [
+pub const ALL: [&str; 8] = [
     names::ATTACHED,
     names::BARRIER,
     names::DRAIN,
@@ -65,6 +73,7 @@ pub const ALL: [&str; 7] = [
     names::STATUS,
     names::MAPS_TAKEN,
     names::TRACE_PID,
+    names::MAPS_WANTED,
 ];
 
 /// The channel to one recorder's script.
@@ -96,6 +105,10 @@ impl Channel {
     /// Trace `pid` too (with a pid filter); safe between fork and exec.
     pub fn trace_pid(&self, pid: u32) {
         bthost_trace_pid(self.token, u64::from(pid));
+    }
+    /// Copy `pid`'s memory map before it exits; safe between fork and exec.
+    pub fn maps_wanted(&self, pid: u32) {
+        bthost_maps_wanted(self.token, u64::from(pid));
     }
 }
 

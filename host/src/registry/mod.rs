@@ -48,12 +48,14 @@ impl SearchPaths {
             .ok()
             .and_then(|e| e.parent().map(Path::to_path_buf))
         {
-            // target/<profile>/bthost (or target/<profile>/deps/<test>) in the source tree.
-            if let Some(root) = exe_dir
-                .ancestors()
-                .take(4)
-                .find(|d| d.join("packs").is_dir() && d.join("Cargo.toml").is_file())
-            {
+            // target/<profile>/bthost (or target/<profile>/deps/<test>) in the source tree; not
+            // a binary installed elsewhere in it (a venv's bin/, `pip install .`), which uses
+            // what it carries.
+            if let Some(root) = exe_dir.ancestors().take(4).find(|d| {
+                d.join("packs").is_dir()
+                    && d.join("Cargo.toml").is_file()
+                    && exe_dir.starts_with(d.join("target"))
+            }) {
                 s.packs.push(root.join("packs"));
                 // Tests run from target/<profile>/deps, where cargo also keeps hashed copies
                 // of the plugins; the plugins proper are one level up.

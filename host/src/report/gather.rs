@@ -332,7 +332,14 @@ impl Gather {
         }
         s.push(')');
         if let Some(&(_, st)) = c.links.iter().find(|l| l.0 == ids.stream) {
-            s.push_str(&format!(" on stream {st:#x}"));
+            // A special handle by its pack's name (`hipStreamPerThread(2)`), any other in hex.
+            match c.value(ids.stream) {
+                Some(v @ V::Enum { raw, .. }) if raw as u64 == st => {
+                    s.push_str(" on stream ");
+                    value(&mut s, v, strings);
+                }
+                _ => s.push_str(&format!(" on stream {st:#x}")),
+            }
         }
         s
     }
@@ -689,6 +696,12 @@ impl Gather {
                     tid: poll.tid,
                     desc: if poll.object == u64::MAX {
                         strings.get(poll.call).to_string()
+                    } else if let Some(t) = crate::calls::completion::per_thread_of(poll.object) {
+                        format!(
+                            "{}(the default stream of thread {})",
+                            strings.get(poll.call),
+                            t & PID_MASK
+                        )
                     } else {
                         format!("{}({:#x})", strings.get(poll.call), poll.object)
                     },

@@ -17,8 +17,10 @@ mod pairing;
 mod printf;
 mod ring;
 mod stored;
+mod widen;
 
 pub use pairing::NOW;
+pub(in crate::compose) use widen::to_u64;
 
 use crate::bpftrace::Dialect;
 
@@ -64,7 +66,7 @@ impl Emit {
 
     pub(super) fn strategy(&self, d: &Dialect) -> Box<dyn Strategy> {
         match self {
-            Emit::Printf => Box::new(printf::Printf::new(d.max_held_width)),
+            Emit::Printf => Box::new(printf::Printf::new(d.max_held_width, d.spell)),
             Emit::Drained { .. } => Box::new(drained::Drained::new(d)),
             Emit::Ring { per_thread } => Box::new(ring::Ring::new(*per_thread, d)),
         }

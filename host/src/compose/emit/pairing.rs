@@ -41,14 +41,16 @@ pub(super) struct Pairing {
     /// the waiting tuple, the pair's printf and the probe's own values share BPF's 512-byte
     /// stack. Wider records are written at once, after the record that waits if any.
     pub max_held: usize,
+    spell: crate::bpftrace::dialect::Spelling,
 }
 
 impl Pairing {
-    pub fn new(max_held: usize) -> Pairing {
+    pub fn new(max_held: usize, spell: crate::bpftrace::dialect::Spelling) -> Pairing {
         Pairing {
             widths: BTreeSet::new(),
             learned: false,
             max_held,
+            spell,
         }
     }
 
@@ -93,7 +95,7 @@ impl Pairing {
                 "(uint64)0x{:x}",
                 (u64::from(id) << 8) | fields.len() as u64
             )];
-            held.extend(fields.iter().map(|f| format!("(uint64)({f})")));
+            held.extend(fields.iter().map(|f| super::widen::to_u64(f)));
             held.resize(1 + max, "(uint64)0".to_string());
             out.push(format!(
                 "if ($held.0 == 0) {{ {HELD_MAP}[$t] = ({}); }}",
@@ -107,7 +109,7 @@ impl Pairing {
         let (pair_fmt, pair_args) = if wide {
             (String::new(), String::new())
         } else {
-            let mut args = format!(", {NOW} - $held.1");
+            let mut args = format!(", {}", self.spell.elapsed(NOW, "$held.1"));
             for f in &fields[1..] {
                 let _ = write!(args, ", {f}");
             }
@@ -135,7 +137,10 @@ impl Pairing {
                 _ => format!("\telse if (($held.0 & 0xff) == {w}) {{ {printf} }}"),
             });
         }
-        out.push(format!("\tdelete({HELD_MAP}[$t]);"));
+        out.push(format!(
+            "\t{}",
+            self.spell.delete(&format!("{HELD_MAP}[$t]"))
+        ));
         out.push("}".to_string());
         if wide {
             out.push(format!("printf(\"{cur_fmt}\\n\", {cur_args});"));
@@ -153,12 +158,17 @@ mod tests {
             widths: widths.iter().copied().collect(),
             learned: true,
             max_held: 8,
+            spell: d17().spell,
         }
+    }
+
+    fn d17() -> crate::bpftrace::Dialect {
+        crate::bpftrace::Dialect::for_version(&semver::Version::new(0, 17, 0))
     }
 
     #[test]
     fn first_pass_writes_nothing_and_learns_the_width() {
-        let mut p = Pairing::new(8);
+        let mut p = Pairing::new(8, d17().spell);
         assert!(p
             .emit(5, &[NOW.into(), "$now - $s".into()], false)
             .is_empty());
@@ -172,9 +182,7 @@ mod tests {
         assert!(code.starts_with("$now = nsecs;"), "{code}");
         // Held: id, width, the values, padded to the widest record.
         assert!(
-            code.contains(
-                "@b[$t] = ((uint64)0x2702, (uint64)($now), (uint64)($e.1), (uint64)0, (uint64)0);"
-            ),
+            code.contains("@b[$t] = ((uint64)0x2702, $now, $e.1, (uint64)0, (uint64)0);"),
             "{code}"
         );
         // One printf per held width; the current record follows as a continuation line: no

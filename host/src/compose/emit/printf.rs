@@ -16,9 +16,9 @@ pub(super) struct Printf {
 }
 
 impl Printf {
-    pub fn new(max_held: usize) -> Printf {
+    pub fn new(max_held: usize, spell: crate::bpftrace::dialect::Spelling) -> Printf {
         Printf {
-            pairs: Pairing::new(max_held),
+            pairs: Pairing::new(max_held, spell),
             entries: Vec::new(),
         }
     }

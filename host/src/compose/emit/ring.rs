@@ -63,7 +63,7 @@ impl Strategy for Ring {
         let mut out = vec![format!("{NOW} = nsecs;")];
         out.extend(next_seq());
         out.push(format!(
-            "{RING}[$t, $n % {}] = ({});",
+            "{RING}[$t, (uint64)$n % {}] = ({});",
             self.per_thread,
             value.join(", ")
         ));

@@ -36,6 +36,7 @@ pub struct Entries {
     widths: BTreeSet<usize>,
     /// Close entries by overwriting them (bpftrace before 0.19), not by deleting them.
     overwrite: bool,
+    spell: crate::bpftrace::dialect::Spelling,
 }
 
 impl Entries {
@@ -43,6 +44,7 @@ impl Entries {
         Entries {
             widths: BTreeSet::new(),
             overwrite: !d.print_survives_deletes,
+            spell: d.spell,
         }
     }
 
@@ -52,12 +54,9 @@ impl Entries {
         if values.is_empty() {
             return vec![format!("{m}[$t, {pending}] = nsecs;")];
         }
-        // Overwritten with zeros at the exit: one type for every value.
-        let values = if self.overwrite {
-            as_u64(values)
-        } else {
-            values.to_vec()
-        };
+        // One type for every value: overwritten with zeros at the exit (before 0.19), and
+        // read back as `uint64` by the exit (crate::compose::emit::widen).
+        let values = as_u64(values);
         vec![format!(
             "{m}[$t, {pending}] = (nsecs, {});",
             values.join(", ")
@@ -76,7 +75,7 @@ impl Entries {
             vec![format!("$s = {m}[$t, {pending}];")]
         };
         let close = if !self.overwrite {
-            format!("delete({m}[$t, {pending}]);")
+            self.spell.delete(&format!("{m}[$t, {pending}]"))
         } else if n_values == 0 {
             format!("{m}[$t, {pending}] = (uint64)0;")
         } else {
@@ -97,7 +96,7 @@ impl Entries {
     }
 }
 
-/// `(uint64)(<f>)` for each field: a record's values are stored as one tuple type.
+/// Each field as a `uint64`: a record's values are stored as one tuple type.
 pub fn as_u64(fields: &[String]) -> Vec<String> {
-    fields.iter().map(|f| format!("(uint64)({f})")).collect()
+    fields.iter().map(|f| super::widen::to_u64(f)).collect()
 }

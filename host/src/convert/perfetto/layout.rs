@@ -232,6 +232,9 @@ impl Layout {
                 self.device_queues.insert((pid, queue), u);
                 let name = if queue == 0 {
                     "null stream (device, inferred)".to_string()
+                } else if let Some(t) = crate::calls::completion::per_thread_of(queue) {
+                    let t = t & crate::calls::sources::PID_MASK;
+                    format!("default stream of thread {t} (device, inferred)")
                 } else {
                     format!("stream {queue:#x} (device, inferred)")
                 };

@@ -236,7 +236,9 @@ impl Decoder for RcclDecoder {
             Phase::Call => (true, true),
         };
         match name {
-            "ncclCommInitRank" | "ncclCommInitRankConfig" => {
+            // ncclCommInitRankScalable's `uniqueId` is the first of its ids (the packs read it
+            // through the array): the same on every rank.
+            "ncclCommInitRank" | "ncclCommInitRankConfig" | "ncclCommInitRankScalable" => {
                 if entry {
                     self.on_init_entry(rec, out);
                 }
@@ -278,7 +280,19 @@ impl Decoder for RcclDecoder {
                     self.on_op_exit(rec, out);
                 }
             }
-            "ncclCommCount" | "ncclCommUserRank" | "ncclCommCuDevice" => self.on_query(rec, out),
+            // Queries, and the other calls on a communicator (NCCL 2.14-2.27's finalize, its
+            // watchdog's error poll, buffer and window registration, shrink's parent): linked
+            // by the communicator's identity, as its collectives are.
+            "ncclCommCount"
+            | "ncclCommUserRank"
+            | "ncclCommCuDevice"
+            | "ncclCommFinalize"
+            | "ncclCommGetAsyncError"
+            | "ncclCommRegister"
+            | "ncclCommDeregister"
+            | "ncclCommWindowRegister"
+            | "ncclCommWindowDeregister"
+            | "ncclCommShrink" => self.on_query(rec, out),
             op if COLLECTIVES.contains(&op) => {
                 if entry {
                     self.on_op_entry(rec, out);
@@ -293,4 +307,91 @@ impl Decoder for RcclDecoder {
     }
 
     fn finish(&mut self, _out: &mut RVec<Event>) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use abi_stable::std_types::RSlice;
+    use bthost_plugin_api::EventKind;
+
+    fn arg(name: &'static str, value: Value) -> Arg {
+        Arg {
+            name: RStr::from_str(name),
+            value,
+        }
+    }
+
+    /// Feeds one call record of process `pid` with a generic draft event; returns the event
+    /// as the decoder left it.
+    fn feed(d: &mut RcclDecoder, probe: &'static str, pid: u32, fields: &[Arg]) -> Event {
+        let rec = Record {
+            line: 1,
+            probe: RStr::from_str(probe),
+            phase: Phase::Call,
+            pid,
+            tid: pid,
+            ts: 10,
+            dur: 5,
+            fields: RSlice::from_slice(fields),
+        };
+        let mut out = RVec::from(vec![Event {
+            kind: EventKind::Complete,
+            pid,
+            tid: pid,
+            ts: 10,
+            dur: 5,
+            name: RStr::from_str(probe),
+            pack: "rccl".into(),
+            args: fields.iter().cloned().collect(),
+            links: RVec::new(),
+        }]);
+        let res = d.on_record(&rec, &mut out);
+        assert!(res.is_ok(), "{res:?}");
+        out.pop().unwrap()
+    }
+
+    /// Two ranks that create their communicator with ncclCommInitRankScalable (NCCL 2.23+)
+    /// share its identity, the first id's magic, as ncclCommInitRank's ranks do; their
+    /// collectives and their finalize are linked by it.
+    #[test]
+    fn a_scalable_init_gives_the_communicator_its_ids_identity() {
+        let mut d = RcclDecoder::default();
+        for (pid, comm, rank) in [(1, 0xc1, 0), (2, 0xc2, 1)] {
+            let init = feed(
+                &mut d,
+                "ncclCommInitRankScalable",
+                pid,
+                &[
+                    arg("comm", Value::Hex(comm)),
+                    arg("nranks", Value::Int(2)),
+                    arg("rank", Value::Int(rank)),
+                    arg("nId", Value::Int(1)),
+                    arg("uniqueId", Value::UInt(0xabcdef)),
+                    arg("ret", Value::Int(0)),
+                ],
+            );
+            assert_eq!(init.link("comm"), Some(0xabcdef), "rank {rank}");
+            let op = feed(
+                &mut d,
+                "ncclAllReduce",
+                pid,
+                &[
+                    arg("count", Value::UInt(8)),
+                    arg("comm", Value::Hex(comm)),
+                    arg("ret", Value::Int(0)),
+                ],
+            );
+            assert_eq!(op.link("comm"), Some(0xabcdef), "rank {rank}");
+            assert_eq!(op.arg("rank").and_then(Value::as_i64), Some(rank));
+            assert_eq!(op.arg("seq").and_then(Value::as_i64), Some(1));
+            let fin = feed(
+                &mut d,
+                "ncclCommFinalize",
+                pid,
+                &[arg("comm", Value::Hex(comm)), arg("ret", Value::Int(0))],
+            );
+            assert_eq!(fin.link("comm"), Some(0xabcdef), "rank {rank}");
+        }
+    }
 }
