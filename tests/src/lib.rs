@@ -573,6 +573,36 @@ pub fn script_warnings(out: &str) -> Vec<&str> {
         .collect()
 }
 
+/// The number in bpftrace's "Attaching N probes" ("Attached N probes" from 0.27). It may
+/// exceed the script's probes: bpftrace 0.17 also attaches a function's uprobe at C++
+/// function-local objects whose demangled names start with it (libnccl's `ncclCommInitRank::schema`: data, never executed), so NCCL's
+/// ncclCommInitRank, ncclGroupEnd and ncclCommFinalize count 3 each there.
+pub fn attached(out: &str) -> usize {
+    ["Attaching ", "Attached "] // bpftrace 0.27 says "Attached 110 probes"
+        .iter()
+        .find_map(|w| {
+            out.split(w)
+                .nth(1)
+                .and_then(|r| r.split(' ').next())
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The probes in a script: one per probe header line (a multi-probe line `a,` counts each).
+pub fn probes_in(script: &str) -> usize {
+    script
+        .lines()
+        .filter(|l| {
+            ["uprobe:", "uretprobe:", "tracepoint:", "interval:"]
+                .iter()
+                .any(|p| l.starts_with(p))
+                || *l == "BEGIN"
+                || *l == "END"
+        })
+        .count()
+}
+
 #[cfg(test)]
 mod script_warning_tests {
     #[test]

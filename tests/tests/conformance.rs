@@ -239,36 +239,6 @@ fn decoders_never_panic_on_garbage_records() {
     }
 }
 
-/// The number in bpftrace's "Attaching N probes" ("Attached N probes" from 0.27). It may
-/// exceed the script's probes: bpftrace 0.17 also attaches a function's uprobe at C++
-/// function-local objects whose demangled names start with it (libnccl's `ncclCommInitRank::schema`: data, never executed), so NCCL's
-/// ncclCommInitRank, ncclGroupEnd and ncclCommFinalize count 3 each there.
-fn attached(out: &str) -> usize {
-    ["Attaching ", "Attached "] // bpftrace 0.27 says "Attached 110 probes"
-        .iter()
-        .find_map(|w| {
-            out.split(w)
-                .nth(1)
-                .and_then(|r| r.split(' ').next())
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// The probes in a script: one per probe header line (a multi-probe line `a,` counts each).
-fn probes_in(script: &str) -> usize {
-    script
-        .lines()
-        .filter(|l| {
-            ["uprobe:", "uretprobe:", "tracepoint:", "interval:"]
-                .iter()
-                .any(|p| l.starts_with(p))
-                || *l == "BEGIN"
-                || *l == "END"
-        })
-        .count()
-}
-
 /// What `record` runs, for every pack on every bpftrace here: records stored in maps and the
 /// flight recorder, with record's own probes (its requests, the pid filter, the hold at exit).
 /// Every probe attaches (the attach sentinel is the script's last), and the last dump ends the

@@ -164,33 +164,6 @@ fn every_probe_exists_in_the_sid_libraries() {
     }
 }
 
-/// The number in bpftrace's "Attaching N probes" ("Attached N probes" from 0.27).
-fn attached(out: &str) -> usize {
-    ["Attaching ", "Attached "] // bpftrace 0.27 says "Attached 110 probes"
-        .iter()
-        .find_map(|w| {
-            out.split(w)
-                .nth(1)
-                .and_then(|r| r.split(' ').next())
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// The probes in a script: one per probe header line.
-fn probes_in(script: &str) -> usize {
-    script
-        .lines()
-        .filter(|l| {
-            ["uprobe:", "uretprobe:", "tracepoint:", "interval:"]
-                .iter()
-                .any(|p| l.starts_with(p))
-                || *l == "BEGIN"
-                || *l == "END"
-        })
-        .count()
-}
-
 #[test]
 fn every_probe_attaches_on_sid_bpftrace() {
     if skip_root_tests() {

@@ -253,6 +253,27 @@ fn the_pip_wheel_installs_a_bthost_that_works_alone_with_its_completions_and_man
         // The kernel's address symbolized from the maps record kept.
         assert!(log.contains("bthost_demo_kernel+0x0"), "{err}\n{log}");
         assert!(cwd.join("run/trace_stream.pftrace").is_file(), "{err}");
+
+        // A copy of HIP inside the venv, where torch's ROCm wheel keeps it: found with no
+        // --lib and no $VIRTUAL_ENV (sudo drops it), as the venv bthost is installed in.
+        let sp = std::fs::read_dir(venv.join("lib"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("site-packages"))
+            .find(|p| p.is_dir())
+            .expect("the venv's site-packages");
+        let torch_lib = sp.join("torch/lib");
+        std::fs::create_dir_all(&torch_lib).unwrap();
+        std::fs::copy(HIP_LIB, torch_lib.join("libamdhip64.so.6")).unwrap();
+        let (doc, _) = ok(bt(&["doctor", "--packs", "hip"]), "bthost doctor");
+        let line = doc
+            .lines()
+            .find(|l| l.contains("torch/lib/libamdhip64.so.6"))
+            .unwrap_or_else(|| panic!("doctor does not find torch's copy:\n{doc}"));
+        assert!(
+            line.contains("the environment bthost is installed in"),
+            "{line}"
+        );
     }
     let _ = std::fs::remove_dir_all(&tmp);
 }

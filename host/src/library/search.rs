@@ -13,7 +13,8 @@
 //! 5. The standard folders: `/usr/lib/x86_64-linux-gnu`, `/lib/x86_64-linux-gnu`, `/usr/lib64`,
 //!    `/usr/local/lib`.
 //! 6. The Python environment of `--python PY` (asked of that interpreter), else the active
-//!    `$VIRTUAL_ENV` and `$CONDA_PREFIX`: in each site-packages `torch/lib` and `nvidia/*/lib`
+//!    `$VIRTUAL_ENV` and `$CONDA_PREFIX`, and the environment bthost itself is installed in
+//!    (a venv's or conda's `bin/bthost`, which sudo runs without them): in each site-packages `torch/lib` and `nvidia/*/lib`
 //!    (`nvidia/nccl/lib/libnccl.so.2`, `nvidia/cuda_runtime/lib/libcudart.so.12`), then the
 //!    prefix's `lib/` (conda's libraries).
 //!
@@ -179,6 +180,18 @@ pub struct Search {
     pub as_root: bool,
 }
 
+/// The Python environment (a venv: `pyvenv.cfg`; conda: `conda-meta/`) whose `bin/` holds
+/// `exe`, if any.
+pub fn installed_env(exe: &Path) -> Option<PathBuf> {
+    let bin = exe.parent()?;
+    if bin.file_name()? != "bin" {
+        return None;
+    }
+    let prefix = bin.parent()?;
+    (prefix.join("pyvenv.cfg").is_file() || prefix.join("conda-meta").is_dir())
+        .then(|| prefix.to_path_buf())
+}
+
 impl Search {
     /// This machine's: ldconfig, `$ROCM_PATH`, `/opt`, the standard folders, `--python` or
     /// `$VIRTUAL_ENV` and `$CONDA_PREFIX`.
@@ -196,10 +209,19 @@ impl Search {
         };
         let python = match PYTHON.get() {
             Some(p) => vec![p.clone()],
-            None => ["VIRTUAL_ENV", "CONDA_PREFIX"]
-                .iter()
-                .filter_map(|k| env_dir(k).map(|p| PyEnv::at(&p, &format!("${k}"))))
-                .collect(),
+            None => {
+                let mut envs: Vec<PyEnv> = ["VIRTUAL_ENV", "CONDA_PREFIX"]
+                    .iter()
+                    .filter_map(|k| env_dir(k).map(|p| PyEnv::at(&p, &format!("${k}"))))
+                    .collect();
+                // `sudo /venv/bin/bthost record ...` drops $VIRTUAL_ENV: the environment
+                // bthost was installed into (pip, the wheel) is the job's as often as not.
+                let own = std::env::current_exe().ok().and_then(|e| installed_env(&e));
+                if let Some(own) = own.filter(|o| !envs.iter().any(|e| &e.prefix == o)) {
+                    envs.push(PyEnv::at(&own, "the environment bthost is installed in"));
+                }
+                envs
+            }
         };
         Search {
             cache,

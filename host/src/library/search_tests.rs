@@ -374,3 +374,24 @@ fn each_probe_attaches_to_the_copies_that_define_it() {
     // The same records: the schema does not depend on the files.
     assert_eq!(one.schema.records.len() + 2, two.schema.records.len());
 }
+
+#[test]
+fn the_environment_bthost_is_installed_in() {
+    let d = tmp("installed-env");
+    std::fs::create_dir_all(d.join("venv/bin")).unwrap();
+    std::fs::write(d.join("venv/pyvenv.cfg"), "home = /usr/bin\n").unwrap();
+    std::fs::create_dir_all(d.join("conda/bin")).unwrap();
+    std::fs::create_dir_all(d.join("conda/conda-meta")).unwrap();
+    std::fs::create_dir_all(d.join("plain/bin")).unwrap();
+    use super::search::installed_env;
+    assert_eq!(
+        installed_env(&d.join("venv/bin/bthost")),
+        Some(d.join("venv"))
+    );
+    assert_eq!(
+        installed_env(&d.join("conda/bin/bthost")),
+        Some(d.join("conda"))
+    );
+    assert_eq!(installed_env(&d.join("plain/bin/bthost")), None);
+    assert_eq!(installed_env(&d.join("venv/bthost")), None);
+}
