@@ -49,14 +49,22 @@ fn lost_note(s: &bthost::decode::Stats) -> String {
 
 /// What `record` says when the log is complete.
 fn report_recorded(r: &record::Recorded, log: &std::path::Path, verbose: bool) {
-    eprintln!(
-        "bthost: the log is complete: {} ({} lines; script {}), {:.0} ms after the stop ({})",
-        log.display(),
-        r.lines,
-        r.script.display(),
-        r.stop_to_closed.as_secs_f64() * 1e3,
-        r.stopped_by
-    );
+    match &r.failure {
+        None => eprintln!(
+            "bthost: the log is complete: {} ({} lines; script {}), {:.0} ms after the stop ({})",
+            log.display(),
+            r.lines,
+            r.script.display(),
+            r.stop_to_closed.as_secs_f64() * 1e3,
+            r.stopped_by
+        ),
+        Some(why) => eprintln!(
+            "bthost: the log is closed, cut short: {} ({} lines; script {}): {why}",
+            log.display(),
+            r.lines,
+            r.script.display(),
+        ),
+    }
     eprintln!(
         "bthost: memory maps of {} process{} in {}{}",
         r.processes,
@@ -210,6 +218,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             report_recorded(&r, &output, verbose);
             Ok(match r.command_status.and_then(|s| s.code()) {
                 Some(c) if c != 0 => ExitCode::from(c.clamp(1, 255) as u8),
+                // Tracing stopped early: never a success, whatever the command did.
+                _ if r.failure.is_some() => ExitCode::FAILURE,
                 _ => ExitCode::SUCCESS,
             })
         }

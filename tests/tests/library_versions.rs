@@ -72,7 +72,7 @@ fn each_release_gets_its_layout_and_offsets() {
         assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "verlib_work 57");
         let major = version.split('.').next().unwrap();
         let said = format!(
-            "bthost: pack verlib: variant {variant} of 2 (bpftrace \">=0.17.0, <0.27.0\", library \"{range}\") for bpftrace "
+            "bthost: pack verlib: variant {variant} of 2 (bpftrace \">=0.17.0, <0.28.0\", library \"{range}\") for bpftrace "
         );
         assert!(err.contains(&said), "{version}: want {said:?} in {err}");
         let why = format!(
@@ -130,7 +130,7 @@ fn each_release_gets_its_layout_and_offsets() {
     ]);
     let said = String::from_utf8_lossy(&o.stdout);
     assert!(
-        said.contains("pack verlib: variant 2 of 2 (bpftrace \">=0.17.0, <0.27.0\", library \">=2.0.0, <3.0.0\")"),
+        said.contains("pack verlib: variant 2 of 2 (bpftrace \">=0.17.0, <0.28.0\", library \">=2.0.0, <3.0.0\")"),
         "{said}"
     );
 }

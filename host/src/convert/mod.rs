@@ -347,6 +347,7 @@ fn report_text(
                 boot: None,
                 stopped_at: stop,
                 packs: Vec::new(),
+                stopped_early: None,
             })
             .collect(),
         alignment: sources.alignment.clone(),

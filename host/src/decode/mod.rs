@@ -44,6 +44,8 @@ pub struct Stats {
     pub overwritten: u64,
     /// The clock anchors `record` wrote (where the log sits in time; crate::log::anchor).
     pub anchors: Vec<crate::log::anchor::Anchor>,
+    /// Tracing stopped early (`#Q`: bpftrace exited or was killed): when, and why.
+    pub stopped_early: Option<(u64, String)>,
 }
 
 struct PackState {
@@ -219,6 +221,21 @@ impl<'r> LogDecoder<'r> {
                     format!("skipped: {why}"),
                 ),
             },
+            LineKind::StoppedEarly { time, why } => {
+                // The calls still open were open when tracing stopped, here.
+                self.stats.stopped_at = self.stats.stopped_at.or(Some(time));
+                self.stats.stopped_early = Some((time, why.to_string()));
+                self.diag.add(
+                    "tracing stopped early",
+                    Severity::Warning,
+                    lineno,
+                    format!(
+                        "tracing stopped early: {why}; the log has what was written before (no \
+                         last dump: calls in flight then, and records still in the kernel, are \
+                         not in it)"
+                    ),
+                );
+            }
             LineKind::RecordCount { tid, n } => self.reorder.count(tid, n),
             LineKind::Record { id, rest } => {
                 self.end_header(lineno)?;

@@ -75,6 +75,12 @@ pub enum LineKind<'a> {
     },
     /// A drain's mark (`#D <time>`, format 3): every record written before `time` is above.
     Drained(u64),
+    /// Tracing stopped early, before the last dump (`#Q <time> <why>`, from `record`: bpftrace
+    /// exited or was killed, e.g. by the OOM killer): the records above are all there is.
+    StoppedEarly {
+        time: u64,
+        why: &'a str,
+    },
     /// A clock anchor that `record` writes (`#C start|end host=... boot=... mono=... real=...`,
     /// crate::log::anchor).
     Anchor(&'a str),
@@ -146,6 +152,16 @@ pub fn classify(line: &str) -> LineKind<'_> {
     }
     if t.starts_with("#C ") {
         return LineKind::Anchor(t);
+    }
+    if let Some(rest) = t.strip_prefix("#Q ") {
+        let (time, why) = rest.split_once(' ').unwrap_or((rest, ""));
+        if let Ok(time) = u64::from_str_radix(time, 16) {
+            return LineKind::StoppedEarly {
+                time,
+                why: why.trim(),
+            };
+        }
+        return LineKind::Garbage(format!("bad early-stop line {:?}", short(t)));
     }
     if let Some(rest) = t.strip_prefix("#D ") {
         if let Ok(time) = u64::from_str_radix(rest.trim(), 16) {
@@ -535,6 +551,14 @@ mod tests {
             LineKind::RecordCount { tid: 17149, n: 6 }
         );
         assert_eq!(classify("#D 1128fbc21bb"), LineKind::Drained(0x1128fbc21bb));
+        assert_eq!(
+            classify("#Q 4bef09d9cb8 bpftrace was killed by SIGKILL: the OOM killer?"),
+            LineKind::StoppedEarly {
+                time: 0x4bef09d9cb8,
+                why: "bpftrace was killed by SIGKILL: the OOM killer?"
+            }
+        );
+        assert!(matches!(classify("#Q nope"), LineKind::Garbage(_)));
         for control in ["#Z ffffffff", "#B 1 0", "#X 5036", "#A all probes attached"] {
             assert_eq!(classify(control), LineKind::Blank, "{control}");
         }

@@ -8,7 +8,12 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::maps::MapsKeeper;
 use super::sentinel::Channel;
@@ -18,9 +23,100 @@ use crate::log::anchor::Anchor;
 /// The dump that ends tracing: after its `#Z`, the log is complete and closed.
 pub const FINAL_DUMP: u64 = 0xffff_ffff;
 
+/// The mark that ends a log whose tracing stopped before the last dump (bpftrace exited or
+/// was killed): `#Q <time> <why>`, time in bpftrace's clock (CLOCK_MONOTONIC, ns, hex).
+pub const EARLY_MARK: &str = "#Q";
+
+/// What the main thread tells the line thread of bpftrace's end.
+#[derive(Default)]
+pub struct Ending {
+    /// bpftrace is gone (or going): once its pipe is empty, its output has ended (a killed
+    /// bpftrace's pipe stays open until the kernel has unregistered its probes, for minutes).
+    pub gone: AtomicBool,
+    /// record is stopping bpftrace itself: the end of its output is not early.
+    pub stopping: AtomicBool,
+    /// Why and when (CLOCK_MONOTONIC, ns) tracing stopped early: the log's `#Q` mark.
+    pub why: Mutex<Option<(u64, String)>>,
+}
+
+impl Ending {
+    pub fn stopped_early(&self, why: String) {
+        if let Ok(mut w) = self.why.lock() {
+            w.get_or_insert((monotonic_ns(), why));
+        }
+        self.gone.store(true, Ordering::SeqCst);
+    }
+}
+
+pub fn monotonic_ns() -> u64 {
+    // SAFETY: clock_gettime fills a timespec.
+    let mut t: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// bpftrace's stdout, read so that the read ends when [`Ending::gone`] says so and the pipe
+/// is empty.
+pub struct Polled<R> {
+    inner: R,
+    ending: Arc<Ending>,
+}
+
+impl<R> Polled<R> {
+    pub fn new(inner: R, ending: Arc<Ending>) -> Polled<R> {
+        Polled { inner, ending }
+    }
+}
+
+impl<R: Read + AsRawFd> Read for Polled<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let mut p = libc::pollfd {
+                fd: self.inner.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: poll(2) on one valid pollfd.
+            let r = unsafe { libc::poll(&mut p, 1, 100) };
+            if r > 0 {
+                return self.inner.read(buf);
+            }
+            if r < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if self.ending.gone.load(Ordering::SeqCst) {
+                return Ok(0);
+            }
+        }
+    }
+}
+
+/// The log file, counting the bytes that reached it.
+pub struct Counted {
+    f: File,
+    n: u64,
+}
+
+impl Write for Counted {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let n = self.f.write(b)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.f.flush()
+    }
+}
+
 /// What the line thread tells the main thread.
 #[derive(Debug)]
 pub enum Seen {
+    /// The log cannot be written (said already): tracing must stop.
+    LogFailed(String),
     Header,
     Attached,
     Barrier {
@@ -83,10 +179,18 @@ pub struct Finished {
     pub seqs: HashMap<u32, u64>,
     /// Held processes (`#X`) that were not released (their copy failed, or SIGCONT did).
     pub unreleased: Vec<u32>,
+    /// Why the log ended before the last dump (its `#Q` mark), or could not be written.
+    pub early: Option<String>,
 }
 
 pub struct Router {
-    log: Option<BufWriter<File>>,
+    log: Option<BufWriter<Counted>>,
+    path: PathBuf,
+    ending: Arc<Ending>,
+    /// The last dump's `#Z` came: the log ended as it should.
+    completed: bool,
+    /// The log could not be written: why.
+    failed: Option<String>,
     chan: Option<Channel>,
     keeper: Option<MapsKeeper>,
     tx: Sender<Seen>,
@@ -136,11 +240,22 @@ fn control_arg(line: &[u8], word: usize) -> Option<u64> {
 impl Router {
     /// Writes the start's clock anchor first (crate::log::anchor); the end's comes when the
     /// log is closed.
-    pub fn new(log: File, chan: Option<Channel>, keeper: MapsKeeper, tx: Sender<Seen>) -> Router {
-        let mut log = BufWriter::with_capacity(1 << 20, log);
+    pub fn new(
+        log: File,
+        path: PathBuf,
+        chan: Option<Channel>,
+        keeper: MapsKeeper,
+        tx: Sender<Seen>,
+        ending: Arc<Ending>,
+    ) -> Router {
+        let mut log = BufWriter::with_capacity(1 << 20, Counted { f: log, n: 0 });
         let _ = writeln!(log, "{}", Anchor::now(false));
         Router {
             log: Some(log),
+            path,
+            ending,
+            completed: false,
+            failed: None,
             chan,
             keeper: Some(keeper),
             tx,
@@ -171,18 +286,24 @@ impl Router {
             let keep = self.route(&line);
             if let (true, Some(log)) = (keep, self.log.as_mut()) {
                 self.lines += 1;
-                log.write_all(&line)?;
+                let mut written = log.write_all(&line);
                 // Flushed whenever bpftrace has nothing more in the pipe: under load the log
                 // is written in large blocks, and otherwise as it comes, so that a killed
                 // bthost loses nothing that bpftrace printed before a pause.
-                if r.buffer().is_empty() {
-                    log.flush()?;
+                if written.is_ok() && r.buffer().is_empty() {
+                    written = log.flush();
+                }
+                if let Err(e) = written {
+                    // Said at once; the lines that follow are read and dropped, so that
+                    // bpftrace does not block on a full pipe until record stops it.
+                    self.fail(&e);
                 }
             }
             if self.span == Span::None && line.starts_with(b"#Z ") {
                 if let Some(n) = control_arg(&line, 1) {
                     let _ = self.tx.send(Seen::DumpDone(n));
                     if n == FINAL_DUMP {
+                        self.completed = true;
                         self.close()?;
                     }
                 }
@@ -191,12 +312,78 @@ impl Router {
         self.close()
     }
 
-    /// Closes the log (once) and hands what was kept to the main thread.
-    fn close(&mut self) -> std::io::Result<()> {
-        let Some(mut log) = self.log.take() else {
-            return Ok(());
+    /// The log cannot be written: says so with the OS's reason and what reached the file,
+    /// keeps that, and tells the main thread.
+    fn fail(&mut self, e: &std::io::Error) {
+        let Some(log) = self.log.take() else {
+            return;
         };
-        let flushed = writeln!(log, "{}", Anchor::now(true)).and_then(|()| log.flush());
+        // Not flushed again: what is on the disk stays as it is.
+        let (file, _) = log.into_parts();
+        let msg = format!(
+            "cannot write {}: {e} after {} bytes",
+            self.path.display(),
+            file.n
+        );
+        eprintln!("bthost: error: {msg}");
+        let _ = self.tx.send(Seen::LogFailed(msg.clone()));
+        self.failed = Some(msg);
+        let _ = self.close();
+    }
+
+    /// Why the log ends early, if it does: tracing stopped without the last dump.
+    fn early(&self) -> Option<(u64, String)> {
+        if self.completed || self.ending.stopping.load(Ordering::SeqCst) {
+            return None;
+        }
+        // The main thread says why within a poll of bpftrace (100 ms) of its end.
+        let until = Instant::now() + Duration::from_secs(2);
+        loop {
+            if let Some(w) = self.ending.why.lock().ok().and_then(|w| w.clone()) {
+                return Some(w);
+            }
+            if Instant::now() >= until || self.ending.stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if self.ending.stopping.load(Ordering::SeqCst) {
+            return None;
+        }
+        Some((monotonic_ns(), "bpftrace's output ended".into()))
+    }
+
+    /// Closes the log (once) and hands what was kept to the main thread. A log that ends
+    /// early says so, when and why (`#Q`), before its end anchor.
+    fn close(&mut self) -> std::io::Result<()> {
+        let mut flushed = Ok(());
+        let mut early = self.failed.clone();
+        if let Some(mut log) = self.log.take() {
+            let mark = self.early();
+            if let Some((time, why)) = &mark {
+                let why: String = why
+                    .chars()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .collect();
+                flushed = writeln!(log, "{EARLY_MARK} {time:x} {why}");
+                early = Some(why);
+            }
+            flushed = flushed
+                .and_then(|()| writeln!(log, "{}", Anchor::now(true)))
+                .and_then(|()| log.flush());
+            if let Err(e) = &flushed {
+                let msg = format!(
+                    "cannot write {}: {e} after {} bytes",
+                    self.path.display(),
+                    log.get_ref().n
+                );
+                eprintln!("bthost: error: {msg}");
+                let _ = self.tx.send(Seen::LogFailed(msg.clone()));
+                early = Some(msg);
+            }
+            // Not flushed again when dropped.
+            let _ = log.into_parts();
+        }
         if let Some(keeper) = self.keeper.take() {
             let _ = self.tx.send(Seen::Finished(Box::new(Finished {
                 lines: self.lines,
@@ -205,6 +392,7 @@ impl Router {
                 stored: std::mem::take(&mut self.stored),
                 seqs: std::mem::take(&mut self.seqs),
                 unreleased: std::mem::take(&mut self.unreleased),
+                early,
             })));
         }
         flushed
@@ -450,7 +638,9 @@ mod tests {
         let file = out.create_file(&log).unwrap();
         let keeper = MapsKeeper::new(&out, &log).unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
-        (Router::new(file, None, keeper, tx), rx, dir)
+        let path = dir.join("run.log");
+        let ending = Arc::new(Ending::default());
+        (Router::new(file, path, None, keeper, tx, ending), rx, dir)
     }
 
     fn status_of(lines: &[&str]) -> Status {

@@ -31,7 +31,9 @@ use std::collections::{HashMap, HashSet};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -45,7 +47,7 @@ use crate::compose::hooks::Hooks;
 use crate::library::job::Job;
 use crate::registry::Registry;
 use crate::safe_out::OutDir;
-use lines::{Router, Seen, FINAL_DUMP};
+use lines::{Ending, Finished, Router, Seen, FINAL_DUMP};
 use sentinel::Channel;
 
 pub struct RecordOptions {
@@ -105,6 +107,9 @@ pub struct Recorded {
     pub detaching: bool,
     /// What the recording cost (sampled at the stop).
     pub cost: cost::Cost,
+    /// Tracing stopped early (bpftrace ended, or the log could not be written): why, as said
+    /// at once on stderr. record then exits non-zero.
+    pub failure: Option<String>,
 }
 
 /// A running bpftrace and what record knows of it.
@@ -115,32 +120,131 @@ struct Tracer {
     dumps: u32,
     draining: Option<Instant>,
     last_drain: Instant,
+    /// Shared with the line thread: bpftrace's end.
+    ending: Arc<Ending>,
+    /// bpftrace's last stderr lines.
+    last_words: runner::LastWords,
+    /// bpftrace ended before record stopped it: why (said at once).
+    died: Option<String>,
+    /// The log could not be written: why (said at once by the line thread).
+    log_failed: Option<String>,
+    /// The log, closed, if the line thread said so while record waited for something else.
+    finished: Option<Box<Finished>>,
+    last_check: Option<Instant>,
+    started: Instant,
+    /// Tracing began (before, a failed bpftrace is said by the failure to attach).
+    attached: bool,
 }
 
 impl Tracer {
     /// Waits until `done` says yes of a message (handling the others), and returns it; None
     /// if `limit` passes first, or bpftrace's output ends.
+    /// Also None at once when bpftrace ends or the log cannot be written.
     fn wait_for(&mut self, limit: Duration, mut done: impl FnMut(&Seen) -> bool) -> Option<Seen> {
         let until = Instant::now() + limit;
         loop {
+            if self.broken() {
+                return None;
+            }
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return None;
             }
-            match self.rx.recv_timeout(left) {
+            match self.rx.recv_timeout(left.min(Duration::from_millis(100))) {
                 Ok(s) if done(&s) => return Some(s),
-                Ok(s) => self.note(&s),
-                Err(RecvTimeoutError::Timeout) => return None,
+                Ok(s) => self.note(s),
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return None,
             }
         }
     }
 
     /// Keeps track of a message no one waits for.
-    fn note(&mut self, s: &Seen) {
-        if let Seen::Drained = s {
-            self.draining = None;
+    fn note(&mut self, s: Seen) {
+        match s {
+            Seen::Drained => self.draining = None,
+            Seen::Finished(f) => self.finished = Some(f),
+            Seen::LogFailed(why) => {
+                self.log_failed.get_or_insert(why);
+            }
+            _ => {}
         }
+    }
+
+    /// Whether tracing cannot go on: bpftrace ended (checked every 100 ms at most) or the
+    /// log cannot be written.
+    fn broken(&mut self) -> bool {
+        self.log_failed.is_some() || self.check_died()
+    }
+
+    /// Whether bpftrace has ended (or is ending) without record stopping it; said at once, with
+    /// its cause and its last words, the first time.
+    fn check_died(&mut self) -> bool {
+        if self.died.is_some() {
+            return true;
+        }
+        if self.ending.stopping.load(Ordering::SeqCst)
+            || self
+                .last_check
+                .is_some_and(|c| c.elapsed() < Duration::from_millis(100))
+        {
+            return false;
+        }
+        self.last_check = Some(Instant::now());
+        use std::os::unix::process::ExitStatusExt;
+        let status = match runner::exiting(self.bt.id()) {
+            Some(s) => s,
+            None => match self.bt.try_wait() {
+                Ok(Some(st)) => st.into_raw(),
+                _ => return false,
+            },
+        };
+        let cause = runner::describe_exit(status);
+        let words = runner::short_words(&self.last_words);
+        self.ending.stopped_early(cause.clone());
+        self.died = Some(cause.clone());
+        if !self.attached {
+            return true;
+        }
+        eprintln!(
+            "bthost: error: {cause}, {:.1} s into tracing: tracing stopped early{}",
+            self.started.elapsed().as_secs_f64(),
+            if words.is_empty() {
+                String::new()
+            } else {
+                format!(" (bpftrace said: {words})")
+            }
+        );
+        true
+    }
+
+    /// Waits for the line thread to close the log.
+    fn finished(&mut self, limit: Duration) -> Option<Box<Finished>> {
+        if let Some(f) = self.finished.take() {
+            return Some(f);
+        }
+        let until = Instant::now() + limit;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left.min(Duration::from_millis(100))) {
+                Ok(Seen::Finished(f)) => return Some(f),
+                Ok(s) => self.note(s),
+                Err(RecvTimeoutError::Disconnected) => return None,
+                Err(RecvTimeoutError::Timeout) => {
+                    if left.is_zero() {
+                        return None;
+                    }
+                    // bpftrace ending while record waits for its last lines: the log is closed
+                    // with what came.
+                    self.check_died();
+                }
+            }
+        }
+    }
+
+    /// record stops bpftrace itself from now on: its end is not early.
+    fn stopping(&self) {
+        self.ending.stopping.store(true, Ordering::SeqCst);
     }
 
     fn running(&mut self) -> bool {
@@ -307,10 +411,20 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
     let spawned = Instant::now();
     let (mut bt, _script_fd) =
         runner::spawn(&opts.bpftrace_bin, &built.script, &dialect, &settings)?;
-    let stderr = runner::pass_stderr(&mut bt);
+    let last_words = runner::LastWords::default();
+    let stderr = runner::pass_stderr(&mut bt, last_words.clone());
     let out = bt.stdout.take().expect("piped");
     let (tx, rx) = mpsc::channel();
-    let router = Router::new(log_file, chan, keeper, tx);
+    let ending = Arc::new(Ending::default());
+    let router = Router::new(
+        log_file,
+        dir.path().join(&log_name),
+        chan,
+        keeper,
+        tx,
+        ending.clone(),
+    );
+    let out = lines::Polled::new(out, ending.clone());
     // Not joined: after the log is closed it reads what bpftrace still prints while it detaches.
     std::thread::spawn(move || router.run(out));
     let mut t = Tracer {
@@ -320,6 +434,14 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
         dumps: 0,
         draining: None,
         last_drain: Instant::now(),
+        ending,
+        last_words,
+        died: None,
+        log_failed: None,
+        finished: None,
+        last_check: None,
+        started: Instant::now(),
+        attached: false,
     };
 
     // Wait for the probes to be attached (or for bpftrace to fail): call the sentinel until
@@ -332,7 +454,7 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
             {
                 break true;
             }
-            if !t.running() || signals::stop_requested().is_some() {
+            if t.died.is_some() || !t.running() || signals::stop_requested().is_some() {
                 break false;
             }
         },
@@ -348,6 +470,7 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
         }
     };
     if !attached {
+        t.stopping();
         let _ = t.bt.kill();
         let status = t.bt.wait().context("waiting for bpftrace")?;
         let said = stderr.join().unwrap_or_default();
@@ -378,6 +501,8 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
         }
     );
     let started = Instant::now();
+    t.started = started;
+    t.attached = true;
     let cost_start = cost::Start::now(t.bt.id(), spawned.elapsed());
     let mut child = match opts.command.first() {
         None => None,
@@ -421,8 +546,17 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
     // Stop in order: nothing written before now is lost, and the log is complete at once.
     let t_stop = Instant::now();
     let cost = cost::Cost::sample(t.bt.id(), cost_start, started.elapsed());
-    let is_fin = |s: &Seen| matches!(s, Seen::Finished(_));
     let fin = match chan {
+        // bpftrace ended, or the log cannot be written: no barrier, no last dump; the line
+        // thread closes the log with what came (and its `#Q` mark). A log that cannot be
+        // written stops bpftrace at once: it would block on a full pipe.
+        _ if t.broken() => {
+            if t.log_failed.is_some() {
+                t.stopping();
+                let _ = t.bt.kill();
+            }
+            t.finished(Duration::from_secs(10))
+        }
         Some(c) => {
             // Processes exiting from now on are not held: record is about to stop releasing.
             c.maps_taken(0);
@@ -432,10 +566,12 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
             if live_dump {
                 c.dump(FINAL_DUMP);
             } else {
+                t.stopping();
                 // SAFETY: kill(2) of our own child.
                 unsafe { libc::kill(t.bt.id() as i32, libc::SIGINT) };
             }
-            let fin = t.wait_for(Duration::from_secs(600), is_fin);
+            let fin = t.finished(Duration::from_secs(600));
+            t.stopping();
             // The log is complete: bpftrace ignores SIGINT (shielded), so it is killed; the
             // kernel detaches its probes as it exits.
             let sig = if live_dump {
@@ -448,13 +584,14 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
             fin
         }
         None => {
+            t.stopping();
             // SAFETY: as above.
             unsafe { libc::kill(t.bt.id() as i32, libc::SIGINT) };
-            t.wait_for(Duration::from_secs(600), is_fin)
+            t.finished(Duration::from_secs(600))
         }
     };
     let stop_to_closed = t_stop.elapsed();
-    let Some(Seen::Finished(mut fin)) = fin else {
+    let Some(mut fin) = fin else {
         let _ = t.bt.kill();
         bail!("bpftrace's output did not end: the log may be incomplete");
     };
@@ -485,7 +622,19 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
     } else {
         0
     };
+    let failure = t.log_failed.clone().or(fin.early.clone());
+    if failure.is_some() {
+        t.stopping();
+        if t.log_failed.is_some() {
+            let _ = t.bt.kill();
+        }
+    }
+    let command_status = match (&failure, command_status, child.as_mut()) {
+        (Some(_), None, Some(c)) => wait_untraced(c),
+        (_, s, _) => s,
+    };
     Ok(Recorded {
+        failure,
         script,
         lines: fin.lines,
         maps_dir: fin.keeper.dir().to_path_buf(),
@@ -526,6 +675,9 @@ fn run_until_stop(
         }
         if opts.duration.is_some_and(|d| started.elapsed() >= d) {
             return Ok((None, "--duration".into()));
+        }
+        if t.broken() {
+            return Ok((None, "bpftrace's end".into()));
         }
         if !t.running() {
             return Ok((None, "bpftrace exited".into()));
@@ -571,8 +723,40 @@ fn run_until_stop(
                     dump(t, chan, u64::from(t.dumps));
                 }
             }
-            Ok(s) => t.note(&s),
+            Ok(s) => t.note(s),
             Err(_) => {}
+        }
+    }
+}
+
+/// Tracing stopped early while the command runs: the command is not killed (it is the job;
+/// tracing was only watching it), and record waits for it rather than exiting at once. Under a
+/// batch script (`sbatch`: `bthost record -o LOG -- ./train.py`) record's exit ends the
+/// script, and the scheduler would kill the job's processes with it; waiting also keeps the
+/// command's exit status for record's own. Ctrl-C (or SIGTERM) to record stops the wait, and
+/// leaves the command running, as after any stop.
+fn wait_untraced(c: &mut Child) -> Option<ExitStatus> {
+    if let Ok(Some(st)) = c.try_wait() {
+        return Some(st);
+    }
+    eprintln!(
+        "bthost: the command (pid {}) is still running, untraced; record waits for it to exit \
+         (SIGTERM to record stops the wait and leaves it running)",
+        c.id()
+    );
+    loop {
+        match c.try_wait() {
+            Ok(Some(st)) => {
+                eprintln!("bthost: the command exited ({st}), untraced");
+                return Some(st);
+            }
+            Ok(None) if signals::stop_requested().is_none() => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            _ => {
+                eprintln!("bthost: the command (pid {}) is left running", c.id());
+                return None;
+            }
         }
     }
 }

@@ -175,9 +175,74 @@ fn classify(line: &str, memcg_charged: bool) -> MachineLine {
     }
 }
 
+/// bpftrace's last stderr lines, as [`pass_stderr`] passed them on (the newest last).
+pub type LastWords = std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>;
+
+/// Whether `pid` (a child not yet waited for) is exiting, and its wait status if so, from
+/// `/proc/PID/stat`: a SIGKILLed bpftrace stays in its exit for seconds to minutes while the
+/// kernel unregisters its uprobes, and neither waitpid nor the end of its output tells until
+/// then; the task's PF_EXITING flag and exit code do at once.
+pub fn exiting(pid: u32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name (which may hold spaces and parentheses): field 3 on.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_ascii_whitespace().collect();
+    let state = *f.first()?;
+    let flags: u64 = f.get(6)?.parse().ok()?;
+    let code: i32 = f.get(49).and_then(|c| c.parse().ok()).unwrap_or(0);
+    const PF_EXITING: u64 = 0x4;
+    (flags & PF_EXITING != 0 || state == "Z" || state == "X").then_some(code)
+}
+
+/// A wait status in words: `bpftrace was killed by SIGKILL: the OOM killer? see `dmesg``,
+/// `bpftrace exited with status 1`.
+pub fn describe_exit(status: i32) -> String {
+    let sig = status & 0x7f;
+    if sig == 0 {
+        return format!("bpftrace exited with status {}", (status >> 8) & 0xff);
+    }
+    let name = match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGTERM => "SIGTERM",
+        _ => return format!("bpftrace was killed by signal {sig}"),
+    };
+    let hint = match sig {
+        libc::SIGKILL => ": the OOM killer? see `dmesg`",
+        libc::SIGSEGV | libc::SIGBUS | libc::SIGABRT | libc::SIGILL => ": bpftrace crashed",
+        _ => "",
+    };
+    format!("bpftrace was killed by {name}{hint}")
+}
+
+/// The last few of bpftrace's stderr lines, short, on one line (empty: none).
+pub fn short_words(last: &LastWords) -> String {
+    let l = last.lock().map(|l| l.clone()).unwrap_or_default();
+    let n = l.len();
+    l.iter()
+        .skip(n.saturating_sub(3))
+        .map(|w| {
+            let w = w.trim();
+            match w.char_indices().nth(160) {
+                Some((i, _)) => format!("{}...", &w[..i]),
+                None => w.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
 /// Passes bpftrace's stderr on, line by line, but for what [`classify`] keeps off the
-/// terminal.
-pub fn pass_stderr(child: &mut Child) -> std::thread::JoinHandle<Vec<String>> {
+/// terminal; the last lines are in `last` as they come.
+pub fn pass_stderr(child: &mut Child, last: LastWords) -> std::thread::JoinHandle<Vec<String>> {
     let err = child.stderr.take().expect("piped");
     let charged = memcg_charged();
     std::thread::spawn(move || {
@@ -197,6 +262,12 @@ pub fn pass_stderr(child: &mut Child) -> std::thread::JoinHandle<Vec<String>> {
                 MachineLine::Pass => {}
             }
             eprintln!("{line}");
+            if let Ok(mut l) = last.lock() {
+                if l.len() >= 8 {
+                    l.pop_front();
+                }
+                l.push_back(line.clone());
+            }
             if kept.len() < 50 {
                 kept.push(line);
             }
@@ -223,6 +294,20 @@ mod tests {
             classify("ERROR: Could not resolve symbol: /x:hipFoo", true),
             MachineLine::Pass
         );
+    }
+
+    #[test]
+    fn exits_in_words() {
+        assert_eq!(
+            super::describe_exit(9),
+            "bpftrace was killed by SIGKILL: the OOM killer? see `dmesg`"
+        );
+        assert_eq!(super::describe_exit(15), "bpftrace was killed by SIGTERM");
+        assert_eq!(
+            super::describe_exit(1 << 8),
+            "bpftrace exited with status 1"
+        );
+        assert_eq!(super::exiting(std::process::id()), None);
     }
 
     #[test]

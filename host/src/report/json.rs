@@ -45,6 +45,9 @@ pub struct LogJ {
     pub stopped_at: u64,
     /// What to add to this log's times to put them on the first log's clock (ns).
     pub shift: i64,
+    /// Tracing stopped early (the log's `#Q` mark): when and why, in words; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_early: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -324,6 +327,7 @@ pub fn build(cx: &Context, g: &Gather, f: &Findings) -> Report {
                 boot: l.boot.clone(),
                 stopped_at: l.stopped_at,
                 shift,
+                stopped_early: l.stopped_early.clone(),
             })
             .collect(),
         clocks: ClocksJ {

@@ -37,6 +37,21 @@ pub struct LogInfo {
     /// When tracing stopped (its END line), or its last record, on its own clock.
     pub stopped_at: u64,
     pub packs: Vec<String>,
+    /// Tracing stopped early (the log's `#Q` mark), in words: when and why.
+    pub stopped_early: Option<String>,
+}
+
+/// A log's early stop in words: `at 12.3 s into tracing: bpftrace was killed by SIGKILL ...`.
+pub fn early_stop(stats: &crate::decode::Stats) -> Option<String> {
+    let (time, why) = stats.stopped_early.as_ref()?;
+    let start = stats.anchors.iter().find(|a| !a.at_end);
+    Some(match start {
+        Some(a) => format!(
+            "at {:.1} s into tracing: {why}",
+            time.saturating_sub(a.mono) as f64 / 1e9
+        ),
+        None => format!("at {time:#x} (bpftrace's clock): {why}"),
+    })
 }
 
 /// What the report is of: the logs and how they were placed on one timeline.
@@ -100,6 +115,7 @@ pub fn read(reg: &Registry, opts: &ReportOptions) -> Result<(Context, Gather)> {
             // Calls made while tracing stopped can end after its mark: the later of the two.
             stopped_at: read.stats.stopped_at.unwrap_or(0).max(read.t_last),
             packs: read.packs,
+            stopped_early: early_stop(&read.stats),
         });
         clocks.push((path.display().to_string(), clock));
     }

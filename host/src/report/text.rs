@@ -254,6 +254,15 @@ pub fn render(cx: &Context, g: &Gather, f: &Findings) -> String {
         g.group_calls,
         cx.alignment.how
     );
+    for l in &cx.logs {
+        if let Some(e) = &l.stopped_early {
+            let _ = writeln!(
+                out,
+                "{}: tracing stopped early {e}; the log has what was written before",
+                l.path.display()
+            );
+        }
+    }
     if g.groups.is_empty() {
         let _ = writeln!(
             out,
