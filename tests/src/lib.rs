@@ -610,6 +610,55 @@ pub fn probes_in(script: &str) -> usize {
         .count()
 }
 
+/// Fails the test, saying `what`, if bpftrace warned about a script's own code in `out`
+/// (its stdout and stderr, or record's; see [`script_warnings`]).
+pub fn assert_no_script_warnings(out: &str, what: &str) {
+    let warned = script_warnings(out);
+    assert!(
+        warned.is_empty(),
+        "{what}: bpftrace warns about the script:\n{}",
+        warned.join("\n")
+    );
+}
+
+/// Runs `script` (written from `built`, composed with `exit_after_begin`) on the bpftrace
+/// `bin`, holding the tracing lock, and checks that bpftrace accepted it, attached every probe
+/// (the script's and BEGIN/END), printed the log's header and warned of nothing in it; `what`
+/// says which in a failure. Returns what bpftrace printed (stdout, then stderr).
+pub fn run_built_script(
+    bin: &Path,
+    script: &Path,
+    built: &bthost::compose::Built,
+    what: &str,
+) -> String {
+    let out = {
+        let _serial = system_wide_lock();
+        Command::new(bin).arg(script).output().unwrap()
+    };
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{what}: {} rejected {}:\n{all}",
+        bin.display(),
+        script.display()
+    );
+    let want = built.probe_count + 2;
+    assert!(
+        attached(&all) >= want,
+        "{what}: bpftrace did not attach every probe (Attaching {want} probes):\n{all}"
+    );
+    assert!(
+        all.contains(&built.schema.header_line()),
+        "{what}: no header printed:\n{all}"
+    );
+    assert_no_script_warnings(&all, &format!("{what} ({})", script.display()));
+    all
+}
+
 #[cfg(test)]
 mod script_warning_tests {
     #[test]

@@ -121,34 +121,7 @@ fn every_variant_is_accepted_by_a_real_bpftrace() {
                     build(&reg, &opts).unwrap_or_else(|e| panic!("{name} for {bver}: {e:#}"));
                 let script = dir.join(format!("{name}-{bver}.bt"));
                 std::fs::write(&script, &built.script).unwrap();
-                let out = Command::new(bin).arg(&script).output().unwrap();
-                let all = format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                assert!(
-                    out.status.success(),
-                    "{} rejected {}:\n{all}",
-                    bin.display(),
-                    script.display()
-                );
-                let want = built.probe_count + 2;
-                assert!(
-                    attached(&all) >= want,
-                    "bpftrace {bver} did not attach every probe of {name} (Attaching {want} probes):\n{all}"
-                );
-                assert!(
-                    all.contains(&built.schema.header_line()),
-                    "{name}: no header printed:\n{all}"
-                );
-                let warned = script_warnings(&all);
-                assert!(
-                    warned.is_empty(),
-                    "bpftrace {bver} warns about the script of {name} ({}):\n{}",
-                    script.display(),
-                    warned.join("\n")
-                );
+                run_built_script(bin, &script, &built, &format!("{name} on bpftrace {bver}"));
             }
         }
     }
@@ -289,12 +262,9 @@ fn every_pack_records_in_every_way_on_a_real_bpftrace() {
                     text.contains("\n#Z ffffffff\n"),
                     "{name} {bver} {way}: {text}"
                 );
-                let said = format!("{text}\n{err}");
-                let warned = script_warnings(&said);
-                assert!(
-                    warned.is_empty(),
-                    "{name} {bver} {way}: bpftrace warns about record's script:\n{}",
-                    warned.join("\n")
+                assert_no_script_warnings(
+                    &format!("{text}\n{err}"),
+                    &format!("{name} {bver} {way}: record's script"),
                 );
             }
         }

@@ -210,30 +210,11 @@ fn every_probe_attaches_on_sid_bpftrace() {
             "{}: the script does not probe it",
             lib.file
         );
-        let out = {
-            let _serial = system_wide_lock();
-            Command::new(&bin).arg(&script).output().unwrap()
-        };
-        let all = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.status.success(),
-            "bpftrace {bver} rejected {}:\n{all}",
-            script.display()
-        );
-        let want = built.probe_count + 2;
-        assert!(
-            attached(&all) >= want,
-            "bpftrace {bver} did not attach every probe on {} (Attaching {want} probes):\n{all}",
-            lib.file
-        );
-        assert!(
-            all.contains(&built.schema.header_line()),
-            "{}: no header printed:\n{all}",
-            lib.file
+        run_built_script(
+            &bin,
+            &script,
+            &built,
+            &format!("{} on bpftrace {bver}", lib.file),
         );
     }
 }

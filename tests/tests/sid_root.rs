@@ -138,12 +138,7 @@ fn record(root: &Path, dir: &Path, prog: &str, packs: &str, extra: &str) -> (Str
     );
     let (_, err) = text(&o);
     assert!(o.status.success(), "record {prog}: {err}");
-    let warned = script_warnings(&err);
-    assert!(
-        warned.is_empty(),
-        "bpftrace 0.27.1 warns:\n{}",
-        warned.join("\n")
-    );
+    assert_no_script_warnings(&err, &format!("record {prog} on bpftrace 0.27.1"));
     let out = dir.join(format!("{prog}-out"));
     let c = bthost(&[
         "convert",
