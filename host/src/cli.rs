@@ -62,6 +62,12 @@ pub struct EmitArgs {
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskFull {
+    Stop,
+    Wait,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Records {
     Maps,
     Printf,
@@ -128,6 +134,24 @@ pub enum Cmd {
         /// have been in flight this long with no record completing meanwhile.
         #[arg(long = "on-hang", value_name = "SECONDS", requires = "flight_recorder")]
         on_hang: Option<f64>,
+        /// When bpftrace ends without being told (the OOM killer, a kill, a crash), run it
+        /// again and go on with the log after a gap mark that convert and report show; not
+        /// again if it ends within 10 s of its restart. The default with --flight-recorder.
+        #[arg(long, overrides_with = "no_restart")]
+        restart: bool,
+        /// Stop tracing when bpftrace ends early (the default without --flight-recorder).
+        #[arg(long = "no-restart")]
+        no_restart: bool,
+        /// When the log's disk is full (ENOSPC, EDQUOT): `stop` tracing, keeping what reached
+        /// the log; or `wait` (the default with --flight-recorder): take the dump back whole,
+        /// go on tracing, and dump again when there is room.
+        #[arg(long = "disk-full", value_enum, value_name = "stop|wait")]
+        disk_full: Option<DiskFull>,
+        /// Take no stacks at the dumps (by default the traced processes' native and Python
+        /// stacks are taken at each dump, and at the stop when calls are in flight, into
+        /// LOG.stacks; they need ptrace rights).
+        #[arg(long = "no-stacks")]
+        no_stacks: bool,
         /// The log to write; the script goes beside it (LOG.bt, LOG.schema).
         #[arg(short, long, default_value = "bthost.log")]
         output: PathBuf,
@@ -167,6 +191,18 @@ pub enum Cmd {
         /// Only the recorder with this process id (default: every `bthost record` here).
         #[arg(long = "pid", value_name = "PID")]
         pid: Option<u32>,
+    },
+    /// Show the native and Python stacks of live processes as record takes them at a dump,
+    /// with the pause each process saw (--repeat N: its median and worst).
+    Stacks {
+        #[arg(required = true, value_name = "PID")]
+        pids: Vec<u32>,
+        /// Take them this many times and print the pauses' median and worst.
+        #[arg(long, default_value_t = 1)]
+        repeat: u32,
+        /// Print the stacks as record keeps them (JSON lines, as in LOG.stacks).
+        #[arg(long)]
+        json: bool,
     },
     /// List the packs found: version, probes, bpftrace ranges, plugin, library.
     Packs {
@@ -228,12 +264,16 @@ pub enum Cmd {
         /// `bthost record` kept in LOG.maps/ beside each log.
         #[arg(long = "maps", value_name = "PID=FILE")]
         maps: Vec<String>,
-        /// Memory for sorting calls and grouping the text log by thread; past it they spill
-        /// to temporary files in DIR, so a log of any size converts in about this much (plus
-        /// some 30 MiB of I/O buffers).
+        /// Memory for sorting calls; past it they spill to temporary files in DIR, so a log
+        /// of any size converts in about this much (plus some 40 MiB of I/O buffers).
         #[arg(long, value_name = "MiB", default_value_t = bthost::convert::DEFAULT_MEMORY_MB as u64,
               value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
         memory: u64,
+        /// Threads to convert on (default: the cores available). The outputs are the same
+        /// whatever the number.
+        #[arg(long, short = 'j', value_name = "N",
+              value_parser = clap::value_parser!(u64).range(1..=1024))]
+        jobs: Option<u64>,
     },
     /// Write a shell's completion script to stdout: e.g. `source <(bthost completions bash)`,
     /// or into bash-completion's folder (share/bash-completion/completions/bthost).

@@ -17,4 +17,5 @@ pub mod record;
 pub mod registry;
 pub mod report;
 pub mod safe_out;
+pub mod stacks;
 pub mod symbolize;

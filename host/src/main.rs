@@ -49,6 +49,9 @@ fn lost_note(s: &bthost::decode::Stats) -> String {
 
 /// What `record` says when the log is complete.
 fn report_recorded(r: &record::Recorded, log: &std::path::Path, verbose: bool) {
+    for again in &r.restarts {
+        eprintln!("bthost: tracing had a gap: {again}");
+    }
     match &r.failure {
         None => eprintln!(
             "bthost: the log is complete: {} ({} lines; script {}), {:.0} ms after the stop ({})",
@@ -184,6 +187,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             node,
             duration,
             on_hang,
+            restart,
+            no_restart,
+            disk_full,
+            no_stacks,
             output,
             command,
         } => {
@@ -211,8 +218,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .map_err(anyhow::Error::msg)?,
                 duration: seconds("--duration", duration)?,
                 on_hang: seconds("--on-hang", on_hang)?,
+                restart: restart || (emit_args.flight_recorder.is_some() && !no_restart),
+                wait_for_room: disk_full.unwrap_or(if emit_args.flight_recorder.is_some() {
+                    cli::DiskFull::Wait
+                } else {
+                    cli::DiskFull::Stop
+                }) == cli::DiskFull::Wait,
                 map_keys: emit_args.map_keys,
                 perf_rb_pages: emit_args.perf_rb_pages,
+                stacks: !no_stacks,
             };
             let r = record::record(&reg, &opts)?;
             report_recorded(&r, &output, verbose);
@@ -222,6 +236,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 _ if r.failure.is_some() => ExitCode::FAILURE,
                 _ => ExitCode::SUCCESS,
             })
+        }
+        Cmd::Stacks { pids, repeat, json } => {
+            let (stacks, pauses) = bthost::commands::stacks::take(&pids, repeat);
+            if json {
+                let mut out = std::io::stdout();
+                bthost::stacks::format::write(&mut out, &stacks)?;
+            } else {
+                print!("{}", bthost::commands::stacks::render(&stacks));
+            }
+            let (median, worst) = bthost::commands::stacks::median_worst(pauses.clone());
+            eprintln!(
+                "bthost: {} processes, {} takings: pause per process median {median} us, worst {worst} us",
+                pids.len(),
+                pauses.len()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Report {
             logs,
@@ -313,6 +343,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             combined,
             maps,
             memory,
+            jobs,
         } => {
             let reg = Registry::discover(&paths, true);
             eprint!("{}", packs::skipped_report(&reg, verbose));
@@ -338,6 +369,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 combined,
                 maps,
                 memory: (memory as usize) << 20,
+                jobs: jobs.map_or_else(convert::default_jobs, |j| j as usize),
             };
             let summary = convert::convert(&reg, &opts)?;
             for d in &summary.diags {

@@ -3,7 +3,9 @@
 //! clock; one rank never enters a collective, the others wait in it), each log
 //! BTHOST_JOB_COLLECTIVES collectives per rank (default 5000: about 25 s of a training loop at
 //! one AllReduce and one stream synchronization per 5 ms). Prints, per size, the logs' bytes,
-//! and each command's wall time, CPU time and peak RSS (wait4 of the child) and MB/s.
+//! and each command's wall time, CPU time and peak RSS (wait4 of the child) and MB/s; then
+//! `convert --jobs 1`'s wall time and the default's speed-up over it (BTHOST_JOB_SIZES, e.g.
+//! `16`, picks the sizes; default 16,32,64,128).
 //!
 //! `cargo build --release -p bthost && cargo bench -p bthost-tests --bench job_scale`
 
@@ -21,8 +23,12 @@ fn main() {
         bin.is_file(),
         "build bthost in release first: cargo build --release -p bthost"
     );
+    let sizes: Vec<usize> = std::env::var("BTHOST_JOB_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![16, 32, 64, 128]);
     println!(
-        "{:>5} {:>6} {:>9} | {:>8} {:>8} {:>7} {:>7} | {:>8} {:>8} {:>7} {:>7}",
+        "{:>5} {:>6} {:>9} | {:>8} {:>8} {:>7} {:>7} | {:>8} {:>8} {:>7} {:>7} | {:>9} {:>7}",
         "logs",
         "ranks",
         "MB",
@@ -33,9 +39,11 @@ fn main() {
         "convert s",
         "cpu s",
         "MB/s",
-        "RSS MB"
+        "RSS MB",
+        "--jobs 1 s",
+        "speedup"
     );
-    for nodes in [16, 32, 64, 128] {
+    for nodes in sizes {
         let dir = scratch(&format!("bench-job-{nodes}"));
         let spec = JobSpec {
             nodes,
@@ -77,8 +85,22 @@ fn main() {
             "{}",
             String::from_utf8_lossy(&convert.output.stderr)
         );
+        let one = run_measured(
+            Command::new(&bin)
+                .arg("convert")
+                .args(&logs)
+                .arg("-o")
+                .arg(dir.join("out1"))
+                .arg("--jobs")
+                .arg("1"),
+        );
+        assert!(
+            one.output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&one.output.stderr)
+        );
         println!(
-            "{:>5} {:>6} {:>9.0} | {:>8.2} {:>8.2} {:>7.0} {:>7} | {:>9.2} {:>8.2} {:>7.0} {:>7}",
+            "{:>5} {:>6} {:>9.0} | {:>8.2} {:>8.2} {:>7.0} {:>7} | {:>9.2} {:>8.2} {:>7.0} {:>7} | {:>10.2} {:>6.2}x",
             nodes,
             nodes * 8,
             mb,
@@ -89,7 +111,9 @@ fn main() {
             convert.wall_secs,
             convert.cpu_secs,
             mb / convert.wall_secs,
-            convert.maxrss_kib / 1024
+            convert.maxrss_kib / 1024,
+            one.wall_secs,
+            one.wall_secs / convert.wall_secs
         );
         // The next size's logs need the room.
         let _ = std::fs::remove_dir_all(&dir);

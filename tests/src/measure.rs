@@ -34,6 +34,8 @@ pub struct Measured {
     pub wall_secs: f64,
     /// User plus system time.
     pub cpu_secs: f64,
+    /// System time alone.
+    pub sys_secs: f64,
     pub maxrss_kib: i64,
 }
 
@@ -74,6 +76,7 @@ pub fn run_measured(cmd: &mut Command) -> Measured {
         },
         wall_secs,
         cpu_secs: secs(r.utime) + secs(r.stime),
+        sys_secs: secs(r.stime),
         maxrss_kib: r.maxrss,
     }
 }

@@ -38,7 +38,8 @@
  *     communicator fail with it at the call, and items already queued are dropped. A warning
  *     naming the missing ranks goes to stderr (unless $STANDIN_RCCL_QUIET=1). On real
  *     hardware a rank that skips a collective leaves the others hanging forever; the timeout
- *     only keeps tests finite. Init still times out at the call.
+ *     only keeps tests finite. Init still times out at the call, after its own, longer wait
+ *     ($STANDIN_RCCL_INIT_TIMEOUT_MS, default the larger of 60 s and the timeout).
  *   - ncclCommAbort returns at once and ends the communicator's waiting and queued work (the
  *     streams go on); the handle stays readable by ncclCommGetAsyncError (ncclSystemError
  *     unless it had an error already) and every other call on it fails (ncclInvalidArgument).
@@ -188,6 +189,17 @@ static int64_t timeout_ns(void) {
 
 static int64_t deadline_after(int64_t t) {
     int64_t to = timeout_ns();
+    return to == INT64_MAX ? INT64_MAX : t + to;
+}
+
+/* Init's rendezvous waits for ranks that are still starting (forked, on a loaded machine,
+ * under a tracer): it gets $STANDIN_RCCL_INIT_TIMEOUT_MS, by default at least 60 s, so that a
+ * test's short collective timeout (-t) does not also fail the slowest rank's start. */
+static int64_t init_deadline_after(int64_t t) {
+    int64_t to = timeout_ns();
+    long ms = env_long("STANDIN_RCCL_INIT_TIMEOUT_MS", 0);
+    if (ms > 0) to = (int64_t)ms * 1000000;
+    else if (to != INT64_MAX && to < (int64_t)60000 * 1000000) to = (int64_t)60000 * 1000000;
     return to == INT64_MAX ? INT64_MAX : t + to;
 }
 
@@ -475,7 +487,7 @@ static ncclResult_t comm_join(struct ncclComm **out, int nranks, uint64_t id, in
     c->id = id;
     c->blocking = blocking;
     shm_name(c->name, sizeof c->name, id);
-    ncclResult_t r = shm_attach(c->name, nranks, deadline_after(now_ns()), &c->hdr, &c->map_size);
+    ncclResult_t r = shm_attach(c->name, nranks, init_deadline_after(now_ns()), &c->hdr, &c->map_size);
     if (r != ncclSuccess) {
         free(c);
         return r;
@@ -683,7 +695,7 @@ static int step_coll(struct op *o, int64_t now) {
         }
         barrier_arrive(c, &o->my_gen);
         o->phase = P_B1;
-        o->deadline = deadline_after(now);
+        o->deadline = o->kind == K_INIT ? init_deadline_after(now) : deadline_after(now);
         return 1;
     }
     case P_B1:
@@ -701,7 +713,7 @@ static int step_coll(struct op *o, int64_t now) {
                 return 0;
             }
         }
-        o->deadline = deadline_after(now);
+        o->deadline = o->kind == K_INIT ? init_deadline_after(now) : deadline_after(now);
         if (o->kind == K_INIT) {
             o->done = 1;
             return 1;
@@ -754,7 +766,7 @@ static int step_p2p(struct op *o, int64_t now) {
     size_t total = o->count * type_size(o->dtype), cap = h->p2p_cap;
     if (o->phase == P_START) {
         o->phase = P_B1;
-        o->deadline = deadline_after(now);
+        o->deadline = o->kind == K_INIT ? init_deadline_after(now) : deadline_after(now);
     }
     if (o->kind == K_SEND) {
         struct chan *ch = chan_of(h, c->rank, o->peer);
@@ -768,7 +780,7 @@ static int step_p2p(struct op *o, int64_t now) {
             futex_wake(&ch->posted);
             o->off += n;
             o->any = 1;
-            o->deadline = deadline_after(now);
+            o->deadline = o->kind == K_INIT ? init_deadline_after(now) : deadline_after(now);
             if (o->off >= total) o->done = 1;
             return 1;
         }
@@ -786,7 +798,7 @@ static int step_p2p(struct op *o, int64_t now) {
             futex_wake(&ch->acked);
             o->off += n;
             o->any = 1;
-            o->deadline = deadline_after(now);
+            o->deadline = o->kind == K_INIT ? init_deadline_after(now) : deadline_after(now);
             if (o->off >= total) o->done = 1;
             return 1;
         }

@@ -1,6 +1,6 @@
 //! The converter's memory is bounded by `--memory`, not by the log: a log whose calls and text
 //! would need about 100 MB in memory converts in a few tens of MB with `--memory 4` (the
-//! sorted runs and the text go to disk). Alone in its test binary, so that the peak RSS of
+//! sorted runs go to disk; the text log streams into its file). Alone in its test binary, so that the peak RSS of
 //! this process's children is the converter's.
 
 use bthost_tests::*;

@@ -1,7 +1,7 @@
 //! The converter's bounded memory: a log converted with a tiny memory budget (its calls
-//! sorted through runs spilled to disk, its text log grouped by thread through a spill file)
-//! gives the same bytes as one converted in memory, and the traces pass Perfetto's official
-//! schema and the structural checks. The log is generated in the real record format, with
+//! sorted through runs spilled to disk, read back in start order for the traces and thread by
+//! thread for the text log) gives the same bytes as one converted in memory, and the traces
+//! pass Perfetto's official schema and the structural checks. The log is generated in the real record format, with
 //! nested calls written before their callers (as bpftrace writes them) and calls in flight.
 
 use std::process::Command;

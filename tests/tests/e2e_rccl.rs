@@ -235,6 +235,10 @@ fn a_rank_that_skips_a_collective_shows_the_others_stuck_in_it() {
                     "{version}"
                 );
             } else {
+                assert!(
+                    seqs.len() >= 2,
+                    "{version} rank {rank}: its all-reduces {seqs:?}; the job said:\n{stdout}"
+                );
                 assert_eq!(
                     seqs[..2],
                     [

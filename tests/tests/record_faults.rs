@@ -147,6 +147,55 @@ fn convert(log: &Path, out: &Path) -> (String, String) {
     (summary, read(&out.join("log.txt")))
 }
 
+/// `record MODE -- steady_app 300`, tracing, with the app's pid known and 200 calls made.
+struct Traced {
+    rec: Child,
+    reap: Reap,
+    pid: i32,
+    err: PathBuf,
+    out: PathBuf,
+    /// Calls made when it was ready.
+    made: u64,
+}
+
+fn traced_app(
+    bin: &Path,
+    app: &Path,
+    dir: &Path,
+    mode: &[&str],
+    log: &Path,
+    env: &[(&str, &str)],
+) -> Traced {
+    let err = dir.join("record.stderr");
+    let out = dir.join("app.stdout");
+    let mut rec = record_cmd(bin, app, mode, log)
+        .envs(env.iter().copied())
+        .arg("--")
+        .arg(app)
+        .arg("300")
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let mut reap = Reap(vec![rec.id() as i32]);
+    wait_until(&mut rec, &err, "tracing", || {
+        read(&err).contains("bthost: tracing").then_some(())
+    });
+    let pid = wait_until(&mut rec, &err, "the app's pid", || app_pid(&read(&out)));
+    reap.0.push(pid);
+    let made = wait_until(&mut rec, &err, "calls", || {
+        made(&read(&out)).filter(|&n| n >= 200)
+    });
+    Traced {
+        rec,
+        reap,
+        pid,
+        err,
+        out,
+        made,
+    }
+}
+
 /// One recording of `steady_app` under `record -- CMD`, its bpftrace SIGKILLed while it
 /// traces.
 fn killed_bpftrace(bin: &Path, version: &semver::Version, name: &str, mode: &[&str]) {
@@ -154,32 +203,19 @@ fn killed_bpftrace(bin: &Path, version: &semver::Version, name: &str, mode: &[&s
     let dir = scratch(&format!("record-faults-kill-{version}-{name}"));
     let app = compile_workload("steady_app", &dir, &[]);
     let log = dir.join("run.log");
-    let err_path = dir.join("record.stderr");
-    let out_path = dir.join("app.stdout");
     let _serial = system_wide_lock();
-    let mut rec = record_cmd(bin, &app, mode, &log)
-        .arg("--")
-        .arg(&app)
-        .arg("300")
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .spawn()
-        .unwrap();
-    let mut reap = Reap(vec![rec.id() as i32]);
+    let Traced {
+        mut rec,
+        reap: _reap,
+        pid,
+        err: err_path,
+        made: before,
+        ..
+    } = traced_app(bin, &app, &dir, mode, &log, &[]);
     let ctx = format!("{version} {name}");
-    wait_until(&mut rec, &err_path, "tracing", || {
-        read(&err_path).contains("bthost: tracing").then_some(())
-    });
-    let pid = wait_until(&mut rec, &err_path, "the app's pid", || {
-        app_pid(&read(&out_path))
-    });
-    reap.0.push(pid);
     let bt = bpftrace_of(rec.id()).unwrap_or_else(|| panic!("{ctx}: no bpftrace child"));
     // Calls are being made (and traced); with maps, every record of the calls made by now is
     // drained into the log well before the kill (a drain every 50 ms).
-    let before = wait_until(&mut rec, &err_path, "calls", || {
-        made(&read(&out_path)).filter(|&n| n >= 200)
-    });
     std::thread::sleep(Duration::from_secs(1));
     if ring {
         // The flight recorder writes nothing until a dump: one before the kill.
@@ -282,7 +318,203 @@ fn a_killed_bpftrace_is_said_at_once_and_the_log_is_closed() {
     );
     for (bin, version) in &versions {
         killed_bpftrace(bin, version, "maps", &[]);
-        killed_bpftrace(bin, version, "ring", &["--flight-recorder", "64"]);
+        killed_bpftrace(
+            bin,
+            version,
+            "ring",
+            &["--flight-recorder", "64", "--no-restart"],
+        );
+    }
+}
+
+/// The `i` of every `on_complete` call in a converted log.txt.
+fn completed(txt: &str) -> Vec<u64> {
+    txt.lines()
+        .filter_map(|l| l.split("on_complete(i=").nth(1))
+        .filter_map(|r| r.split(')').next()?.parse().ok())
+        .collect()
+}
+
+/// The calls' numbers, sorted, cut at their largest jump (a gap in tracing): before, after.
+fn split_at_gap(done: &[u64]) -> Option<(Vec<u64>, Vec<u64>)> {
+    let mut d = done.to_vec();
+    d.sort_unstable();
+    let cut = (1..d.len()).max_by_key(|&k| d[k] - d[k - 1])?;
+    let after = d.split_off(cut);
+    Some((d, after))
+}
+
+/// The bpftrace child of `rec` other than `old`, once there is one.
+fn new_bpftrace(rec: &mut Child, err: &Path, old: u32) -> u32 {
+    let id = rec.id();
+    wait_until(rec, err, "a new bpftrace", || {
+        children(id).into_iter().find(|&c| {
+            c != old
+                && std::fs::read(format!("/proc/{c}/cmdline"))
+                    .map(|l| String::from_utf8_lossy(&l).contains("bpftrace"))
+                    .unwrap_or(false)
+        })
+    })
+}
+
+/// `record --restart` (the flight recorder's default): bpftrace SIGKILLed is run again and the
+/// log goes on after a `#G` gap mark, with the calls made after it; killed again at once, it is
+/// not run a third time, and the log ends with its `#Q` mark.
+fn restarted_bpftrace(bin: &Path, version: &semver::Version, name: &str, mode: &[&str]) {
+    let ring = name == "ring";
+    let dir = scratch(&format!("record-faults-restart-{version}-{name}"));
+    let app = compile_workload("steady_app", &dir, &[]);
+    let log = dir.join("run.log");
+    let _serial = system_wide_lock();
+    // Any second kill counts as quick, however slow this machine is today.
+    let env = [("BTHOST_RESTART_TOO_SOON_S", "3600")];
+    let Traced {
+        mut rec,
+        reap: _reap,
+        pid,
+        err: err_path,
+        out: out_path,
+        ..
+    } = traced_app(bin, &app, &dir, mode, &log, &env);
+    let ctx = format!("{version} {name}");
+    let bt = bpftrace_of(rec.id()).unwrap_or_else(|| panic!("{ctx}: no bpftrace child"));
+    let dump = |rec: &Child, n: u32| {
+        bthost_ok_stderr(&["dump", "--pid", &rec.id().to_string()]);
+        format!("\n#Z {n:x}\n")
+    };
+    if ring {
+        let z = dump(&rec, 1);
+        wait_until(&mut rec, &err_path, "dump 1", || {
+            read(&log).contains(&z).then_some(())
+        });
+    } else {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let before_kill = made(&read(&out_path)).unwrap();
+    // SAFETY: kill(2) of record's bpftrace, as the OOM killer would.
+    assert_eq!(unsafe { kill(bt as i32, SIGKILL) }, 0, "{ctx}");
+    let said = wait_until(&mut rec, &err_path, "the restart", || {
+        let e = read(&err_path);
+        e.contains(": restarted, ").then_some(e)
+    });
+    assert!(
+        said.contains("bthost: error: bpftrace was killed by SIGKILL: the OOM killer? see `dmesg`")
+            && said.contains("into tracing: restarting it"),
+        "{ctx}: {said}"
+    );
+    let bt2 = new_bpftrace(&mut rec, &err_path, bt);
+    let at_restart = made(&read(&out_path)).unwrap();
+    wait_until(&mut rec, &err_path, "calls after the restart", || {
+        made(&read(&out_path)).filter(|&n| n >= at_restart + 200)
+    });
+    if ring {
+        let z = dump(&rec, 2);
+        wait_until(&mut rec, &err_path, "dump 2", || {
+            read(&log).contains(&z).then_some(())
+        });
+    } else {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let before_kill2 = made(&read(&out_path)).unwrap();
+    // SAFETY: as above.
+    assert_eq!(unsafe { kill(bt2 as i32, SIGKILL) }, 0, "{ctx}");
+    let said = wait_until(&mut rec, &err_path, "the give-up", || {
+        let e = read(&err_path);
+        e.contains("is still running, untraced").then_some(e)
+    });
+    assert!(
+        said.contains("tracing stopped early (not restarted again: it ended "),
+        "{ctx}: {said}"
+    );
+    // SAFETY: kill(2) of the workload.
+    unsafe { kill(pid, SIGTERM) };
+    let st = wait_exit(&mut rec, &err_path);
+    let err = read(&err_path);
+    assert!(!st.success(), "{ctx}: record succeeded:\n{err}");
+    assert!(err.contains("bthost: tracing had a gap: "), "{ctx}: {err}");
+
+    let text = read(&log);
+    let gaps: Vec<&str> = text.lines().filter(|l| l.starts_with("#G ")).collect();
+    assert_eq!(gaps.len(), 1, "{ctx}: {gaps:?}");
+    assert!(gaps[0].contains("bpftrace was killed by SIGKILL"), "{ctx}");
+    // The restarted bpftrace's header is not written again.
+    assert_eq!(text.matches("#bthost ").count(), 1, "{ctx}");
+    let tail: Vec<&str> = text.lines().rev().take(2).collect();
+    assert!(
+        tail[0].starts_with("#C end ")
+            && tail[1].starts_with("#Q ")
+            && tail[1].contains("not restarted again"),
+        "{ctx}: the log ends {tail:?}"
+    );
+    let (summary, txt) = convert(&log, &dir.join("out"));
+    assert!(
+        summary.contains("tracing stopped for ")
+            && summary.contains("and started again: bpftrace was killed by SIGKILL"),
+        "{ctx}: {summary}"
+    );
+    // The gap: the largest jump in the calls' numbers (about a second of calls, made while
+    // nothing traced).
+    let done = completed(&txt);
+    let (first, second) = split_at_gap(&done).unwrap_or_else(|| panic!("{ctx}: {summary}"));
+    assert!(
+        second[0] > first[first.len() - 1] + 100 && second[0] > before_kill,
+        "{ctx}: the gap is from call {} to {}, the kill after {before_kill}",
+        first[first.len() - 1],
+        second[0]
+    );
+    if ring {
+        // Each dump: the ring's last 64 records of the thread, half of them on_complete.
+        assert!(first.len() >= 30, "{ctx}: {} before the gap", first.len());
+    } else {
+        // Every call made before the kill (a drain every 50 ms, a second before it).
+        assert!(
+            first.len() as u64 >= before_kill.saturating_sub(5),
+            "{ctx}: {} of {before_kill} calls before the gap",
+            first.len()
+        );
+    }
+    // Calls after the restart are there, up to the second kill.
+    assert!(
+        second.len() >= 30 && second.iter().all(|&i| i <= before_kill2 + 1000),
+        "{ctx}: {} calls after the restart ({at_restart} made at the restart):\n{summary}",
+        second.len()
+    );
+    let fixtures = root().join("tests/fixtures/packs");
+    let report = bthost_ok(&[
+        "--pack-path",
+        fixtures.to_str().unwrap(),
+        "report",
+        log.to_str().unwrap(),
+    ]);
+    assert!(
+        report.contains("tracing stopped on ")
+            && report.contains("bpftrace was killed by SIGKILL")
+            && report.contains("nothing was traced in between"),
+        "{ctx}: {report}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&bthost_ok(&[
+        "--pack-path",
+        fixtures.to_str().unwrap(),
+        "report",
+        "--json",
+        log.to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert_eq!(
+        json["logs"][0]["gaps"].as_array().map(Vec::len),
+        Some(1),
+        "{ctx}: {json}"
+    );
+}
+
+#[test]
+fn a_killed_bpftrace_is_restarted_after_a_gap_and_given_up_when_killed_again_at_once() {
+    if skip_root_tests() {
+        return;
+    }
+    for (bin, version) in &available_bpftraces() {
+        restarted_bpftrace(bin, version, "ring", &["--flight-recorder", "64"]);
+        restarted_bpftrace(bin, version, "maps", &["--restart"]);
     }
 }
 
@@ -356,4 +588,178 @@ fn a_full_file_system_is_said_with_the_bytes_written() {
         let _ = w.kill();
         let _ = w.wait();
     }
+}
+
+/// Fills the file system of `dir` with one file (until ENOSPC); returns it.
+fn fill(dir: &Path) -> PathBuf {
+    let filler = dir.join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", filler.display()))
+        .stderr(Stdio::null())
+        .status();
+    filler
+}
+
+/// The flight recorder on a disk that fills (`--disk-full wait`, its default): the dump that
+/// meets the full disk is taken back whole, tracing goes on, and once there is room again the
+/// flight recorder is dumped anew; the log never holds half a dump.
+#[test]
+fn a_full_disk_under_the_flight_recorder_takes_the_dump_back_and_dumps_when_there_is_room() {
+    if skip_root_tests() {
+        return;
+    }
+    for (bin, version) in &available_bpftraces() {
+        let dir = scratch(&format!("record-faults-room-{version}"));
+        let app = compile_workload("steady_app", &dir, &[]);
+        let full = dir.join("full");
+        std::fs::create_dir_all(&full).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+            .arg(&full)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount a tmpfs on {}", full.display());
+        let _unmount = Unmount(full.clone());
+        let log = full.join("run.log");
+        let _serial = system_wide_lock();
+        let Traced {
+            mut rec,
+            reap: _reap,
+            pid,
+            err: err_path,
+            out: out_path,
+            ..
+        } = traced_app(bin, &app, &dir, &["--flight-recorder", "64"], &log, &[]);
+        let ctx = version.to_string();
+        let dump = |rec: &Child| bthost_ok_stderr(&["dump", "--pid", &rec.id().to_string()]);
+        dump(&rec);
+        wait_until(&mut rec, &err_path, "dump 1", || {
+            read(&log).ends_with("#Z 1\n").then_some(())
+        });
+        let kept = std::fs::metadata(&log).unwrap().len();
+        let filler = fill(&full);
+        let at_full = made(&read(&out_path)).unwrap();
+        dump(&rec);
+        let said = wait_until(&mut rec, &err_path, "the dump taken back", || {
+            let e = read(&err_path);
+            e.contains("is dumped again when").then_some(e)
+        });
+        assert!(
+            said.contains(&format!(
+                "cannot write {}: No space left on device (os error 28) after ",
+                log.display()
+            )) && said.contains(&format!(
+                "this dump is taken back whole (the log keeps the {kept} bytes before it)"
+            )),
+            "{ctx}: {said}"
+        );
+        // Cut back to the end of the first dump, and still tracing.
+        assert_eq!(std::fs::metadata(&log).unwrap().len(), kept, "{ctx}");
+        assert!(read(&log).ends_with("#Z 1\n"), "{ctx}");
+        assert!(rec.try_wait().unwrap().is_none(), "{ctx}: {said}");
+        std::fs::remove_file(&filler).unwrap();
+        wait_until(&mut rec, &err_path, "the dump once there is room", || {
+            let e = read(&err_path);
+            (e.contains("there is room for the log again") && read(&log).ends_with("#Z 3\n"))
+                .then_some(())
+        });
+        // SAFETY: kill(2) of the workload: the command's exit ends tracing.
+        unsafe { kill(pid, SIGTERM) };
+        let st = wait_exit(&mut rec, &err_path);
+        let err = read(&err_path);
+        assert!(st.success(), "{ctx}: {err}");
+        assert!(err.contains("bthost: the log is complete"), "{ctx}: {err}");
+        let (summary, txt) = convert(&log, &dir.join("out"));
+        assert!(
+            !summary.contains("garbage") && !summary.contains("malformed"),
+            "{ctx}: {summary}"
+        );
+        // The calls of the first dump, then (after the largest jump in their numbers: the
+        // second of waiting for room) those of the dumps after the disk was full.
+        let done = completed(&txt);
+        let (first, later) = split_at_gap(&done).unwrap_or_else(|| panic!("{ctx}: {summary}"));
+        assert!(
+            first.len() >= 30 && later.len() >= 30 && later[0] > at_full,
+            "{ctx}: {} calls of the first dump, {} after ({at_full} made when full):\n{summary}",
+            first.len(),
+            later.len()
+        );
+    }
+}
+
+/// `record --pid P --restart`: the restarted bpftrace knows of P (its script names it) but not
+/// of the processes P started while the first one traced; record tells it of them again, and
+/// their calls after the gap are in the log.
+#[test]
+fn a_restarted_bpftrace_traces_the_processes_of_the_pid_filter_again() {
+    if skip_root_tests() {
+        return;
+    }
+    let (bin, version) = &available_bpftraces()[0];
+    let dir = scratch(&format!("record-faults-restart-pid-{version}"));
+    let app = compile_workload("steady_app", &dir, &[]);
+    let log = dir.join("run.log");
+    let err_path = dir.join("record.stderr");
+    let out_path = dir.join("app.stdout");
+    let _serial = system_wide_lock();
+    // The app is a child of the traced shell, started once tracing runs.
+    let go = dir.join("go");
+    let _ = std::fs::remove_file(&go);
+    let mut w = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "while [ ! -e {} ]; do sleep 0.05; done; {} 300 & wait",
+            go.display(),
+            app.display()
+        ))
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut reap = Reap(vec![w.id() as i32]);
+    let mut rec = record_cmd(bin, &app, &["--restart"], &log)
+        .args(["--pid", &w.id().to_string()])
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    reap.0.push(rec.id() as i32);
+    wait_until(&mut rec, &err_path, "tracing", || {
+        read(&err_path).contains("bthost: tracing").then_some(())
+    });
+    let bt = bpftrace_of(rec.id()).expect("a bpftrace child");
+    std::fs::write(&go, "").unwrap();
+    let pid = wait_until(&mut rec, &err_path, "the app's pid", || {
+        app_pid(&read(&out_path))
+    });
+    reap.0.push(pid);
+    let n = made(&read(&out_path)).unwrap_or(0);
+    wait_until(&mut rec, &err_path, "calls", || {
+        made(&read(&out_path)).filter(|&m| m >= n + 300)
+    });
+    // SAFETY: kill(2) of record's bpftrace.
+    assert_eq!(unsafe { kill(bt as i32, SIGKILL) }, 0);
+    wait_until(&mut rec, &err_path, "the restart", || {
+        read(&err_path).contains(": restarted, ").then_some(())
+    });
+    let n = made(&read(&out_path)).unwrap();
+    wait_until(&mut rec, &err_path, "calls after the restart", || {
+        made(&read(&out_path)).filter(|&m| m >= n + 300)
+    });
+    // SAFETY: kill(2) of record: it stops as at Ctrl-C.
+    unsafe { kill(rec.id() as i32, SIGTERM) };
+    let st = wait_exit(&mut rec, &err_path);
+    let err = read(&err_path);
+    assert!(st.success(), "{version}: {err}");
+    let (summary, txt) = convert(&log, &dir.join("out"));
+    let done = completed(&txt);
+    let (first, second) = split_at_gap(&done).unwrap_or_else(|| panic!("{version}: {summary}"));
+    assert!(
+        first.len() >= 200 && second.len() >= 200,
+        "{version}: {} calls before the gap, {} after:\n{summary}",
+        first.len(),
+        second.len()
+    );
+    // SAFETY: kill(2) of the app; the shell waits for it.
+    unsafe { kill(pid, SIGTERM) };
+    let _ = w.wait();
 }

@@ -127,21 +127,16 @@ fn pids_in(log: &Path) -> Vec<u32> {
     v
 }
 
-#[test]
-fn a_slurm_job_is_recorded_on_every_node() {
-    if skip_root_tests() {
-        return;
-    }
-    cluster_up();
-    let dir = scratch("slurm-job");
+/// The 8-rank job under bthost-run (with `recipe_args`), recording into DIR/out, once it
+/// hangs: rank 5 skipped its second collective and all 8 finished their first. Its id, and
+/// what it printed by then.
+fn hanging_job(dir: &Path, recipe_args: &str) -> (String, String) {
     let standins = build_standins(&dir.join("standins"));
     let out = dir.join("out");
-    let _serial = system_wide_lock();
     let job = sbatch(
-        &dir,
+        dir,
         &format!(
-            // --sudo, as a user who is not root runs it (root's sudo needs no rule).
-            "exec {} --sudo --bthost {} --packs rccl --lib rccl={} -o {} -- -O {} -S {}/uid -k 3 -s 5:1 -t 600000",
+            "exec {} {recipe_args} --bthost {} --packs rccl --lib rccl={} -o {} -- -O {} -S {}/uid -k 3 -s 5:1 -t 600000",
             recipe().display(),
             bthost_bin().display(),
             standins.join("librccl.so.1").display(),
@@ -150,13 +145,26 @@ fn a_slurm_job_is_recorded_on_every_node() {
             out.display()
         ),
     );
-    // The ranks hang once rank 5 skipped and all 8 finished their first collective.
     let printed = wait_out(
-        &dir,
+        dir,
         &job,
         |o| o.contains("SKIPPED") && o.matches("coll#0 AllReduce -> ok").count() == 8,
         "the job did not reach its hang",
     );
+    (job, printed)
+}
+
+#[test]
+fn a_slurm_job_is_recorded_on_every_node() {
+    if skip_root_tests() {
+        return;
+    }
+    cluster_up();
+    let dir = scratch("slurm-job");
+    let out = dir.join("out");
+    let _serial = system_wide_lock();
+    // --sudo, as a user who is not root runs it (root's sudo needs no rule).
+    let (job, printed) = hanging_job(&dir, "--sudo");
     std::thread::sleep(Duration::from_secs(2));
     // What a user does to a hung job.
     let o = Command::new("scancel").arg(&job).output().unwrap();
@@ -306,5 +314,87 @@ fn a_step_that_cannot_start_and_a_folder_that_cannot_be_written_are_said() {
     assert!(
         o.contains(&format!("bthost-run: cannot create {}/sub", file.display())),
         "{o}"
+    );
+}
+
+/// The `bthost record` of `node` for `job` (not the sudo or shell around it).
+fn recorder_of(job: &str, node: &str) -> Option<u32> {
+    let token = format!("slurm:{job}:{node}");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+        let exe = Path::new(std::str::from_utf8(args.first()?).ok()?);
+        (exe.file_name()? == "bthost"
+            && args.contains(&&b"record"[..])
+            && args.contains(&token.as_bytes()))
+        .then_some(pid)
+    })
+}
+
+#[test]
+fn a_node_whose_recorder_dies_mid_step_is_named_and_the_others_go_on() {
+    if skip_root_tests() {
+        return;
+    }
+    cluster_up();
+    let dir = scratch("slurm-recorder-dies");
+    let out = dir.join("out");
+    let _serial = system_wide_lock();
+    let (job, printed) = hanging_job(&dir, "");
+    // n3's recorder (the node of rank 5, which skips) killed as the OOM killer would, while
+    // the job step runs.
+    let rec = recorder_of(&job, "n3").unwrap_or_else(|| panic!("no recorder of n3:\n{printed}"));
+    let st = Command::new("kill")
+        .args(["-KILL", &rec.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let said = wait_out(
+        &dir,
+        &job,
+        |o| o.contains("bthost-run: node n3: its recorder stopped"),
+        "bthost-run did not say that n3's recorder stopped",
+    );
+    assert!(
+        said.contains("the recorder was killed by signal 9 (SIGKILL: the OOM killer? see dmesg on n3); the other nodes go on"),
+        "{said}"
+    );
+    // The others still record: n1's recorder is alive.
+    assert!(recorder_of(&job, "n1").is_some(), "{said}");
+    let o = Command::new("scancel").arg(&job).output().unwrap();
+    assert!(o.status.success());
+    wait_gone(&job);
+    let all = job_out(&dir);
+    for node in ["n1", "n2", "n4"] {
+        let err = std::fs::read_to_string(out.join(format!("{node}.stderr"))).unwrap();
+        assert!(err.contains("bthost: the log is complete"), "{node}: {err}");
+    }
+    // report.txt names the node and why first, then reports on every log, n3's as far as it
+    // goes: the skipping rank 5 is still named, with the caveat that its node's tracing
+    // stopped.
+    let report = std::fs::read_to_string(out.join("report.txt"))
+        .unwrap_or_else(|e| panic!("no report.txt ({e}):\n{all}"));
+    let first = report.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("bthost-run: node n3: its recorder stopped at ")
+            && first.contains("killed by signal 9"),
+        "{report}"
+    );
+    assert!(report.contains("4 logs (n[1-4])"), "{report}");
+    assert!(
+        report.contains("n3.log: the log ends without its end mark: its recorder was killed"),
+        "{report}"
+    );
+    let rank5 = &ranks(&printed)[5];
+    assert!(
+        report.contains(&format!(
+            "never entered #2: rank 5 ({} pid {})",
+            rank5.2, rank5.1
+        )) && report.contains(
+            "(tracing on n3 did not run all along: what rank 5 seems not to have done may have \
+             happened while nothing was traced)"
+        ),
+        "{report}"
     );
 }

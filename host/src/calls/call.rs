@@ -193,6 +193,12 @@ impl Call {
     }
 }
 
+/// The (pid, tid) of an encoded call, read from its header.
+pub fn thread_of(b: &[u8]) -> (u32, u32) {
+    let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+    (u32_at(24), u32_at(28))
+}
+
 /// The sort key of an encoded call, read from its header.
 pub fn key_of(b: &[u8]) -> Key {
     let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());

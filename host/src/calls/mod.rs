@@ -9,6 +9,7 @@ pub mod collect;
 pub mod completion;
 pub mod format;
 pub mod numfmt;
+pub mod piped;
 mod progress;
 mod reader;
 pub mod sources;

@@ -4,3 +4,4 @@ pub mod build;
 pub mod doctor;
 pub mod new_pack;
 pub mod packs;
+pub mod stacks;

@@ -8,7 +8,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 const CHUNK: usize = 1 << 20;
-const IN_FLIGHT: usize = 4;
+const IN_FLIGHT: usize = 2;
 
 pub struct BgWriter {
     buf: Vec<u8>,

@@ -61,6 +61,11 @@ pub fn is_device(c: &Call) -> bool {
     c.seq & SEQ != 0
 }
 
+/// Whether `tid` is a device lane's ([`LANE_TID`]), not a thread of the program.
+pub fn is_lane(tid: u32) -> bool {
+    tid & LANE_TID == LANE_TID
+}
+
 /// The names device slices use, as string ids.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Names {

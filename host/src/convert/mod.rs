@@ -2,14 +2,18 @@
 //! it takes plain [`ConvertOptions`].
 
 //! The reading pass (crate::calls) turns the log into finished calls, which the sorter puts
-//! in start order with bounded memory (sort.rs); the writers (text.rs, perfetto/) then
-//! consume them in that order. The device side (device.rs), inferred from the calls as they
-//! are read, joins them in the sorter as calls of its own.
+//! in order with bounded memory (sort.rs); the writers then read them back side by side, the
+//! traces (perfetto/) in start order and the text log (text.rs) thread by thread. The device
+//! side (device.rs), inferred from the calls as they are read, joins them in the sorter as
+//! calls of its own. With `jobs` > 1 the log's decoding runs beside the call model
+//! (crate::calls::piped) and the two writers side by side; the outputs are the same bytes
+//! either way.
 
 mod bgwrite;
 pub mod device;
 pub mod perfetto;
 pub mod sort;
+mod stacks;
 pub mod text;
 
 use std::path::PathBuf;
@@ -17,7 +21,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 use crate::calls::call::{self, Call};
-use crate::calls::{for_each_event, sources, CallSink as _, Collector};
+use crate::calls::{for_each_event, piped, sources, CallSink as _, Collector};
 use crate::decode::Stats;
 use crate::log::Diagnostics;
 use crate::registry::Registry;
@@ -25,10 +29,10 @@ use crate::safe_out::OutDir;
 use crate::symbolize::Symbolizer;
 use sort::{SortSink, Sorter};
 
-/// The default memory budget (MiB) for calls held before the sorter spills a run to disk and
-/// text buffered before the text writer spills: two thirds and one third. Together they bound
-/// the converter's memory whatever the log's size.
-pub const DEFAULT_MEMORY_MB: usize = 96;
+/// The default memory budget (MiB) for calls held before the sorter spills a run to disk: it
+/// bounds the converter's memory whatever the log's size (the writers hold nothing but their
+/// I/O buffers).
+pub const DEFAULT_MEMORY_MB: usize = 80;
 
 #[derive(Clone, Debug)]
 pub struct ConvertOptions {
@@ -46,8 +50,17 @@ pub struct ConvertOptions {
     /// Memory maps of traced processes (pid, copy of /proc/PID/maps), for symbolization, of
     /// the first log; the others' are those `record` kept beside them.
     pub maps: Vec<(u32, PathBuf)>,
-    /// Bytes of sorting and text buffers before they spill to disk (see [`DEFAULT_MEMORY_MB`]).
+    /// Bytes of calls held for sorting before they spill to disk (see [`DEFAULT_MEMORY_MB`]).
     pub memory: usize,
+    /// Threads to convert on: with 1, the log is decoded and the text log and the traces
+    /// written one after the other on one thread; with more, the decoding runs beside the call
+    /// model and the writers side by side. The outputs are the same bytes.
+    pub jobs: usize,
+}
+
+/// The default for [`ConvertOptions::jobs`]: the cores this process may run on.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// What a conversion found.
@@ -91,7 +104,7 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         }
     }
     let t_read = std::time::Instant::now();
-    let sorter = Sorter::new(&out_dir, opts.memory / 3 * 2);
+    let sorter = Sorter::new(&out_dir, opts.memory);
     // The report's view of the hang, from the same pass, for the top of log.txt; the device
     // side, inferred from the same calls, into the same sorter.
     let completion_specs = crate::report::completion_specs(registry);
@@ -121,25 +134,31 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         calls
             .sink
             .start_log(src.index, &mut calls.strings, log_packs.as_deref());
-        let d = for_each_event(
-            registry,
-            &src.path,
-            opts.expect_schema,
-            Vec::new(),
-            |_, e| {
-                let r = if several {
-                    // Numbered apart and on the first log's clock.
-                    let mut e = e.clone();
-                    e.pid = sources.id(src.index, e.pid);
-                    e.tid = sources.id(src.index, e.tid);
-                    e.ts = sources.time(src.index, e.ts);
-                    calls.push(&e)
-                } else {
-                    calls.push(e)
-                };
-                r.with_context(|| format!("sorting calls in {}", opts.out_dir.display()))
-            },
-        )?;
+        let mut each = |e: &bthost_plugin_api::Event| {
+            let r = if several {
+                // Numbered apart and on the first log's clock.
+                let mut e = e.clone();
+                e.pid = sources.id(src.index, e.pid);
+                e.tid = sources.id(src.index, e.tid);
+                e.ts = sources.time(src.index, e.ts);
+                calls.push(&e)
+            } else {
+                calls.push(e)
+            };
+            r.with_context(|| format!("sorting calls in {}", opts.out_dir.display()))
+        };
+        // The decoding beside the call model, when there are cores for both.
+        let d = if opts.jobs > 1 {
+            piped::for_each_event_piped(registry, &src.path, opts.expect_schema, each)?
+        } else {
+            for_each_event(
+                registry,
+                &src.path,
+                opts.expect_schema,
+                Vec::new(),
+                |_, e| each(e),
+            )?
+        };
         match &packs {
             Some((p, first)) if *p != d.packs => anyhow::bail!(
                 "{} was written with packs {}, {} with {}: logs converted together must have the same packs",
@@ -189,6 +208,15 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         }
         None => None,
     };
+    // The stacks record took at its dumps: an instant on each thread (convert/stacks.rs).
+    stacks::feed(
+        &sources,
+        &comms,
+        &mut calls.strings,
+        &mut calls.sink.sort,
+        t_last,
+    )
+    .with_context(|| format!("sorting calls in {}", opts.out_dir.display()))?;
     let device_summary = device.as_ref().map(|d| d.summary).unwrap_or_default();
     let read_secs = t_read.elapsed().as_secs_f64();
     let t_write = std::time::Instant::now();
@@ -228,7 +256,7 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         &mut calls.strings,
     )
     .with_context(|| format!("creating traces in {}", opts.out_dir.display()))?;
-    let mut text = text::TextWriter::new(t_first, t_last, &out_dir, opts.memory / 3);
+    let mut text = text::TextWriter::new(t_first, t_last);
     if let Some(names) = device_names {
         traces.device(names);
         text.hide_link(names.link);
@@ -241,14 +269,10 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
     } = calls;
     let sorter = sink.sort.sorter;
     let spilled_runs = sorter.runs();
-    let text = write_in_order(sorter, text, &mut traces, &strings)
-        .with_context(|| format!("writing into {}", opts.out_dir.display()))?;
-    let traces = traces
-        .finish(&strings)
-        .with_context(|| format!("writing traces into {}", opts.out_dir.display()))?;
-
+    let sorted = sorter
+        .finish()
+        .with_context(|| format!("sorting calls in {}", opts.out_dir.display()))?;
     let out = opts.out_dir.join("log.txt");
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, text_file);
     let header = text::Header {
         log: &log_names,
         hosts: hosts.as_ref(),
@@ -261,9 +285,18 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         report: report.as_deref(),
         device: (!device_summary.is_empty()).then_some(&device_summary),
     };
-    text.write(&mut w, &header)
-        .and_then(|()| std::io::Write::flush(&mut w))
-        .with_context(|| format!("writing {}", out.display()))?;
+    let (texted, traced) = if opts.jobs > 1 {
+        write_both(&sorted, &text, &header, text_file, &mut traces, &strings)
+    } else {
+        let texted = write_text(&sorted, &text, &header, text_file);
+        (texted, write_traces(&sorted, &mut traces, &strings))
+    };
+    texted.with_context(|| format!("writing {}", out.display()))?;
+    traced.with_context(|| format!("writing into {}", opts.out_dir.display()))?;
+    drop(sorted);
+    let traces = traces
+        .finish(&strings)
+        .with_context(|| format!("writing traces into {}", opts.out_dir.display()))?;
     let mut outputs = vec![out];
     outputs.extend(traces.into_iter().map(|(p, _)| p));
     Ok(Summary {
@@ -348,6 +381,8 @@ fn report_text(
                 stopped_at: stop,
                 packs: Vec::new(),
                 stopped_early: None,
+                gaps: Vec::new(),
+                cut: false,
             })
             .collect(),
         alignment: sources.alignment.clone(),
@@ -356,58 +391,47 @@ fn report_text(
     Some(report::text::render(&cx, &g, &findings))
 }
 
-/// Feeds the sorted calls to the writers: the Perfetto traces on this thread, the text log on
-/// another (it gets the encoded calls in batches of about 1 MiB), so that formatting text and
-/// encoding packets run side by side.
-fn write_in_order(
-    sorter: Sorter,
-    mut text: text::TextWriter,
+/// Writes the sorted calls out, the text log on a thread of its own (thread by thread) and
+/// the Perfetto traces on this one (in start order): two independent readers of the same
+/// sorted calls, each writing its files through its own writer threads (bgwrite.rs).
+fn write_both(
+    sorted: &sort::Sorted,
+    text: &text::TextWriter,
+    header: &text::Header,
+    text_file: std::fs::File,
     traces: &mut perfetto::TraceSet,
     strings: &call::Strings,
-) -> std::io::Result<text::TextWriter> {
-    const BATCH: usize = 1 << 20;
+) -> (std::io::Result<()>, std::io::Result<()>) {
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
-        let texts = scope.spawn(move || -> std::io::Result<text::TextWriter> {
-            let mut call = Call::default();
-            for batch in rx {
-                let mut i = 0;
-                while i < batch.len() {
-                    let len = u32::from_le_bytes(batch[i..i + 4].try_into().unwrap()) as usize;
-                    call.decode(&batch[i + 4..i + 4 + len]);
-                    text.push(&call, strings)?;
-                    i += 4 + len;
-                }
-            }
-            Ok(text)
-        });
-        let mut call = Call::default();
-        let mut batch = Vec::with_capacity(BATCH);
-        let fed = sorter
-            .drain(|b| {
-                call.decode(b);
-                traces.push(&call, strings)?;
-                // The text log leaves the device side out: it need not see it.
-                if device::is_device(&call) {
-                    return Ok(());
-                }
-                batch.extend_from_slice(&(b.len() as u32).to_le_bytes());
-                batch.extend_from_slice(b);
-                if batch.len() >= BATCH {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                    // A closed channel: the text thread stopped, and says why when joined.
-                    let _ = tx.send(full);
-                }
-                Ok(())
-            })
-            .map(|()| {
-                let _ = tx.send(batch);
-            });
-        drop(tx);
-        let text = texts
+        let texts = scope.spawn(move || write_text(sorted, text, header, text_file));
+        let traced = write_traces(sorted, traces, strings);
+        let texted = texts
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("the text writer panicked")));
-        fed.and(text)
+        (texted, traced)
+    })
+}
+
+fn write_text(
+    sorted: &sort::Sorted,
+    text: &text::TextWriter,
+    header: &text::Header,
+    file: std::fs::File,
+) -> std::io::Result<()> {
+    let mut w = bgwrite::BgWriter::new(file);
+    text.write(&mut w, header, sorted)?;
+    w.finish()
+}
+
+fn write_traces(
+    sorted: &sort::Sorted,
+    traces: &mut perfetto::TraceSet,
+    strings: &call::Strings,
+) -> std::io::Result<()> {
+    let mut call = Call::default();
+    sorted.in_key_order(|b| {
+        call.decode(b);
+        traces.push(&call, strings)
     })
 }
 

@@ -2,20 +2,18 @@
 //! nesting, with time, duration, decoded arguments, return names and link keys. Useful to read
 //! a hang directly and to check the Perfetto files by hand.
 //!
-//! Calls arrive in start order across all threads, but the log is grouped by thread: each
-//! thread's lines collect in its own buffer, and when the buffers together pass a budget they
-//! go, as chunks, to one spill file beside the output. Writing the log copies each thread's
-//! chunks in order. Memory stays bounded whatever the log's size.
+//! The calls come from the sorter thread by thread, each thread's in start order
+//! (crate::convert::sort), so the log streams into its file: memory stays bounded whatever
+//! the log's size, and nothing is spilled and copied back.
 //!
 //! The device side's slices (crate::convert::device) are not calls of the program: they are
 //! left out of the threads, and the header says what the traces show of them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::fs::File;
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 
-use super::bgwrite::BgWriter;
+use super::sort::Sorted;
 use crate::calls::call::{Call, Strings, V};
 use crate::calls::format::call_text;
 use crate::calls::numfmt::{push_hex, push_nine, push_u64};
@@ -23,29 +21,10 @@ use crate::calls::sources::PID_MASK;
 use crate::convert::device::{self, DeviceSummary};
 use crate::decode::Stats;
 use crate::log::Diagnostics;
-use crate::safe_out::OutDir;
-
-#[derive(Default)]
-struct ThreadText {
-    /// Lines not yet spilled.
-    buf: String,
-    /// (offset, length) of this thread's chunks in the spill file, in order.
-    chunks: Vec<(u64, usize)>,
-    /// Ends of the calls enclosing the next one, for indentation.
-    stack: Vec<u64>,
-}
 
 pub struct TextWriter {
-    threads: BTreeMap<(u32, u32), ThreadText>,
     t0: u64,
     t_last: u64,
-    buffered: usize,
-    budget: usize,
-    /// The folder of the spill file, and its name there.
-    dir: OutDir,
-    spill_name: String,
-    /// The spill file, written by its own thread, and its length so far.
-    spill: Option<(BgWriter, u64)>,
     /// The link key joining enqueuing calls to their device slices: not shown.
     hidden_link: Option<u32>,
 }
@@ -73,18 +52,11 @@ pub struct Header<'a> {
 }
 
 impl TextWriter {
-    /// `t0`, `t_last`: the first and last times in the log (times are printed from `t0`);
-    /// lines spill to a file in `dir` past `budget` bytes.
-    pub fn new(t0: u64, t_last: u64, dir: &OutDir, budget: usize) -> TextWriter {
+    /// `t0`, `t_last`: the first and last times in the log (times are printed from `t0`).
+    pub fn new(t0: u64, t_last: u64) -> TextWriter {
         TextWriter {
-            threads: BTreeMap::new(),
             t0,
             t_last,
-            buffered: 0,
-            budget,
-            dir: dir.clone(),
-            spill_name: format!(".bthost-text-{}.tmp", std::process::id()),
-            spill: None,
             hidden_link: None,
         }
     }
@@ -92,35 +64,6 @@ impl TextWriter {
     /// Calls' links of key `key` are not shown (crate::convert::device's).
     pub fn hide_link(&mut self, key: u32) {
         self.hidden_link = Some(key);
-    }
-
-    /// Adds the next call in start order.
-    pub fn push(&mut self, c: &Call, strings: &Strings) -> io::Result<()> {
-        if device::is_device(c) {
-            return Ok(());
-        }
-        let th = self.threads.entry((c.pid, c.tid)).or_default();
-        let start = c.start.unwrap_or(self.t0);
-        while th
-            .stack
-            .last()
-            .is_some_and(|&end| end <= start && c.start.is_some())
-        {
-            th.stack.pop();
-        }
-        let depth = th.stack.len();
-        // The budget counts the buffers' capacity, not their length: what the process holds.
-        let before = th.buf.capacity();
-        line(&mut th.buf, c, self.t0, depth, strings, self.hidden_link);
-        th.buf.push('\n');
-        self.buffered += th.buf.capacity() - before;
-        if !c.instant {
-            th.stack.push(c.end.unwrap_or(u64::MAX));
-        }
-        if self.buffered >= self.budget {
-            self.spill_all()?;
-        }
-        Ok(())
     }
 
     /// A call as the header lists it: its thread (`pid P tid T (comm)`), and its line.
@@ -139,33 +82,14 @@ impl TextWriter {
         (who, s.trim_start().to_string())
     }
 
-    fn spill_all(&mut self) -> io::Result<()> {
-        if self.spill.is_none() {
-            let f = self
-                .dir
-                .create_file(&self.spill_name)
-                .map_err(io::Error::other)?;
-            self.spill = Some((BgWriter::new(f), 0));
-        }
-        let (w, len) = self.spill.as_mut().expect("opened above");
-        for th in self.threads.values_mut() {
-            if th.buf.is_empty() {
-                continue;
-            }
-            w.write_all(th.buf.as_bytes())?;
-            th.chunks.push((*len, th.buf.len()));
-            *len += th.buf.len() as u64;
-            // Freed, not cleared: a thread's buffer grows again only as its share needs.
-            th.buf = String::new();
-        }
-        w.flush()?;
-        self.buffered = 0;
-        Ok(())
-    }
-
-    /// Writes the whole log to `w`.
-    pub fn write(mut self, w: &mut BufWriter<File>, h: &Header) -> io::Result<()> {
+    /// Writes the whole log to `w`: the header, then the calls of `sorted`.
+    pub fn write(&self, w: &mut impl Write, h: &Header, sorted: &Sorted) -> io::Result<()> {
         let t0 = self.t0;
+        let threads = sorted
+            .threads()
+            .iter()
+            .filter(|t| !device::is_lane(t.1))
+            .count();
         writeln!(
             w,
             "# bthost text log of {} (schema {:016x})",
@@ -175,7 +99,7 @@ impl TextWriter {
             w,
             "# {} records, {} threads; times in seconds since the first record (t0 = {}.{:09} s, CLOCK_MONOTONIC)",
             h.stats.records,
-            self.threads.len(),
+            threads,
             t0 / 1_000_000_000,
             t0 % 1_000_000_000
         )?;
@@ -243,53 +167,53 @@ impl TextWriter {
                 writeln!(w, "#   {who}, open >= {open}: {s}")?;
             }
         }
-        // The spill file, complete, to read the chunks back from.
-        let mut spilled = match self.spill.take() {
-            Some((w, _)) => {
-                w.finish()?;
-                Some(self.dir.open_file(&self.spill_name)?)
-            }
-            None => None,
-        };
+        // Each thread's calls, indented by nesting: the ends of the calls enclosing the next.
+        let mut stack: Vec<u64> = Vec::new();
+        let mut call = Call::default();
+        let mut text = String::new();
         let mut last_pid = None;
-        for ((pid, tid), th) in &self.threads {
-            if last_pid != Some(*pid) {
-                match h.hosts.and_then(|hs| hs.get(pid)) {
-                    Some(host) => writeln!(w, "\n== process {} on {host} ==", pid & PID_MASK)?,
-                    None => writeln!(w, "\n== process {pid} ==")?,
-                }
-                last_pid = Some(*pid);
+        let mut current = None;
+        sorted.by_thread(|(pid, tid), b| {
+            call.decode(b);
+            if device::is_device(&call) {
+                return Ok(());
             }
-            let comm = h.comms.get(tid).map_or("", |c| c.1.as_str());
-            writeln!(w, "-- thread {tid} ({comm}) --")?;
-            if let Some(f) = spilled.as_mut() {
-                // File to file: io::copy uses copy_file_range, so the kernel moves the bytes
-                // without a round trip through this process.
-                w.flush()?;
-                for &(off, len) in &th.chunks {
-                    f.seek(SeekFrom::Start(off))?;
-                    let n = io::copy(&mut (&*f).take(len as u64), w.get_mut())?;
-                    if n != len as u64 {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "the text spill file is shorter than written",
-                        ));
+            if current != Some((pid, tid)) {
+                current = Some((pid, tid));
+                stack.clear();
+                if last_pid != Some(pid) {
+                    match h.hosts.and_then(|hs| hs.get(&pid)) {
+                        Some(host) => writeln!(w, "\n== process {} on {host} ==", pid & PID_MASK)?,
+                        None => writeln!(w, "\n== process {pid} ==")?,
                     }
+                    last_pid = Some(pid);
                 }
+                let comm = h.comms.get(&tid).map_or("", |c| c.1.as_str());
+                writeln!(w, "-- thread {tid} ({comm}) --")?;
             }
-            w.write_all(th.buf.as_bytes())?;
-        }
-        if spilled.take().is_some() {
-            self.dir.remove_file(&self.spill_name)?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for TextWriter {
-    fn drop(&mut self) {
-        // An error left the spill file behind.
-        let _ = self.dir.remove_file(&self.spill_name);
+            let start = call.start.unwrap_or(t0);
+            while stack
+                .last()
+                .is_some_and(|&end| end <= start && call.start.is_some())
+            {
+                stack.pop();
+            }
+            text.clear();
+            line(
+                &mut text,
+                &call,
+                t0,
+                stack.len(),
+                h.strings,
+                self.hidden_link,
+            );
+            text.push('\n');
+            w.write_all(text.as_bytes())?;
+            if !call.instant {
+                stack.push(call.end.unwrap_or(u64::MAX));
+            }
+            Ok(())
+        })
     }
 }
 

@@ -46,6 +46,8 @@ pub struct Stats {
     pub anchors: Vec<crate::log::anchor::Anchor>,
     /// Tracing stopped early (`#Q`: bpftrace exited or was killed): when, and why.
     pub stopped_early: Option<(u64, String)>,
+    /// Tracing stopped and started again (`#G`, `record --restart`): from, to, why.
+    pub gaps: Vec<(u64, u64, String)>,
 }
 
 struct PackState {
@@ -233,6 +235,24 @@ impl<'r> LogDecoder<'r> {
                         "tracing stopped early: {why}; the log has what was written before (no \
                          last dump: calls in flight then, and records still in the kernel, are \
                          not in it)"
+                    ),
+                );
+            }
+            LineKind::Gap { from, to, why } => {
+                // The dead bpftrace's records have all come; the new one numbers each thread's
+                // records from 1 again, and knows nothing of the calls returned before.
+                self.release(None);
+                self.reorder.restart();
+                self.returned.clear();
+                self.stats.gaps.push((from, to, why.to_string()));
+                self.diag.add(
+                    "tracing gaps",
+                    Severity::Warning,
+                    lineno,
+                    format!(
+                        "tracing stopped for {:.1} s and started again: {why}; calls made in \
+                         the gap are not in the log, and calls open at its start may show no end",
+                        to.saturating_sub(from) as f64 / 1e9
                     ),
                 );
             }

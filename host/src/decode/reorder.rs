@@ -88,6 +88,13 @@ impl Reorder {
         v
     }
 
+    /// A new bpftrace (`record --restart`): each thread's numbers start again from 1. Called
+    /// once every record of the last one is released.
+    pub fn restart(&mut self) {
+        self.last.clear();
+        self.counts.clear();
+    }
+
     pub fn count(&mut self, tid: u32, n: u64) {
         self.counts.insert(tid, n);
     }

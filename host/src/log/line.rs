@@ -81,6 +81,14 @@ pub enum LineKind<'a> {
         time: u64,
         why: &'a str,
     },
+    /// Tracing stopped and started again (`#G <from> <to> <why>`, from `record --restart`:
+    /// bpftrace ended and record ran it again): nothing was traced between `from` and `to`,
+    /// and each thread's record numbers start again after it.
+    Gap {
+        from: u64,
+        to: u64,
+        why: &'a str,
+    },
     /// A clock anchor that `record` writes (`#C start|end host=... boot=... mono=... real=...`,
     /// crate::log::anchor).
     Anchor(&'a str),
@@ -162,6 +170,18 @@ pub fn classify(line: &str) -> LineKind<'_> {
             };
         }
         return LineKind::Garbage(format!("bad early-stop line {:?}", short(t)));
+    }
+    if let Some(rest) = t.strip_prefix("#G ") {
+        let mut w = rest.splitn(3, ' ');
+        let hex = |x: Option<&str>| x.and_then(|x| u64::from_str_radix(x, 16).ok());
+        if let (Some(from), Some(to), why) = (hex(w.next()), hex(w.next()), w.next()) {
+            return LineKind::Gap {
+                from,
+                to,
+                why: why.unwrap_or("").trim(),
+            };
+        }
+        return LineKind::Garbage(format!("bad gap line {:?}", short(t)));
     }
     if let Some(rest) = t.strip_prefix("#D ") {
         if let Ok(time) = u64::from_str_radix(rest.trim(), 16) {
@@ -559,6 +579,15 @@ mod tests {
             }
         );
         assert!(matches!(classify("#Q nope"), LineKind::Garbage(_)));
+        assert_eq!(
+            classify("#G 4bef09d9cb8 4bf0a1b2c3d bpftrace was killed by SIGKILL"),
+            LineKind::Gap {
+                from: 0x4bef09d9cb8,
+                to: 0x4bf0a1b2c3d,
+                why: "bpftrace was killed by SIGKILL"
+            }
+        );
+        assert!(matches!(classify("#G 12 nope"), LineKind::Garbage(_)));
         for control in ["#Z ffffffff", "#B 1 0", "#X 5036", "#A all probes attached"] {
             assert_eq!(classify(control), LineKind::Blank, "{control}");
         }

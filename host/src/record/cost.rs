@@ -45,8 +45,9 @@ pub struct Cost {
     /// CPU times when tracing began: bpftrace's (compiling the script and attaching) and
     /// bthost's (finding the libraries, composing the script).
     pub start: Start,
-    /// bpftrace's use at the stop.
-    pub bpftrace: Usage,
+    /// bpftrace's use at the stop (None: it had ended, or was not the one tracing began with:
+    /// its cost is not known).
+    pub bpftrace: Option<Usage>,
     /// Kernel memory of bpftrace's BPF maps (bytes, the `memlock` the kernel accounts).
     pub bpf_maps: u64,
     pub bthost: Usage,
@@ -55,11 +56,13 @@ pub struct Cost {
 }
 
 impl Cost {
-    /// Samples bpftrace (`pid`) and this process now, `traced` after tracing began.
-    pub fn sample(pid: u32, start: Start, traced: Duration) -> Cost {
+    /// Samples bpftrace (`pid`; None: it ended early) and this process now, `traced` after
+    /// tracing began.
+    pub fn sample(pid: Option<u32>, start: Start, traced: Duration) -> Cost {
+        let pid = pid.unwrap_or(0);
         Cost {
             start,
-            bpftrace: usage(&format!("/proc/{pid}")).unwrap_or_default(),
+            bpftrace: (pid != 0).then(|| usage(&format!("/proc/{pid}"))).flatten(),
             bpf_maps: bpf_map_bytes(pid),
             bthost: usage("/proc/self").unwrap_or_default(),
             traced,
@@ -80,18 +83,30 @@ impl Cost {
                 )
             }
         };
-        let bt = self.bpftrace.cpu.saturating_sub(self.start.bpftrace);
         let own = self.bthost.cpu.saturating_sub(self.start.bthost);
+        let bpftrace = match self.bpftrace {
+            Some(u) => {
+                let bt = u.cpu.saturating_sub(self.start.bpftrace);
+                format!(
+                    "bpftrace {:.2} s CPU{} (and {:.2} s CPU, {:.1} s, to compile and attach), {:.0} MiB resident ({:.0} at peak), {:.0} MiB of BPF maps",
+                    bt.as_secs_f64(),
+                    share(bt),
+                    self.start.bpftrace.as_secs_f64(),
+                    self.start.attach_wall.as_secs_f64(),
+                    mb(u.rss),
+                    mb(u.peak_rss),
+                    mb(self.bpf_maps),
+                )
+            }
+            None => format!(
+                "bpftrace's not known (it ended early; {:.2} s CPU, {:.1} s, to compile and attach)",
+                self.start.bpftrace.as_secs_f64(),
+                self.start.attach_wall.as_secs_f64(),
+            ),
+        };
         format!(
-            "recorder cost over {:.1} s of tracing: bpftrace {:.2} s CPU{} (and {:.2} s CPU, {:.1} s, to compile and attach), {:.0} MiB resident ({:.0} at peak), {:.0} MiB of BPF maps; bthost {:.2} s CPU{} (and {:.2} s to start), {:.0} MiB resident ({:.0} at peak)",
+            "recorder cost over {:.1} s of tracing: {bpftrace}; bthost {:.2} s CPU{} (and {:.2} s to start), {:.0} MiB resident ({:.0} at peak)",
             self.traced.as_secs_f64(),
-            bt.as_secs_f64(),
-            share(bt),
-            self.start.bpftrace.as_secs_f64(),
-            self.start.attach_wall.as_secs_f64(),
-            mb(self.bpftrace.rss),
-            mb(self.bpftrace.peak_rss),
-            mb(self.bpf_maps),
             own.as_secs_f64(),
             share(own),
             self.start.bthost.as_secs_f64(),
@@ -115,8 +130,7 @@ fn usage(proc_dir: &str) -> Option<Usage> {
 /// utime + stime of a `stat` line: fields 14 and 15, counted after the command name's `)`
 /// (the name may hold spaces and parentheses).
 fn cpu_of_stat(stat: &str) -> Option<Duration> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_ascii_whitespace().collect();
+    let f = super::pids::after_comm(stat)?;
     // After `)`: state is field 3, so utime (14) and stime (15) are at 11 and 12.
     let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
     // SAFETY: sysconf has no preconditions.
@@ -171,7 +185,7 @@ mod tests {
         let u = usage("/proc/self").unwrap();
         assert!(u.rss > 0 && u.peak_rss >= u.rss);
         let start = Start::now(std::process::id(), Duration::from_millis(1500));
-        let c = Cost::sample(std::process::id(), start, Duration::from_secs(2));
+        let c = Cost::sample(Some(std::process::id()), start, Duration::from_secs(2));
         assert_eq!(c.bpf_maps, 0);
         let text = c.describe();
         assert!(
@@ -182,6 +196,13 @@ mod tests {
         assert!(
             text.contains(" s CPU, 1.5 s, to compile and attach"),
             "{text}"
+        );
+        let gone = Cost::sample(None, start, Duration::from_secs(2)).describe();
+        assert!(
+            gone.starts_with(
+                "recorder cost over 2.0 s of tracing: bpftrace's not known (it ended early; "
+            ) && gone.contains("; bthost "),
+            "{gone}"
         );
     }
 }

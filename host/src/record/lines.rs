@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,8 +35,12 @@ pub struct Ending {
     pub gone: AtomicBool,
     /// record is stopping bpftrace itself: the end of its output is not early.
     pub stopping: AtomicBool,
-    /// Why and when (CLOCK_MONOTONIC, ns) tracing stopped early: the log's `#Q` mark.
+    /// Why and when (CLOCK_MONOTONIC, ns) tracing stopped early: the log's `#Q` mark, or the
+    /// start of its `#G` gap when record runs bpftrace again.
     pub why: Mutex<Option<(u64, String)>>,
+    /// record runs bpftrace again (`--restart`): at the end of this one's output the line
+    /// thread waits for the next one's ([`Resume`]) instead of closing the log.
+    pub restarting: AtomicBool,
 }
 
 impl Ending {
@@ -46,7 +50,26 @@ impl Ending {
         }
         self.gone.store(true, Ordering::SeqCst);
     }
+
+    /// bpftrace ended early and record starts it again: the log goes on after a gap.
+    pub fn restart(&self, why: String) {
+        self.restarting.store(true, Ordering::SeqCst);
+        self.stopped_early(why);
+    }
 }
+
+/// What follows the end of a bpftrace's output that record restarts.
+pub enum Resume<R> {
+    /// The new bpftrace's output: the log goes on from its attach, after a `#G` gap mark.
+    Run { out: R, ending: Arc<Ending> },
+    /// It could not be started (or died as quickly again): the log ends with a `#Q` mark
+    /// that says so.
+    GiveUp(String),
+}
+
+/// The mark of a gap in a log: `#G <from> <to> <why>` (times as `#Q`'s): tracing stopped at
+/// `from` and went on at `to`.
+pub const GAP_MARK: &str = "#G";
 
 pub fn monotonic_ns() -> u64 {
     // SAFETY: clock_gettime fills a timespec.
@@ -127,6 +150,9 @@ pub enum Seen {
     Drained,
     /// A dump ended (`#Z <n>`).
     DumpDone(u64),
+    /// A dump met a full disk and was taken back whole (`--disk-full wait`): the bytes it
+    /// had reached (what it needs at least, to be taken again).
+    DumpFailed(u64),
     /// A status span ended (`#h <n>`).
     Status(Box<Status>),
     /// bpftrace's own END began (`#E` outside a dump).
@@ -207,6 +233,23 @@ pub struct Router {
     stored: HashMap<u32, u64>,
     seqs: HashMap<u32, u64>,
     unreleased: Vec<u32>,
+    /// The processes whose threads wrote records (their `T` lines), shared with the main
+    /// thread: a restarted bpftrace is told to trace them again (crate::record::restart).
+    traced: Arc<Mutex<HashSet<u32>>>,
+    /// A restarted bpftrace's header is the first's (the same script): not written again, up
+    /// to its attach, where the gap (its start and why) is marked.
+    resumed: Option<(u64, String)>,
+    /// `--disk-full wait` (crate::record::full): a dump that meets a full disk is taken back.
+    pub wait_for_room: bool,
+    /// The log's length when the current dump began.
+    dump_from: u64,
+    /// The current dump was taken back: its other lines are dropped.
+    skipping: bool,
+    /// Lines between dumps that met a full disk, for the next dump (and their bytes, and those
+    /// dropped past the bound).
+    held: Vec<Vec<u8>>,
+    held_bytes: usize,
+    held_dropped: u64,
 }
 
 /// `[<tid>, <n>]: ...` or `[<tid>]: ...` after a map's name: the key's numbers and the rest.
@@ -270,34 +313,52 @@ impl Router {
             stored: HashMap::new(),
             seqs: HashMap::new(),
             unreleased: Vec::new(),
+            traced: Arc::default(),
+            resumed: None,
+            wait_for_room: false,
+            dump_from: 0,
+            skipping: false,
+            held: Vec::new(),
+            held_bytes: 0,
+            held_dropped: 0,
         }
+    }
+
+    /// The processes that wrote records so far (shared: it grows as the log is written).
+    pub fn traced(&self) -> Arc<Mutex<HashSet<u32>>> {
+        self.traced.clone()
     }
 
     /// Reads bpftrace's output to its end (after the log is closed, bpftrace may still be
     /// detaching its probes, and what it prints then is read and dropped).
-    pub fn run(mut self, out: impl Read) -> std::io::Result<()> {
+    /// With `--restart`, `next` gives the output of each bpftrace that record starts again.
+    pub fn run<R: Read>(
+        mut self,
+        out: R,
+        next: Option<Receiver<Resume<R>>>,
+    ) -> std::io::Result<()> {
         let mut r = BufReader::with_capacity(1 << 20, out);
         let mut line = Vec::new();
         loop {
             line.clear();
             if r.read_until(b'\n', &mut line)? == 0 {
-                break;
+                match self.resume(next.as_ref()) {
+                    Some(out) => {
+                        r = BufReader::with_capacity(1 << 20, out);
+                        continue;
+                    }
+                    None => break,
+                }
             }
             let keep = self.route(&line);
-            if let (true, Some(log)) = (keep, self.log.as_mut()) {
-                self.lines += 1;
-                let mut written = log.write_all(&line);
+            if let Some(mark) = self.gap_mark(&line) {
+                self.put(mark.as_bytes(), false);
+            }
+            if keep {
                 // Flushed whenever bpftrace has nothing more in the pipe: under load the log
                 // is written in large blocks, and otherwise as it comes, so that a killed
                 // bthost loses nothing that bpftrace printed before a pause.
-                if written.is_ok() && r.buffer().is_empty() {
-                    written = log.flush();
-                }
-                if let Err(e) = written {
-                    // Said at once; the lines that follow are read and dropped, so that
-                    // bpftrace does not block on a full pipe until record stops it.
-                    self.fail(&e);
-                }
+                self.put(&line, r.buffer().is_empty());
             }
             if self.span == Span::None && line.starts_with(b"#Z ") {
                 if let Some(n) = control_arg(&line, 1) {
@@ -310,6 +371,194 @@ impl Router {
             }
         }
         self.close()
+    }
+
+    /// Writes a line to the log (if it can still be written).
+    fn put(&mut self, line: &[u8], flush: bool) {
+        if self.skipping || self.log.is_none() {
+            return;
+        }
+        let waiting = self.wait_for_room;
+        // A dump's end line belongs to it (its span ended as it was read).
+        let in_dump = self.span == Span::Dump || line.starts_with(b"#Z ");
+        if waiting && !in_dump && !self.held.is_empty() {
+            // The disk was full: lines between dumps wait for the next dump that has room.
+            self.hold(line);
+            return;
+        }
+        self.lines += 1;
+        let log = self.log.as_mut().expect("checked");
+        let mut written = Ok(());
+        if line.starts_with(b"#E") && in_dump {
+            // Where the dump begins, should it have to be taken back; the lines held for
+            // want of room go first, as they came before it.
+            written = log.flush();
+            self.dump_from = log.get_ref().n;
+            for l in &self.held {
+                written = written.and_then(|()| log.write_all(l));
+            }
+        }
+        // Between dumps, with `--disk-full wait`, each line is flushed on its own (they are
+        // few: a thread's first record, an exit), so that a full disk cuts no line in two.
+        let alone = waiting && !in_dump;
+        let before = if alone {
+            written = written.and_then(|()| log.flush());
+            log.get_ref().n
+        } else {
+            0
+        };
+        written = written.and_then(|()| log.write_all(line));
+        if written.is_ok() && (flush || alone) {
+            written = log.flush();
+        }
+        match written {
+            Ok(()) if line.starts_with(b"#Z ") => {
+                // The dump reached the log whole: its records are written, and the lines held.
+                for (tid, seq) in self.ring_dump.drain() {
+                    let w = self.ring_written.entry(tid).or_default();
+                    *w = (*w).max(seq);
+                }
+                self.held.clear();
+                self.held_bytes = 0;
+            }
+            Ok(()) => {}
+            Err(e) if waiting && super::full::is_full(&e) && in_dump => {
+                self.take_back(&e, line.starts_with(b"#Z "))
+            }
+            Err(e) if waiting && super::full::is_full(&e) => {
+                self.cut_to(before, &e);
+                self.hold(line);
+                let _ = self.tx.send(Seen::DumpFailed(line.len() as u64));
+            }
+            // Said at once; the lines that follow are read and dropped, so that bpftrace
+            // does not block on a full pipe until record stops it.
+            Err(e) => self.fail(&e),
+        }
+    }
+
+    /// Keeps a line between dumps for the next dump that has room (bounded: past it, lines
+    /// are dropped and counted).
+    fn hold(&mut self, line: &[u8]) {
+        const MAX_HELD: usize = 16 << 20;
+        if self.held_bytes + line.len() <= MAX_HELD {
+            self.held_bytes += line.len();
+            self.held.push(line.to_vec());
+        } else {
+            self.held_dropped += 1;
+        }
+    }
+
+    /// A line between dumps met a full disk: the log is cut back to the line's start.
+    fn cut_to(&mut self, len: u64, e: &std::io::Error) {
+        let Some(log) = self.log.take() else {
+            return;
+        };
+        let reached = log.get_ref().n;
+        match super::full::rewind(log, len, |c| &mut c.f) {
+            Ok(mut c) => {
+                c.n = len;
+                self.log = Some(BufWriter::with_capacity(1 << 20, c));
+                eprintln!(
+                    "bthost: warning: cannot write {}: {e} after {reached} bytes: the lines \
+                     that come are held for the next dump that has room",
+                    self.path.display()
+                );
+            }
+            Err(e2) => self.fail(&std::io::Error::other(format!(
+                "{e}, and cannot cut it back to its last line: {e2}"
+            ))),
+        }
+    }
+
+    /// The dump being written met a full disk: cut the log back to its start, drop the rest
+    /// of it, and go on (crate::record::full).
+    fn take_back(&mut self, e: &std::io::Error, at_its_end: bool) {
+        let Some(log) = self.log.take() else {
+            return;
+        };
+        let reached = log.get_ref().n;
+        match super::full::rewind(log, self.dump_from, |c| &mut c.f) {
+            Ok(mut c) => {
+                c.n = self.dump_from;
+                self.log = Some(BufWriter::with_capacity(1 << 20, c));
+                // Its other lines are dropped up to its end (unless that was the line).
+                self.skipping = !at_its_end;
+                self.ring_dump.clear();
+                eprintln!(
+                    "bthost: warning: cannot write {}: {e} after {reached} bytes: this dump is \
+                     taken back whole (the log keeps the {} bytes before it)",
+                    self.path.display(),
+                    self.dump_from
+                );
+                let need = reached.saturating_sub(self.dump_from);
+                let _ = self.tx.send(Seen::DumpFailed(need));
+            }
+            Err(e2) => {
+                let msg = format!(
+                    "cannot write {}: {e}, and cannot cut it back to its last dump: {e2}",
+                    self.path.display()
+                );
+                eprintln!("bthost: error: {msg}");
+                let _ = self.tx.send(Seen::LogFailed(msg.clone()));
+                self.failed = Some(msg);
+                let _ = self.close();
+            }
+        }
+    }
+
+    /// At the end of a bpftrace's output: the next one's, if record restarts it. Its state
+    /// of the old one's maps (numbers, dumps, drains) starts again; the gap's start and
+    /// cause wait for its attach. None: the log is to be closed (with the reason record gave
+    /// up in its `#Q` mark).
+    fn resume<R>(&mut self, next: Option<&Receiver<Resume<R>>>) -> Option<R> {
+        let next = next?;
+        if self.completed
+            || self.log.is_none()
+            || !self.ending.restarting.load(Ordering::SeqCst)
+            || self.ending.stopping.load(Ordering::SeqCst)
+        {
+            return None;
+        }
+        let gap = self.ending.why.lock().ok().and_then(|w| w.clone());
+        match next.recv() {
+            Ok(Resume::Run { out, ending }) => {
+                self.ending = ending;
+                self.resumed = Some(gap.unwrap_or_else(|| (monotonic_ns(), String::new())));
+                self.span = Span::None;
+                self.ring_written.clear();
+                self.ring_dump.clear();
+                self.entries_before.clear();
+                self.entries_now.clear();
+                self.stored.clear();
+                self.seqs.clear();
+                Some(out)
+            }
+            Ok(Resume::GiveUp(why)) => {
+                // Tracing stopped when the first of them ended.
+                let first = self.resumed.as_ref().map(|r| r.0);
+                if let Ok(mut w) = self.ending.why.lock() {
+                    let at = first.or(w.as_ref().map(|w| w.0));
+                    *w = Some((at.unwrap_or_else(monotonic_ns), why));
+                }
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// After a restart: the gap's mark, when the new bpftrace's attach line comes.
+    fn gap_mark(&mut self, line: &[u8]) -> Option<String> {
+        self.resumed.as_ref()?;
+        let l = line.strip_suffix(b"\n").unwrap_or(line);
+        if l != ATTACHED_LINE.as_bytes() {
+            return None;
+        }
+        let (from, why) = self.resumed.take()?;
+        let why: String = why
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        Some(format!("{GAP_MARK} {from:x} {:x} {why}\n", monotonic_ns()))
     }
 
     /// The log cannot be written: says so with the OS's reason and what reached the file,
@@ -358,6 +607,15 @@ impl Router {
     fn close(&mut self) -> std::io::Result<()> {
         let mut flushed = Ok(());
         let mut early = self.failed.clone();
+        let lost = self.held.len() as u64 + self.held_dropped;
+        if lost > 0 && self.log.is_some() {
+            eprintln!(
+                "bthost: warning: {lost} lines held for want of room on the log's disk never \
+                 reached it (no dump after them found room)"
+            );
+            self.held.clear();
+            self.held_dropped = 0;
+        }
         if let Some(mut log) = self.log.take() {
             let mark = self.early();
             if let Some((time, why)) = &mark {
@@ -408,6 +666,9 @@ impl Router {
             self.threads += 1;
             // A thread's first record: its process's map is copied (once per new thread).
             if let Some(pid) = control_arg(l, 1) {
+                if let Ok(mut t) = self.traced.lock() {
+                    t.insert(pid as u32);
+                }
                 self.take_maps(pid as u32);
             }
             return true;
@@ -418,8 +679,10 @@ impl Router {
         match l.get(1) {
             Some(b'b') if l.starts_with(b"#bthost ") => {
                 let _ = self.tx.send(Seen::Header);
-                true
+                self.resumed.is_none()
             }
+            // The schema, printed again by a restarted bpftrace.
+            Some(b'S') if self.resumed.is_some() && l.starts_with(b"#S ") => false,
             Some(b'A') if l == ATTACHED_LINE.as_bytes() => {
                 let _ = self.tx.send(Seen::Attached);
                 false
@@ -448,10 +711,12 @@ impl Router {
             }
             Some(b'Z') => {
                 self.span = Span::None;
-                for (tid, seq) in self.ring_dump.drain() {
-                    let w = self.ring_written.entry(tid).or_default();
-                    *w = (*w).max(seq);
+                if std::mem::take(&mut self.skipping) {
+                    // Its records never reached the log: the next dump writes them.
+                    self.ring_dump.clear();
+                    return false;
                 }
+                // Its records count as written once this line is (Router::put).
                 true
             }
             Some(b'H') => {

@@ -144,7 +144,7 @@ fn run(bases: &[String], all: bool, roots: &Mutex<Vec<u32>>, stop: &AtomicBool) 
                     continue;
                 }
                 // A process of the tree: its parent is (parents come first, by pid, mostly).
-                match parent(pid) {
+                match super::pids::parent(pid) {
                     Some(pp) if in_scope.contains(&pp) => {
                         in_scope.insert(pid);
                     }
@@ -192,13 +192,6 @@ fn run(bases: &[String], all: bool, roots: &Mutex<Vec<u32>>, stop: &AtomicBool) 
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// The parent of `pid` (/proc/PID/stat's 4th field, after the command in parentheses).
-fn parent(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// A pack's probed files, for telling another copy from them.

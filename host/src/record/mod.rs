@@ -18,14 +18,17 @@
 pub mod announce;
 pub mod cost;
 pub mod dump;
+mod full;
 mod hang;
 mod lines;
 mod loads;
 mod maps;
 mod pids;
+mod restart;
 mod runner;
 pub mod sentinel;
 mod signals;
+mod stacks;
 
 use std::collections::{HashMap, HashSet};
 use std::os::unix::process::CommandExt;
@@ -71,6 +74,13 @@ pub struct RecordOptions {
     /// bpftrace's map size (None: a default for the strategy).
     pub map_keys: Option<u32>,
     pub perf_rb_pages: Option<u32>,
+    /// Run bpftrace again when it ends early (crate::record::restart).
+    pub restart: bool,
+    /// A flight-recorder dump that meets a full disk is taken back, and taken again when
+    /// there is room; tracing goes on (crate::record::full).
+    pub wait_for_room: bool,
+    /// Take the traced processes' stacks at each dump (crate::record::stacks).
+    pub stacks: bool,
 }
 
 /// The map size record gives bpftrace unless told: bpftrace gives every map this many
@@ -110,6 +120,8 @@ pub struct Recorded {
     /// Tracing stopped early (bpftrace ended, or the log could not be written): why, as said
     /// at once on stderr. record then exits non-zero.
     pub failure: Option<String>,
+    /// bpftrace ended early and was run again (`--restart`): each time, in words.
+    pub restarts: Vec<String>,
 }
 
 /// A running bpftrace and what record knows of it.
@@ -134,6 +146,17 @@ struct Tracer {
     started: Instant,
     /// Tracing began (before, a failed bpftrace is said by the failure to attach).
     attached: bool,
+    /// `--restart`: how to run bpftrace again.
+    respawn: Option<restart::Respawn>,
+    /// The processes that wrote records (the line thread adds them).
+    traced: Arc<std::sync::Mutex<HashSet<u32>>>,
+    /// A dump was taken back for want of room: the bytes it needs at least.
+    room_needed: Option<u64>,
+    last_room_check: Option<Instant>,
+    /// The script's descriptor for a restarted bpftrace (crate::record::runner::spawn).
+    script_fd: Option<std::os::fd::OwnedFd>,
+    /// Takes the traced processes' stacks at the dumps (None: --no-stacks).
+    stacks: Option<stacks::StackKeeper>,
 }
 
 impl Tracer {
@@ -164,6 +187,7 @@ impl Tracer {
         match s {
             Seen::Drained => self.draining = None,
             Seen::Finished(f) => self.finished = Some(f),
+            Seen::DumpFailed(need) => self.room_needed = Some(need),
             Seen::LogFailed(why) => {
                 self.log_failed.get_or_insert(why);
             }
@@ -201,13 +225,30 @@ impl Tracer {
         };
         let cause = runner::describe_exit(status);
         let words = runner::short_words(&self.last_words);
-        self.ending.stopped_early(cause.clone());
         self.died = Some(cause.clone());
         if !self.attached {
+            self.ending.stopped_early(cause);
             return true;
         }
+        // Run again, unless it ended as quickly after its last restart (or the log cannot
+        // be written: tracing into it is pointless).
+        let refusal = self.respawn.as_ref().map(restart::Respawn::refusal);
+        let then = match &refusal {
+            Some(None) if self.log_failed.is_none() => {
+                self.ending.restart(cause.clone());
+                "restarting it".to_string()
+            }
+            Some(Some(no)) => {
+                self.ending.stopped_early(format!("{cause}; {no}"));
+                format!("tracing stopped early ({no})")
+            }
+            _ => {
+                self.ending.stopped_early(cause.clone());
+                "tracing stopped early".to_string()
+            }
+        };
         eprintln!(
-            "bthost: error: {cause}, {:.1} s into tracing: tracing stopped early{}",
+            "bthost: error: {cause}, {:.1} s into tracing: {then}{}",
             self.started.elapsed().as_secs_f64(),
             if words.is_empty() {
                 String::new()
@@ -308,6 +349,43 @@ fn dump(t: &mut Tracer, chan: Channel, n: u64) -> bool {
     .is_some()
 }
 
+/// The stacks of the traced processes, for the dump just made.
+fn take_stacks(t: &mut Tracer, why: &str) {
+    let n = u64::from(t.dumps);
+    if let Some(s) = t.stacks.as_mut() {
+        s.take(n, why);
+    }
+}
+
+/// At the stop, the stacks when something is in flight (crate::record::stacks): the flight
+/// recorder's status says; the other strategies keep none, and a stop that is not the
+/// command's exit stands for it.
+fn stacks_at_stop(t: &mut Tracer, chan: Channel, opts: &RecordOptions, stopped_by: &str) {
+    if t.stacks.is_none() {
+        return;
+    }
+    let busy = if matches!(opts.emit, Emit::Ring { .. }) {
+        chan.status(u64::MAX);
+        let st = t.wait_for(Duration::from_secs(2), |s| matches!(s, Seen::Status(_)));
+        match st {
+            Some(Seen::Status(s)) => {
+                s.oldest_open.is_some()
+                    || s.enqueued
+                        .iter()
+                        .any(|(pid, q)| *q > s.proven.get(pid).copied().unwrap_or(0))
+            }
+            _ => false,
+        }
+    } else {
+        !stopped_by.starts_with("the command exited")
+    };
+    if busy {
+        t.dumps += 1;
+        take_stacks(t, "stop");
+        t.dumps -= 1;
+    }
+}
+
 /// The libc whose exit record holds a short-lived process at (None: not found, or a path
 /// that cannot be written into a script).
 fn libc_path() -> Option<String> {
@@ -321,6 +399,12 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
     pids::check(&opts.pids).map_err(anyhow::Error::msg)?;
     if opts.on_hang.is_some() && !matches!(opts.emit, Emit::Ring { .. }) {
         bail!("--on-hang dumps the flight recorder: give --flight-recorder N too");
+    }
+    if opts.wait_for_room && !matches!(opts.emit, Emit::Ring { .. }) {
+        bail!(
+            "--disk-full wait keeps the records in the flight recorder until there is room: give \
+             --flight-recorder N too (records written as they come cannot wait)"
+        );
     }
     let version = opts.build.bpftrace.resolve()?;
     let dialect = Dialect::for_version(&version);
@@ -409,14 +493,14 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
         shielded: live_dump,
     };
     let spawned = Instant::now();
-    let (mut bt, _script_fd) =
+    let (mut bt, script_fd) =
         runner::spawn(&opts.bpftrace_bin, &built.script, &dialect, &settings)?;
     let last_words = runner::LastWords::default();
     let stderr = runner::pass_stderr(&mut bt, last_words.clone());
     let out = bt.stdout.take().expect("piped");
     let (tx, rx) = mpsc::channel();
     let ending = Arc::new(Ending::default());
-    let router = Router::new(
+    let mut router = Router::new(
         log_file,
         dir.path().join(&log_name),
         chan,
@@ -424,9 +508,25 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
         tx,
         ending.clone(),
     );
+    router.wait_for_room = opts.wait_for_room;
+    let router_traced = router.traced();
     let out = lines::Polled::new(out, ending.clone());
+    let (next_tx, next_rx) = mpsc::channel();
+    let filtering = !opts.pids.is_empty() || opts.announced.is_some();
+    let respawn = opts.restart.then(|| restart::Respawn {
+        bin: opts.bpftrace_bin.clone(),
+        script: built.script.clone(),
+        dialect: dialect.clone(),
+        settings,
+        next: next_tx,
+        roots: filtering.then(|| opts.pids.clone()),
+        restarts: 0,
+        restarted_at: None,
+        said: Vec::new(),
+    });
+    let next = opts.restart.then_some(next_rx);
     // Not joined: after the log is closed it reads what bpftrace still prints while it detaches.
-    std::thread::spawn(move || router.run(out));
+    std::thread::spawn(move || router.run(out, next));
     let mut t = Tracer {
         bt,
         rx,
@@ -442,6 +542,14 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
         last_check: None,
         started: Instant::now(),
         attached: false,
+        respawn,
+        traced: router_traced,
+        room_needed: None,
+        last_room_check: None,
+        script_fd: Some(script_fd),
+        stacks: opts
+            .stacks
+            .then(|| stacks::StackKeeper::new(&dir, &log_name)),
     };
 
     // Wait for the probes to be attached (or for bpftrace to fail): call the sentinel until
@@ -530,6 +638,9 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
             if let Some(w) = &watch {
                 w.add_root(child.id());
             }
+            if let Some(roots) = t.respawn.as_mut().and_then(|r| r.roots.as_mut()) {
+                roots.push(child.id());
+            }
             Some(child)
         }
     };
@@ -545,7 +656,15 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
 
     // Stop in order: nothing written before now is lost, and the log is complete at once.
     let t_stop = Instant::now();
-    let cost = cost::Cost::sample(t.bt.id(), cost_start, started.elapsed());
+    // The bpftrace tracing began with, while it runs (a restarted one's CPU is not that of
+    // the start: neither is said).
+    let same = !matches!(&t.respawn, Some(r) if r.restarts > 0);
+    let alive = t.died.is_none() && runner::exiting(t.bt.id()).is_none();
+    let cost = cost::Cost::sample(
+        (same && alive).then(|| t.bt.id()),
+        cost_start,
+        started.elapsed(),
+    );
     let fin = match chan {
         // bpftrace ended, or the log cannot be written: no barrier, no last dump; the line
         // thread closes the log with what came (and its `#Q` mark). A log that cannot be
@@ -558,6 +677,7 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
             t.finished(Duration::from_secs(10))
         }
         Some(c) => {
+            stacks_at_stop(&mut t, c, opts, &stopped_by);
             // Processes exiting from now on are not held: record is about to stop releasing.
             c.maps_taken(0);
             if !barrier(&mut t, c, 1) && t.running() {
@@ -633,7 +753,12 @@ pub fn record(reg: &Registry, opts: &RecordOptions) -> Result<Recorded> {
         (Some(_), None, Some(c)) => wait_untraced(c),
         (_, s, _) => s,
     };
+    if failure.is_some() {
+        // bpftrace died: a process it held at its exit is not left stopped.
+        restart::release_stopped(&t.traced);
+    }
     Ok(Recorded {
+        restarts: t.respawn.map(|r| r.said).unwrap_or_default(),
         failure,
         script,
         lines: fin.lines,
@@ -677,6 +802,9 @@ fn run_until_stop(
             return Ok((None, "--duration".into()));
         }
         if t.broken() {
+            if t.restart() {
+                continue;
+            }
             return Ok((None, "bpftrace's end".into()));
         }
         if !t.running() {
@@ -699,10 +827,18 @@ fn run_until_stop(
                 t.last_drain = Instant::now();
             }
         }
+        if let Some(need) = t.room_needed {
+            if room_again(t, opts, need) {
+                t.dumps += 1;
+                eprintln!("bthost: there is room for the log again: dumping the flight recorder");
+                dump(t, chan, u64::from(t.dumps));
+            }
+        }
         if matches!(opts.emit, Emit::Ring { .. }) && signals::take_dump_request() {
             t.dumps += 1;
             eprintln!("bthost: dumping the flight recorder (asked for)");
             dump(t, chan, u64::from(t.dumps));
+            take_stacks(t, "asked");
         }
         if let (Some(p), Some(_)) = (poll, hang.as_ref()) {
             if last_poll.elapsed() >= p {
@@ -721,12 +857,41 @@ fn run_until_stop(
                         hang_reasons(&why, opts.on_hang.unwrap_or_default(), names)
                     );
                     dump(t, chan, u64::from(t.dumps));
+                    take_stacks(t, "on-hang");
                 }
             }
             Ok(s) => t.note(s),
             Err(_) => {}
         }
     }
+}
+
+/// After a dump taken back for want of room (crate::record::full): whether the log's file
+/// system has room for it again (twice what it reached, and 1 MiB at least), checked every
+/// second. Said once when it is taken back.
+fn room_again(t: &mut Tracer, opts: &RecordOptions, need: u64) -> bool {
+    if t.last_room_check
+        .is_some_and(|c| c.elapsed() < Duration::from_secs(1))
+    {
+        return false;
+    }
+    if t.last_room_check.is_none() {
+        eprintln!(
+            "bthost: tracing goes on; the flight recorder is dumped again when {} has room",
+            opts.log.display()
+        );
+    }
+    t.last_room_check = Some(Instant::now());
+    let dir = match opts.log.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let room = full::free_bytes(&dir).is_some_and(|b| b >= need.saturating_mul(2).max(1 << 20));
+    if room {
+        t.room_needed = None;
+        t.last_room_check = None;
+    }
+    room
 }
 
 /// Tracing stopped early while the command runs: the command is not killed (it is the job;

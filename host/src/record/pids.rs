@@ -23,6 +23,44 @@ pub fn check(pids: &[u32]) -> Result<(), String> {
     Ok(())
 }
 
+/// The fields of a `/proc/PID/stat` line after the command name (field 3, the state, is the
+/// first): the name may hold spaces and parentheses, so it is cut at the last `)`.
+pub fn after_comm(stat: &str) -> Option<Vec<&str>> {
+    Some(
+        stat[stat.rfind(')')? + 1..]
+            .split_ascii_whitespace()
+            .collect(),
+    )
+}
+
+fn stat_of(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()
+}
+
+/// The state letter of `pid` (`R`, `S`, `T` for stopped, `Z`...).
+pub fn state(pid: u32) -> Option<char> {
+    after_comm(&stat_of(pid)?)?.first()?.chars().next()
+}
+
+/// The parent of `pid`.
+pub fn parent(pid: u32) -> Option<u32> {
+    after_comm(&stat_of(pid)?)?.get(1)?.parse().ok()
+}
+
+/// Every process's children, by parent.
+pub fn children_map() -> std::collections::HashMap<u32, Vec<u32>> {
+    let mut m: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return m;
+    };
+    for pid in rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()) {
+        if let Some(pp) = parent(pid) {
+            m.entry(pp).or_default().push(pid);
+        }
+    }
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -33,6 +71,19 @@ mod tests {
         // Pids beyond pid_max (at most 4194304) never exist.
         let e = check(&[4_194_305]).unwrap_err();
         assert_eq!(e, "--pid 4194305: there is no process 4194305");
+    }
+
+    #[test]
+    fn a_command_with_spaces_and_parentheses_in_its_name() {
+        let f = after_comm("42 (a) b (c)) S 1 42").unwrap();
+        assert_eq!(f, vec!["S", "1", "42"]);
+        assert_eq!(
+            parent(std::process::id()),
+            Some(std::os::unix::process::parent_id())
+        );
+        assert!(matches!(state(std::process::id()), Some('R' | 'S')));
+        let kids = children_map();
+        assert!(kids[&std::os::unix::process::parent_id()].contains(&std::process::id()));
     }
 
     #[test]

@@ -184,9 +184,7 @@ pub type LastWords = std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<
 /// then; the task's PF_EXITING flag and exit code do at once.
 pub fn exiting(pid: u32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the command name (which may hold spaces and parentheses): field 3 on.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_ascii_whitespace().collect();
+    let f = super::pids::after_comm(&stat)?;
     let state = *f.first()?;
     let flags: u64 = f.get(6)?.parse().ok()?;
     let code: i32 = f.get(49).and_then(|c| c.parse().ok()).unwrap_or(0);

@@ -208,6 +208,8 @@ pub struct Gather {
     last_calls: FxHashMap<(u32, u32), (u64, u32)>,
     /// The name id of a process's exit (crate::decode::PROCESS_EXIT) in the current log.
     exit_id: u32,
+    /// The stacks record took beside the logs (crate::report::stacks; empty without them).
+    pub stacks: super::stacks::Stacks,
 }
 
 /// Completions held per member before the group's are trimmed (a pass over its members).
@@ -234,6 +236,7 @@ impl Gather {
             let_go: 0,
             last_calls: FxHashMap::default(),
             exit_id: u32::MAX,
+            stacks: Default::default(),
         }
     }
 

@@ -25,6 +25,49 @@ pub struct Report {
     pub deadlocks: Vec<Vec<WaitJ>>,
     /// Cycles of operations waiting behind each other on the members' devices.
     pub device_deadlocks: Vec<Vec<DeviceWaitJ>>,
+    /// The stacks record took of the members named as waiting or missing (docs/report-json.md).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stacks: Vec<StacksJ>,
+}
+
+/// One named member's process's stacks at its log's last dump.
+#[derive(Serialize)]
+pub struct StacksJ {
+    pub process: ProcJ,
+    /// Its ranks in the groups that name it.
+    pub ranks: Vec<u32>,
+    #[serde(flatten)]
+    pub stacks: super::stacks::ProcView,
+}
+
+/// The stacks of the processes the findings name as waiting or missing.
+fn stacks_j(g: &Gather, f: &Findings) -> Vec<StacksJ> {
+    let mut named: std::collections::BTreeMap<ProcKey, Vec<u32>> = Default::default();
+    for d in f.groups.iter().filter_map(|gf| gf.divergence.as_ref()) {
+        let waiting = d
+            .entered
+            .iter()
+            .filter(|e| e.waiting)
+            .map(|e| (e.rank, Some(e.proc)));
+        for (rank, p) in waiting.chain(d.missing.iter().map(|m| (m.rank, m.proc))) {
+            if let Some(p) = p {
+                let r = named.entry(p).or_default();
+                if !r.contains(&rank) {
+                    r.push(rank);
+                }
+            }
+        }
+    }
+    named
+        .into_iter()
+        .filter_map(|(p, ranks)| {
+            Some(StacksJ {
+                process: proc_j(g, p),
+                ranks,
+                stacks: g.stacks.by_proc.get(&p)?.clone(),
+            })
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -48,6 +91,13 @@ pub struct LogJ {
     /// Tracing stopped early (the log's `#Q` mark): when and why, in words; absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped_early: Option<String>,
+    /// Tracing stopped and started again (the log's `#G` marks): when and why, in words;
+    /// absent when there was no gap.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<String>,
+    /// The log ends without record's end mark (its recorder was killed); absent otherwise.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cut: bool,
 }
 
 #[derive(Serialize)]
@@ -328,6 +378,8 @@ pub fn build(cx: &Context, g: &Gather, f: &Findings) -> Report {
                 stopped_at: l.stopped_at,
                 shift,
                 stopped_early: l.stopped_early.clone(),
+                gaps: l.gaps.clone(),
+                cut: l.cut,
             })
             .collect(),
         clocks: ClocksJ {
@@ -402,6 +454,7 @@ pub fn build(cx: &Context, g: &Gather, f: &Findings) -> Report {
             })
             .collect(),
         quiet_groups: f.quiet,
+        stacks: stacks_j(g, f),
         deadlocks: f
             .deadlocks
             .iter()

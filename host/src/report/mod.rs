@@ -12,6 +12,7 @@ pub mod analyze;
 pub mod gather;
 pub mod json;
 pub mod ranks;
+pub mod stacks;
 pub mod text;
 
 use std::path::PathBuf;
@@ -39,6 +40,19 @@ pub struct LogInfo {
     pub packs: Vec<String>,
     /// Tracing stopped early (the log's `#Q` mark), in words: when and why.
     pub stopped_early: Option<String>,
+    /// Tracing stopped and started again (the log's `#G` marks, `record --restart`), each in
+    /// words: when and why.
+    pub gaps: Vec<String>,
+    /// `record` began the log (its start anchor) but never ended it (no end anchor): its
+    /// recorder was killed, or it is still being written.
+    pub cut: bool,
+}
+
+impl LogInfo {
+    /// Whether something of this log's host may be missing because tracing was not running.
+    pub fn has_holes(&self) -> bool {
+        self.stopped_early.is_some() || !self.gaps.is_empty() || self.cut
+    }
 }
 
 /// A log's early stop in words: `at 12.3 s into tracing: bpftrace was killed by SIGKILL ...`.
@@ -52,6 +66,23 @@ pub fn early_stop(stats: &crate::decode::Stats) -> Option<String> {
         ),
         None => format!("at {time:#x} (bpftrace's clock): {why}"),
     })
+}
+
+/// A log's gaps in words: `from 12.3 s to 14.5 s into tracing: bpftrace was killed by ...`.
+pub fn gaps(stats: &crate::decode::Stats) -> Vec<String> {
+    let start = stats.anchors.iter().find(|a| !a.at_end).map(|a| a.mono);
+    stats
+        .gaps
+        .iter()
+        .map(|(from, to, why)| match start {
+            Some(s) => format!(
+                "from {:.1} s to {:.1} s into tracing: {why}",
+                from.saturating_sub(s) as f64 / 1e9,
+                to.saturating_sub(s) as f64 / 1e9
+            ),
+            None => format!("from {from:#x} to {to:#x} (bpftrace's clock): {why}"),
+        })
+        .collect()
 }
 
 /// What the report is of: the logs and how they were placed on one timeline.
@@ -116,10 +147,14 @@ pub fn read(reg: &Registry, opts: &ReportOptions) -> Result<(Context, Gather)> {
             stopped_at: read.stats.stopped_at.unwrap_or(0).max(read.t_last),
             packs: read.packs,
             stopped_early: early_stop(&read.stats),
+            gaps: gaps(&read.stats),
+            cut: read.stats.anchors.iter().any(|a| !a.at_end)
+                && !read.stats.anchors.iter().any(|a| a.at_end),
         });
         clocks.push((path.display().to_string(), clock));
     }
     let alignment = timeline::align(&clocks, opts.same_boot).map_err(anyhow::Error::msg)?;
+    gather.stacks = stacks::Stacks::load(&opts.logs);
     Ok((Context { logs, alignment }, gather))
 }
 

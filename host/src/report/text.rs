@@ -2,7 +2,7 @@
 //! missing there, with ranks written as sets (`0-16,18-63`) and members in the same state
 //! said once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use super::analyze::{Findings, GroupFinding, How, Missing};
@@ -191,6 +191,19 @@ fn how_key(h: &[How]) -> String {
     k.join(",")
 }
 
+/// The hosts of these members whose tracing stopped for a while (a `#G` gap) or early: what
+/// they seem not to have done may have been done while nothing was traced.
+fn holes_of(cx: &Context, ms: &[&Missing]) -> Option<String> {
+    // A member's process key names its log.
+    let hosts: BTreeSet<&str> = ms
+        .iter()
+        .filter_map(|m| cx.logs.get(usize::from(m.proc?.0)))
+        .filter(|l| l.has_holes())
+        .map(|l| l.host.as_str())
+        .collect();
+    (!hosts.is_empty()).then(|| crate::hostlist::compress(hosts))
+}
+
 /// What a missing member is, as one line (members in the same state share it).
 fn missing_state(g: &Gather, m: &Missing) -> String {
     let mut s = String::new();
@@ -255,10 +268,25 @@ pub fn render(cx: &Context, g: &Gather, f: &Findings) -> String {
         cx.alignment.how
     );
     for l in &cx.logs {
+        for gap in &l.gaps {
+            let _ = writeln!(
+                out,
+                "{}: tracing stopped on {} {gap}; nothing was traced in between",
+                l.path.display(),
+                l.host
+            );
+        }
         if let Some(e) = &l.stopped_early {
             let _ = writeln!(
                 out,
                 "{}: tracing stopped early {e}; the log has what was written before",
+                l.path.display()
+            );
+        } else if l.cut {
+            let _ = writeln!(
+                out,
+                "{}: the log ends without its end mark: its recorder was killed (or still \
+                 writes it); what came after its last line is not in it",
                 l.path.display()
             );
         }
@@ -374,6 +402,11 @@ pub fn render(cx: &Context, g: &Gather, f: &Findings) -> String {
                     how_text(&hows)
                 );
             }
+            // Their stacks at the dump, threads alike once (crate::report::stacks).
+            let members: Vec<(u32, ProcKey)> = waiting.iter().map(|e| (e.rank, e.proc)).collect();
+            for l in g.stacks.lines(&members, "    ") {
+                let _ = writeln!(out, "{l}");
+            }
             let passed: Vec<u32> = d
                 .entered
                 .iter()
@@ -409,6 +442,20 @@ pub fn render(cx: &Context, g: &Gather, f: &Findings) -> String {
                     d.order,
                     if ms.len() == 1 { "" } else { "s" },
                 );
+                let members: Vec<(u32, ProcKey)> =
+                    ms.iter().filter_map(|m| Some((m.rank, m.proc?))).collect();
+                for l in g.stacks.lines(&members, "    ") {
+                    let _ = writeln!(out, "{l}");
+                }
+                if let Some(holes) = holes_of(cx, &ms) {
+                    let _ = writeln!(
+                        out,
+                        "    (tracing on {holes} did not run all along: what rank{} {ranks} seem{} \
+                         not to have done may have happened while nothing was traced)",
+                        if ms.len() == 1 { "" } else { "s" },
+                        if ms.len() == 1 { "s" } else { "" },
+                    );
+                }
             }
         }
         for m in &gf.mismatches {

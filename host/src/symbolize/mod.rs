@@ -4,6 +4,7 @@
 //! are demangled. An address that cannot be resolved stays an address, and is counted.
 
 pub mod elf;
+pub mod frame;
 pub mod maps;
 
 use std::collections::HashMap;
