@@ -30,6 +30,19 @@ impl Drop for Reap {
     }
 }
 
+/// A tmpfs of `size` mounted at DIR/full, unmounted when the guard drops.
+fn small_tmpfs(dir: &Path, size: &str) -> (PathBuf, Unmount) {
+    let full = dir.join("full");
+    std::fs::create_dir_all(&full).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(&full)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount a tmpfs on {}", full.display());
+    (full.clone(), Unmount(full))
+}
+
 /// Unmounts the folder when dropped, even when the test fails.
 struct Unmount(PathBuf);
 
@@ -526,15 +539,7 @@ fn a_full_file_system_is_said_with_the_bytes_written() {
     for (bin, version) in &available_bpftraces() {
         let dir = scratch(&format!("record-faults-full-{version}"));
         let app = compile_workload("steady_app", &dir, &[]);
-        let full = dir.join("full");
-        std::fs::create_dir_all(&full).unwrap();
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=300k", "tmpfs"])
-            .arg(&full)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mount a tmpfs on {}", full.display());
-        let _unmount = Unmount(full.clone());
+        let (full, _unmount) = small_tmpfs(&dir, "300k");
         let log = full.join("run.log");
         let err_path = dir.join("record.stderr");
         let _serial = system_wide_lock();
@@ -612,15 +617,7 @@ fn a_full_disk_under_the_flight_recorder_takes_the_dump_back_and_dumps_when_ther
     for (bin, version) in &available_bpftraces() {
         let dir = scratch(&format!("record-faults-room-{version}"));
         let app = compile_workload("steady_app", &dir, &[]);
-        let full = dir.join("full");
-        std::fs::create_dir_all(&full).unwrap();
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
-            .arg(&full)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mount a tmpfs on {}", full.display());
-        let _unmount = Unmount(full.clone());
+        let (full, _unmount) = small_tmpfs(&dir, "4m");
         let log = full.join("run.log");
         let _serial = system_wide_lock();
         let Traced {

@@ -61,20 +61,10 @@ impl Symbolizer {
             };
         };
         self.resolved += 1;
-        let loader = self
-            .lines
-            .entry(path.clone())
-            .or_insert_with(|| addr2line::Loader::new(&path).ok());
-        let place = loader
-            .as_ref()
-            .and_then(|l| l.find_location(vaddr).ok().flatten())
-            .and_then(|loc| {
-                let file = Path::new(loc.file?)
-                    .file_name()?
-                    .to_string_lossy()
-                    .into_owned();
-                Some((file, loc.line?))
-            });
+        let place = self.location(&path, vaddr).and_then(|(file, line)| {
+            let name = Path::new(&file).file_name()?.to_string_lossy().into_owned();
+            Some((name, line))
+        });
         FrameName {
             function: Some(function),
             place,

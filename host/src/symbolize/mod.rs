@@ -57,16 +57,22 @@ impl Symbolizer {
             .ok()
             .and_then(|s| s.demangle(&Default::default()).ok())
             .unwrap_or_else(|| name.to_string());
-        let loader = self
-            .lines
-            .entry(path.clone())
-            .or_insert_with(|| addr2line::Loader::new(&path).ok());
-        let place = loader
-            .as_ref()
-            .and_then(|l| l.find_location(vaddr).ok().flatten())
-            .and_then(|loc| Some(format!(" at {}:{}", loc.file?, loc.line?)))
+        let place = self
+            .location(&path, vaddr)
+            .map(|(file, line)| format!(" at {file}:{line}"))
             .unwrap_or_default();
         Some(format!("{name}+{within:#x}{place}"))
+    }
+
+    /// The source file and line of `vaddr` in the ELF file `path`, from its DWARF (loaded once
+    /// per file).
+    fn location(&mut self, path: &std::path::Path, vaddr: u64) -> Option<(String, u32)> {
+        let loader = self
+            .lines
+            .entry(path.to_path_buf())
+            .or_insert_with(|| addr2line::Loader::new(path).ok());
+        let loc = loader.as_ref()?.find_location(vaddr).ok().flatten()?;
+        Some((loc.file?.to_string(), loc.line?))
     }
 }
 
