@@ -144,3 +144,48 @@ fn each_allreduce_is_proven_once_by_the_copy_behind_it() {
     );
     assert!(n.done.iter().any(|d| d.1 == "hipMemcpy"));
 }
+
+/// bpftrace 0.17 keeps a CPU's output in that CPU's buffer until it fills or the poll finds it:
+/// a thread's `T` line (printed at its first call) was seen to come seconds after the drains
+/// that printed its records, and read at once those records had no process (a CI run lost
+/// a rank's collectives so). The same log with every `T` line moved after its records decodes
+/// to the same events, with their processes.
+#[test]
+fn records_read_before_their_threads_line_keep_their_process() {
+    let reg = registry();
+    let text = std::fs::read_to_string(fixture()).unwrap();
+    let (threads, rest): (Vec<&str>, Vec<&str>) = text.lines().partition(|l| l.starts_with("T "));
+    assert!(threads.len() >= 4);
+    // Just before the last dump's `#E`: after every drain.
+    let end = rest.iter().rposition(|l| l.starts_with("#E")).unwrap();
+    let mut moved: Vec<&str> = rest[..end].to_vec();
+    moved.extend(&threads);
+    moved.extend(&rest[end..]);
+    let dir = bthost_tests::scratch("late-thread-lines");
+    let late = dir.join("late.log");
+    std::fs::write(&late, moved.join("\n") + "\n").unwrap();
+    let events = |p: &std::path::Path| {
+        let mut v = Vec::new();
+        let (_, diag, _) = bthost::calls::decode_log(&reg, p, None, |_, evs| {
+            v.extend(
+                evs.drain(..)
+                    .map(|e| (e.pid, e.tid, e.ts, e.name.to_string())),
+            );
+        })
+        .unwrap();
+        assert!(diag.is_empty(), "{diag}");
+        v.sort();
+        v
+    };
+    let want = events(&fixture());
+    assert!(want.iter().all(|e| e.0 != 0));
+    let got = events(&late);
+    let without = got.iter().filter(|e| e.0 == 0).count();
+    assert_eq!(
+        without,
+        0,
+        "{without} of {} events without their process",
+        got.len()
+    );
+    assert!(got == want, "the events differ from the log's as recorded");
+}

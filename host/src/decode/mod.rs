@@ -213,7 +213,7 @@ impl<'r> LogDecoder<'r> {
                 self.need_schema(lineno)?;
                 self.reorder.push(lineno, seq, id, nums);
             }
-            LineKind::Drained(time) => self.release(Some(time)),
+            LineKind::Drained(time) => self.release(Some(time), false),
             LineKind::Anchor(a) => match crate::log::anchor::Anchor::parse(a) {
                 Ok(a) => self.stats.anchors.push(a),
                 Err(why) => self.diag.add(
@@ -241,7 +241,7 @@ impl<'r> LogDecoder<'r> {
             LineKind::Gap { from, to, why } => {
                 // The dead bpftrace's records have all come; the new one numbers each thread's
                 // records from 1 again, and knows nothing of the calls returned before.
-                self.release(None);
+                self.release(None, true);
                 self.reorder.restart();
                 self.returned.clear();
                 self.stats.gaps.push((from, to, why.to_string()));
@@ -360,8 +360,12 @@ impl<'r> LogDecoder<'r> {
     }
 
     /// Decodes the stored records written before `before` (all with None), in time order,
-    /// into the batch of events.
-    fn release(&mut self, before: Option<u64>) {
+    /// into the batch of events. A record whose thread's `T` line has not come yet waits for
+    /// a later release (bpftrace 0.17 keeps a CPU's output in that CPU's buffer until it fills
+    /// or the poll finds it: a thread's `T` line, printed at its first call on one CPU, was
+    /// seen to come seconds after a drain had printed the thread's records from another; read
+    /// at once, their process was unknown). With `all`, every record goes.
+    fn release(&mut self, before: Option<u64>, all: bool) {
         if self.reorder.is_empty() {
             return;
         }
@@ -369,7 +373,14 @@ impl<'r> LogDecoder<'r> {
             self.schema.as_ref().map(|s| s.storage),
             Some(crate::compose::schema::Storage::Ring { .. })
         );
-        for mut h in self.reorder.release(before) {
+        let released = self.reorder.release(before);
+        let mut waiting = 0;
+        for mut h in released {
+            if !all && !self.threads.contains_key(&h.tid) && waiting < MAX_WAITING_FOR_THREAD {
+                waiting += 1;
+                self.reorder.hold_again(h);
+                continue;
+            }
             match self.reorder.check(&h) {
                 reorder::Verdict::Again => continue,
                 reorder::Verdict::Next => {}
@@ -632,7 +643,7 @@ impl<'r> LogDecoder<'r> {
             ));
         }
         // Stored records after the last mark (a log cut short), then those the counts miss.
-        self.release(None);
+        self.release(None, true);
         // The calls still in flight, in the order they began.
         let mut open: Vec<_> = self.deferred.drain().collect();
         open.sort_unstable_by_key(|&((tid, ts), _)| (ts, tid));
@@ -666,6 +677,10 @@ impl<'r> LogDecoder<'r> {
         Ok(())
     }
 }
+
+/// Stored records held back until their thread's `T` line comes, at most (past it, they are
+/// decoded without their process rather than held without bound).
+const MAX_WAITING_FOR_THREAD: usize = 1 << 20;
 
 /// Process exits kept per log (a system-wide recording of a long job sees many).
 const MAX_EXITS: usize = 1 << 16;

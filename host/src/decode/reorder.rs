@@ -56,6 +56,11 @@ impl Reorder {
         });
     }
 
+    /// Puts back a released record, for a later release.
+    pub fn hold_again(&mut self, h: Held) {
+        self.held.push(h);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.held.is_empty()
     }
