@@ -450,60 +450,58 @@ impl Router {
 
     /// A line between dumps met a full disk: the log is cut back to the line's start.
     fn cut_to(&mut self, len: u64, e: &std::io::Error) {
-        let Some(log) = self.log.take() else {
-            return;
-        };
+        if let Some(reached) = self.cut_back(len, e, "its last line") {
+            eprintln!(
+                "bthost: warning: cannot write {}: {e} after {reached} bytes: the lines \
+                 that come are held for the next dump that has room",
+                self.path.display()
+            );
+        }
+    }
+
+    /// After `e` (a full disk), cuts the log back to its first `len` bytes, dropping what it
+    /// buffered, to be written on from there; the bytes it had reached. If it cannot be cut
+    /// back (`to_what`, for the message), the log is closed as failed, said at once.
+    fn cut_back(&mut self, len: u64, e: &std::io::Error, to_what: &str) -> Option<u64> {
+        let log = self.log.take()?;
         let reached = log.get_ref().n;
         match super::full::rewind(log, len, |c| &mut c.f) {
             Ok(mut c) => {
                 c.n = len;
                 self.log = Some(BufWriter::with_capacity(1 << 20, c));
-                eprintln!(
-                    "bthost: warning: cannot write {}: {e} after {reached} bytes: the lines \
-                     that come are held for the next dump that has room",
-                    self.path.display()
-                );
-            }
-            Err(e2) => self.fail(&std::io::Error::other(format!(
-                "{e}, and cannot cut it back to its last line: {e2}"
-            ))),
-        }
-    }
-
-    /// The dump being written met a full disk: cut the log back to its start, drop the rest
-    /// of it, and go on (crate::record::full).
-    fn take_back(&mut self, e: &std::io::Error, at_its_end: bool) {
-        let Some(log) = self.log.take() else {
-            return;
-        };
-        let reached = log.get_ref().n;
-        match super::full::rewind(log, self.dump_from, |c| &mut c.f) {
-            Ok(mut c) => {
-                c.n = self.dump_from;
-                self.log = Some(BufWriter::with_capacity(1 << 20, c));
-                // Its other lines are dropped up to its end (unless that was the line).
-                self.skipping = !at_its_end;
-                self.ring_dump.clear();
-                eprintln!(
-                    "bthost: warning: cannot write {}: {e} after {reached} bytes: this dump is \
-                     taken back whole (the log keeps the {} bytes before it)",
-                    self.path.display(),
-                    self.dump_from
-                );
-                let need = reached.saturating_sub(self.dump_from);
-                let _ = self.tx.send(Seen::DumpFailed(need));
+                Some(reached)
             }
             Err(e2) => {
                 let msg = format!(
-                    "cannot write {}: {e}, and cannot cut it back to its last dump: {e2}",
+                    "cannot write {}: {e}, and cannot cut it back to {to_what}: {e2}",
                     self.path.display()
                 );
                 eprintln!("bthost: error: {msg}");
                 let _ = self.tx.send(Seen::LogFailed(msg.clone()));
                 self.failed = Some(msg);
                 let _ = self.close();
+                None
             }
         }
+    }
+
+    /// The dump being written met a full disk: cut the log back to its start, drop the rest
+    /// of it, and go on (crate::record::full).
+    fn take_back(&mut self, e: &std::io::Error, at_its_end: bool) {
+        let Some(reached) = self.cut_back(self.dump_from, e, "its last dump") else {
+            return;
+        };
+        // Its other lines are dropped up to its end (unless that was the line).
+        self.skipping = !at_its_end;
+        self.ring_dump.clear();
+        eprintln!(
+            "bthost: warning: cannot write {}: {e} after {reached} bytes: this dump is taken \
+             back whole (the log keeps the {} bytes before it)",
+            self.path.display(),
+            self.dump_from
+        );
+        let need = reached.saturating_sub(self.dump_from);
+        let _ = self.tx.send(Seen::DumpFailed(need));
     }
 
     /// At the end of a bpftrace's output: the next one's, if record restarts it. Its state

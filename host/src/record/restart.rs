@@ -90,12 +90,6 @@ impl Tracer {
         {
             return false;
         }
-        // Reaped (it is exiting: its probes may take a while to go; the new ones are apart).
-        let old = std::mem::replace(&mut self.bt, placeholder());
-        std::thread::spawn(move || {
-            let mut old = old;
-            let _ = old.wait();
-        });
         release_stopped(&self.traced);
         let gap_from = Instant::now();
         let spawned = runner::spawn(&rs.bin, &rs.script, &rs.dialect, &rs.settings);
@@ -111,7 +105,12 @@ impl Tracer {
             out: Polled::new(out, ending.clone()),
             ending: ending.clone(),
         });
-        self.bt = bt;
+        // The old one is reaped apart: it is exiting, and its probes may take a while to go
+        // (the new ones are apart).
+        let mut old = std::mem::replace(&mut self.bt, bt);
+        std::thread::spawn(move || {
+            let _ = old.wait();
+        });
         self.script_fd = Some(fd);
         self.ending = ending;
         self.last_words = last_words;
@@ -178,14 +177,6 @@ impl Tracer {
         self.died = Some(why);
         false
     }
-}
-
-/// A child handle for the moment between two bpftraces: `true`, which exits at once.
-fn placeholder() -> std::process::Child {
-    std::process::Command::new("true")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("run true")
 }
 
 /// The processes a restarted bpftrace is told to trace: those that wrote records and the
