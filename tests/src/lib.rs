@@ -293,6 +293,19 @@ pub fn nvidia_dir() -> PathBuf {
     .clone()
 }
 
+/// `--packs hip,rccl` with both libraries the stand-ins in `standins` (built by
+/// [`build_standins`]).
+pub fn standin_pack_args(standins: &Path) -> Vec<String> {
+    vec![
+        "--packs".into(),
+        "hip,rccl".into(),
+        "--lib".into(),
+        format!("hip={}", standins.join("libamdhip64.so.5").display()),
+        "--lib".into(),
+        format!("rccl={}", standins.join("librccl.so.1").display()),
+    ]
+}
+
 /// Builds the RCCL/HIP stand-ins and the multi-rank workload into `dir` (tests/standins/build.sh).
 pub fn build_standins(dir: &Path) -> PathBuf {
     let o = Command::new("sh")

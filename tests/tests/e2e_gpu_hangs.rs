@@ -16,17 +16,6 @@ use std::time::Duration;
 use bthost_tests::*;
 use serde_json::Value;
 
-fn lib_args(standins: &Path) -> Vec<String> {
-    vec![
-        "--packs".into(),
-        "hip,rccl".into(),
-        "--lib".into(),
-        format!("hip={}", standins.join("libamdhip64.so.5").display()),
-        "--lib".into(),
-        format!("rccl={}", standins.join("librccl.so.1").display()),
-    ]
-}
-
 /// The newest bpftrace here (the conformance tests cover the others).
 fn newest_bpftrace() -> PathBuf {
     available_bpftraces()
@@ -49,7 +38,7 @@ struct Case {
 fn record_cases(dir: &Path, cases: &[Case]) -> (PathBuf, Vec<String>) {
     let standins = build_standins(&dir.join("standins"));
     let log = dir.join("run.log");
-    let mut args = lib_args(&standins);
+    let mut args = standin_pack_args(&standins);
     args.push("--bpftrace-bin".into());
     args.push(newest_bpftrace().display().to_string());
     let _serial = system_wide_lock();

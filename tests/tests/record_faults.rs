@@ -232,10 +232,7 @@ fn killed_bpftrace(bin: &Path, version: &semver::Version, name: &str, mode: &[&s
     std::thread::sleep(Duration::from_secs(1));
     if ring {
         // The flight recorder writes nothing until a dump: one before the kill.
-        bthost_ok_stderr(&["dump", "--pid", &rec.id().to_string()]);
-        wait_until(&mut rec, &err_path, "the dump in the log", || {
-            read(&log).contains("\n#Z 1\n").then_some(())
-        });
+        dumped(&mut rec, &err_path, &log, 1);
     }
     // SAFETY: kill(2) of record's bpftrace, as the OOM killer would.
     assert_eq!(unsafe { kill(bt as i32, SIGKILL) }, 0, "{ctx}");
@@ -340,6 +337,25 @@ fn a_killed_bpftrace_is_said_at_once_and_the_log_is_closed() {
     }
 }
 
+/// Asks `rec` for its flight recorder's dump `n` and waits for its end in the log.
+fn dumped(rec: &mut Child, err: &Path, log: &Path, n: u32) {
+    bthost_ok_stderr(&["dump", "--pid", &rec.id().to_string()]);
+    let z = format!("\n#Z {n:x}\n");
+    wait_until(rec, err, &format!("dump {n} in the log"), || {
+        read(log).contains(&z).then_some(())
+    });
+}
+
+/// Lets what was traced reach the log before a kill: the flight recorder's dump `n`, or a
+/// second of drains (every 50 ms) with maps.
+fn settle(rec: &mut Child, err: &Path, log: &Path, ring: bool, n: u32) {
+    if ring {
+        dumped(rec, err, log, n);
+    } else {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 /// The `i` of every `on_complete` call in a converted log.txt.
 fn completed(txt: &str) -> Vec<u64> {
     txt.lines()
@@ -391,21 +407,10 @@ fn restarted_bpftrace(bin: &Path, version: &semver::Version, name: &str, mode: &
     } = traced_app(bin, &app, &dir, mode, &log, &env);
     let ctx = format!("{version} {name}");
     let bt = bpftrace_of(rec.id()).unwrap_or_else(|| panic!("{ctx}: no bpftrace child"));
-    let dump = |rec: &Child, n: u32| {
-        bthost_ok_stderr(&["dump", "--pid", &rec.id().to_string()]);
-        format!("\n#Z {n:x}\n")
-    };
     // With maps, the calls made a second before the kill are all drained into the log by it
     // (a drain every 50 ms); those of its last 50 ms may not be.
     let drained = made(&read(&out_path)).unwrap();
-    if ring {
-        let z = dump(&rec, 1);
-        wait_until(&mut rec, &err_path, "dump 1", || {
-            read(&log).contains(&z).then_some(())
-        });
-    } else {
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    settle(&mut rec, &err_path, &log, ring, 1);
     let before_kill = made(&read(&out_path)).unwrap();
     // SAFETY: kill(2) of record's bpftrace, as the OOM killer would.
     assert_eq!(unsafe { kill(bt as i32, SIGKILL) }, 0, "{ctx}");
@@ -423,14 +428,7 @@ fn restarted_bpftrace(bin: &Path, version: &semver::Version, name: &str, mode: &
     wait_until(&mut rec, &err_path, "calls after the restart", || {
         made(&read(&out_path)).filter(|&n| n >= at_restart + 200)
     });
-    if ring {
-        let z = dump(&rec, 2);
-        wait_until(&mut rec, &err_path, "dump 2", || {
-            read(&log).contains(&z).then_some(())
-        });
-    } else {
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    settle(&mut rec, &err_path, &log, ring, 2);
     let before_kill2 = made(&read(&out_path)).unwrap();
     // SAFETY: as above.
     assert_eq!(unsafe { kill(bt2 as i32, SIGKILL) }, 0, "{ctx}");

@@ -17,17 +17,6 @@ use serde_json::Value;
 
 const PYTHON: &str = "/usr/bin/python3";
 
-fn lib_args(standins: &Path) -> Vec<String> {
-    vec![
-        "--packs".into(),
-        "hip,rccl".into(),
-        "--lib".into(),
-        format!("hip={}", standins.join("libamdhip64.so.5").display()),
-        "--lib".into(),
-        format!("rccl={}", standins.join("librccl.so.1").display()),
-    ]
-}
-
 /// The 1-based line of `src` (relative to the workspace) that contains `text`, once.
 fn line_of(src: &str, text: &str) -> usize {
     let body = std::fs::read_to_string(root().join(src)).unwrap();
@@ -152,7 +141,7 @@ fn a_python_straggler_is_named_with_its_function_and_line_while_the_job_hangs() 
     let dir = scratch("stacks-python");
     let standins = build_standins(&dir.join("standins"));
     let log = dir.join("run.log");
-    let mut args = lib_args(&standins);
+    let mut args = standin_pack_args(&standins);
     args.extend(["--flight-recorder", "256", "--on-hang", "1"].map(String::from));
     let _serial = system_wide_lock();
     let mut rec = Recording::start(&[], &args, &log, &[]);
@@ -308,7 +297,7 @@ fn a_c_straggler_has_native_frames_with_file_and_line_and_no_stacks_reads_as_bef
     let mut reports = Vec::new();
     for (name, extra) in [("stacks", None), ("nostacks", Some("--no-stacks"))] {
         let log = dir.join(format!("{name}.log"));
-        let mut args = lib_args(&standins);
+        let mut args = standin_pack_args(&standins);
         args.extend(extra.map(String::from));
         let mut rec = Recording::start(&[], &args, &log, &[]);
         let job = Job::start(
