@@ -342,6 +342,33 @@ fn a_node_whose_recorder_dies_mid_step_is_named_and_the_others_go_on() {
     let out = dir.join("out");
     let _serial = system_wide_lock();
     let (job, printed) = hanging_job(&dir, "");
+    // The kill comes once n3's log holds what its ranks did before the hang: both ranks'
+    // thread lines, and two drains begun after all 8 ranks returned from #1 (the first may
+    // have begun before). Killed earlier, the log would rightly lack them (CI saw that).
+    let n3_log = out.join("n3.log");
+    let n3_pids: Vec<u32> = {
+        let mut v: Vec<u32> = ranks(&printed)
+            .into_iter()
+            .filter(|r| r.2 == "n3")
+            .map(|r| r.1)
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let drains = |log: &Path| {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("#D "))
+            .count()
+    };
+    let before = drains(&n3_log);
+    wait_out(
+        &dir,
+        &job,
+        |_| drains(&n3_log) >= before + 2 && pids_in(&n3_log) == n3_pids,
+        "n3's log did not get its ranks' records",
+    );
     // n3's recorder (the node of rank 5, which skips) killed as the OOM killer would, while
     // the job step runs.
     let rec = recorder_of(&job, "n3").unwrap_or_else(|| panic!("no recorder of n3:\n{printed}"));
