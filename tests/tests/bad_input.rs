@@ -173,6 +173,16 @@ fn unsafe_or_wrong_manifests_are_refused_with_file_and_line() {
             ("soname = \"libc.so.6\"", "soname = \"libc.so.6\"\nversion_from = [\"call:gnu_get_libc_version\"]"),
             "pack.toml:7: version source \"call:gnu_get_libc_version\": expected \"file\"",
         ),
+        (
+            "siteptr",
+            ("ret = \"i32\"", "args = [{ name = \"caller\", type = \"ptr\", from = \"return_address\" }]\nret = \"i32\""),
+            "pack.toml:13: `from = \"return_address\"` takes `type = \"code\"`, and no `out`, `index` or `capture`",
+        ),
+        (
+            "sitename",
+            ("ret = \"i32\"", "args = [{ name = \"caller\", type = \"code\", from = \"return_addr\" }]\nret = \"i32\""),
+            "pack.toml:13: `from = \"return_addr\"`: expected a fragment's scratch variable like \"$grid\", or \"return_address\" (the call site)",
+        ),
     ];
     for (name, (from, to), want) in &cases {
         write_pack(&dir, name, |s| s.replace(from, to));

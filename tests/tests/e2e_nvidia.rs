@@ -110,8 +110,36 @@ fn traces(dir: &Path, bpftrace: &Path, prog: &Path, cudart: &Path, nccl: &Path) 
     );
     // ... and nccl's decoder (rccl's, built into bthost) numbers the collectives on the
     // communicator and sizes them.
-    assert!(text.contains("ncclAllReduce(sendbuff=0x0, recvbuff=0x0, count=1024, datatype=ncclFloat32(7), op=ncclSum(0), comm=0x0, stream=0x5151, seq=1, bytes=4096)"), "{text}");
-    assert!(text.contains("ncclBroadcast(sendbuff=0x0, recvbuff=0x0, count=1024, datatype=ncclFloat32(7), root=0, comm=0x0, stream=0x5151, seq=2, bytes=4096)"), "{text}");
+    // Each collective's call site (`caller`, the return address read at entry), symbolized as
+    // main's line that calls it.
+    let src = std::fs::read_to_string(root().join("tests/workloads/nvidia_calls.c")).unwrap();
+    let line_of = |call: &str| {
+        1 + src
+            .lines()
+            .position(|l| l.contains(call))
+            .unwrap_or_else(|| panic!("no {call} in nvidia_calls.c"))
+    };
+    for (call, fields) in [
+        ("(int)ncclAllReduce(", "ncclAllReduce(sendbuff=0x0, recvbuff=0x0, count=1024, datatype=ncclFloat32(7), op=ncclSum(0), comm=0x0, stream=0x5151, caller=main+0x"),
+        ("(int)ncclBroadcast(", "ncclBroadcast(sendbuff=0x0, recvbuff=0x0, count=1024, datatype=ncclFloat32(7), root=0, comm=0x0, stream=0x5151, caller=main+0x"),
+    ] {
+        let l = text
+            .lines()
+            .find(|l| l.contains(fields))
+            .unwrap_or_else(|| panic!("no {fields}:\n{text}"));
+        assert!(
+            l.contains(&format!("/tests/workloads/nvidia_calls.c:{} (0x", line_of(call))),
+            "{l}"
+        );
+    }
+    assert!(
+        text.contains(", seq=1, bytes=4096) = ncclInvalidArgument(4)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(", seq=2, bytes=4096) = ncclInvalidArgument(4)"),
+        "{text}"
+    );
     assert!(
         text.contains("kind=cudaMemcpyDeviceToDevice(3), stream=0x5151)"),
         "{text}"

@@ -26,9 +26,10 @@ pub struct Dialect {
     pub note: &'static str,
     /// The widest record (numbers after the tid) that may wait for its pair
     /// (crate::compose::pairing). The waiting tuple and the pair's printf must fit BPF's
-    /// 512-byte stack: bpftrace 0.17 keeps both on it and fails to load the widest probes past
-    /// 10 (measured), 0.23 loads every probe of the packs paired (widest: 14). Versions between
-    /// were not measured and keep 0.17's bound.
+    /// 512-byte stack: bpftrace 0.17 keeps both on it and fails to load some probes at 10
+    /// (measured: ncclBcast's uretprobe, once its records carried the call site; 11 failed
+    /// before), so 9; 0.23 loads every probe of the packs paired (widest: 14). Versions
+    /// between were not measured and keep 0.17's bound.
     pub max_held_width: usize,
     /// Whether scripts may set bpftrace's options in a `config = { ... }` block (0.20 and
     /// later); older versions read them from `BPFTRACE_*` environment variables.
@@ -108,7 +109,7 @@ impl Dialect {
             pid,
             sarg: *v < Version::new(0, 21, 0),
             note,
-            max_held_width: if *v < Version::new(0, 23, 0) { 10 } else { 16 },
+            max_held_width: if *v < Version::new(0, 23, 0) { 9 } else { 16 },
             config_block: *v >= Version::new(0, 20, 0),
             print_survives_deletes: *v >= Version::new(0, 19, 0),
             spell: Spelling {
@@ -116,6 +117,13 @@ impl Dialect {
                 explicit_sub: *v >= Version::new(0, 27, 0),
             },
         }
+    }
+
+    /// The return address at function entry: the word at the stack pointer (x86-64). A plain
+    /// dereference on every version (`sarg` starts one word above it), parenthesized so that
+    /// it reads as one `uint64` (crate::compose::emit::widen).
+    pub fn return_address(&self) -> String {
+        "*(uint64*)(reg(\"sp\"))".to_string()
     }
 
     /// Expression for argument slot `index` at function entry (6 and above are on the stack).
@@ -141,6 +149,13 @@ mod tests {
         let d23 = Dialect::for_version(&Version::new(0, 23, 2));
         assert_eq!(d23.tid, "curtask->pid");
         assert_eq!(d23.arg(7), "*(uint64*)(reg(\"sp\") + 16)");
+        // The return address is the word below the first stack argument, on every version,
+        // and reads as a uint64 (no cast for bpftrace 0.27 to warn of).
+        for d in [&d17, &d23] {
+            let ra = d.return_address();
+            assert_eq!(ra, "*(uint64*)(reg(\"sp\"))");
+            assert_eq!(crate::compose::emit::widen::to_u64(&ra), ra);
+        }
         assert_eq!(
             Dialect::for_version(&Version::new(0, 24, 1)).pid,
             "curtask->tgid"

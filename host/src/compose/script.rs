@@ -10,7 +10,7 @@ use super::schema::Schema;
 use super::{Options, Planned, PlannedNested};
 use crate::bpftrace::Dialect;
 use crate::pack::fragment::Where;
-use crate::pack::{Arg, ProbeMode};
+use crate::pack::{Arg, ArgFrom, ProbeMode};
 
 const THREADS_MAP: &str = "@thr";
 
@@ -199,7 +199,8 @@ fn config_block(d: &Dialect, opts: &Options) -> Option<String> {
 /// The expression that reads `a` at entry (a register, a stack slot, or a fragment's variable).
 fn entry_value(a: &Arg, slot: usize, d: &Dialect) -> String {
     match &a.from {
-        Some(var) => format!("{FRAGMENT_VAR}{var}"),
+        Some(ArgFrom::Fragment(var)) => format!("{FRAGMENT_VAR}{var}"),
+        Some(ArgFrom::ReturnAddress) => d.return_address(),
         None => d.arg(a.index + slot),
     }
 }

@@ -13,7 +13,8 @@ use crate::library::version::Source;
 use crate::pack::fragment::Fragment;
 use crate::pack::types::FieldType;
 use crate::pack::{
-    Arg, EnumTable, LibRange, Library, Nested, Pack, Probe, ProbeMode, ReportSpec, Ret, Variant,
+    Arg, ArgFrom, EnumTable, LibRange, Library, Nested, Pack, Probe, ProbeMode, ReportSpec, Ret,
+    Variant,
 };
 
 #[derive(Deserialize)]
@@ -155,7 +156,8 @@ struct RawArg {
     link: Option<Spanned<String>>,
     #[serde(rename = "enum")]
     enum_name: Option<Spanned<String>>,
-    /// A scratch variable a hand-written fragment sets, read instead of the argument register.
+    /// A scratch variable a hand-written fragment sets, read instead of the argument register,
+    /// or "return_address" (the call site).
     from: Option<Spanned<String>>,
     /// A value learnt from a `[[nested]]` call during this call, read at its exit.
     capture: Option<Spanned<String>>,
@@ -716,6 +718,29 @@ fn resolve_arg(
         }
     };
     let ty = field_type(cx, &a.ty)?;
+    // The call site is no argument slot: it neither takes nor advances one.
+    if a.from
+        .as_ref()
+        .is_some_and(|f| f.get_ref() == "return_address")
+    {
+        let f = a.from.as_ref().expect("checked");
+        if ty != FieldType::Code || a.out || a.index.is_some() || capture.is_some() {
+            return cx.err(
+                f.span(),
+                "`from = \"return_address\"` takes `type = \"code\"`, and no `out`, `index` or `capture`",
+            );
+        }
+        return Ok(Arg {
+            name,
+            ty,
+            index: 0,
+            capture: None,
+            out: false,
+            link: link_key(cx, &a.link, links)?,
+            enum_name: enum_ref(cx, &a.enum_name, ty, enums)?,
+            from: Some(ArgFrom::ReturnAddress),
+        });
+    }
     let index = a.index.unwrap_or(*next_index);
     if index + ty.slots() > 16 {
         return cx.err(
@@ -740,7 +765,7 @@ fn resolve_arg(
                 return cx.err(
                     f.span(),
                     format!(
-                        "`from = {v:?}`: expected a fragment's scratch variable like \"$grid\""
+                        "`from = {v:?}`: expected a fragment's scratch variable like \"$grid\", or \"return_address\" (the call site)"
                     ),
                 );
             };
@@ -748,7 +773,7 @@ fn resolve_arg(
             if ty.slots() != 1 || a.out {
                 return cx.err(f.span(), "`from` takes a one-slot type and no `out`");
             }
-            Some(var.to_string())
+            Some(ArgFrom::Fragment(var.to_string()))
         }
     };
     Ok(Arg {

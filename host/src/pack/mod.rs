@@ -204,10 +204,22 @@ pub struct Arg {
     pub out: bool,
     pub link: Option<String>,
     pub enum_name: Option<String>,
-    /// Read from a scratch variable a fragment sets instead of the argument register.
-    pub from: Option<String>,
+    /// Read from somewhere other than the argument register at entry.
+    pub from: Option<ArgFrom>,
     /// Read at exit from a capture a `[[nested]]` call set during the call.
     pub capture: Option<String>,
+}
+
+/// Where an argument read at entry comes from, when not from its register or stack slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ArgFrom {
+    /// A scratch variable a fragment sets (`from = "$grid"`, without the `$`).
+    Fragment(String),
+    /// The call's return address (`from = "return_address"`): where the function was called
+    /// from, symbolized offline as the caller (`ncclAllReduce` from `train_step`). It is the
+    /// word at the stack pointer at entry, read before the kernel swaps in its uretprobe
+    /// trampoline (which it does after the entry probes ran).
+    ReturnAddress,
 }
 
 impl Arg {

@@ -36,6 +36,8 @@ pub enum How {
 pub struct Entered {
     pub rank: u32,
     pub proc: ProcKey,
+    /// Where it called the operation from (crate::report::gather::Op::site; 0: unknown).
+    pub site: u64,
     /// When it entered the operation (None: it is past it, or the log does not say).
     pub start: Option<u64>,
     /// Where the operation is for this member.
@@ -281,14 +283,15 @@ fn divergence(g: &Group, gather: &Gather, stops: &[u64]) -> Option<Divergence> {
                 state = State::DoneByPeers;
             }
             let waiting = state.waiting();
-            let start = if m.last.order == order {
-                m.last.start
+            let (start, site) = if m.last.order == order {
+                (m.last.start, m.last.site)
             } else {
-                m.pending.get(&order).and_then(|p| p.0)
+                m.pending.get(&order).map_or((None, 0), |p| (p.0, p.2))
             };
             entered.push(Entered {
                 rank,
                 proc: m.proc,
+                site,
                 start,
                 waiting,
                 waited: if waiting {

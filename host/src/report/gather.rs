@@ -62,6 +62,9 @@ pub struct Op {
     pub end: Option<u64>,
     pub tid: u32,
     pub state: State,
+    /// Where it was called from (its `caller` field, a return address; 0: not recorded),
+    /// named by crate::report::sites.
+    pub site: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -70,8 +73,8 @@ pub struct Member {
     /// The highest operation it entered.
     pub last: Op,
     /// Its operations enqueued and not proven done (bounded: the oldest are let go), by order:
-    /// when each was enqueued, and its description.
-    pub pending: BTreeMap<u64, (Option<u64>, String)>,
+    /// when each was enqueued, its description and its call site (as [`Op::site`]).
+    pub pending: BTreeMap<u64, (Option<u64>, String, u64)>,
     /// Its operations proven done, by order, only while some member may still need them
     /// (kept from the oldest pending operation of the group on).
     pub done: BTreeMap<u64, (u64, String)>,
@@ -179,6 +182,8 @@ struct SpecIds {
     matched: Vec<u32>,
     peer: Option<u32>,
     stream: u32,
+    /// The call site field (crate::pack::ArgFrom::ReturnAddress), by the name packs give it.
+    caller: u32,
     sends: Vec<u32>,
     receives: Vec<u32>,
 }
@@ -210,6 +215,8 @@ pub struct Gather {
     exit_id: u32,
     /// The stacks record took beside the logs (crate::report::stacks; empty without them).
     pub stacks: super::stacks::Stacks,
+    /// The call sites of the operations the report names (set after the analysis).
+    pub sites: super::sites::Sites,
 }
 
 /// Completions held per member before the group's are trimmed (a pass over its members).
@@ -237,6 +244,7 @@ impl Gather {
             last_calls: FxHashMap::default(),
             exit_id: u32::MAX,
             stacks: Default::default(),
+            sites: Default::default(),
         }
     }
 
@@ -260,6 +268,7 @@ impl Gather {
                 matched: s.matched.iter().map(|n| strings.id(n)).collect(),
                 peer: s.peer.as_deref().map(|n| strings.id(n)),
                 stream: strings.id("stream"),
+                caller: strings.id("caller"),
                 sends: s.sends.iter().map(|n| strings.id(n)).collect(),
                 receives: s.receives.iter().map(|n| strings.id(n)).collect(),
             })
@@ -432,6 +441,10 @@ impl Gather {
             end: c.end,
             tid: c.tid,
             state,
+            site: match c.value(ids.caller) {
+                Some(V::Code(a)) => a,
+                _ => 0,
+            },
         };
         let need_desc = {
             let g = self.groups.get(&(spec, gid));
@@ -502,7 +515,7 @@ impl Gather {
         }
         match &op.state {
             State::Pending => {
-                m.pending.insert(order, (c.end, desc.clone()));
+                m.pending.insert(order, (c.end, desc.clone(), op.site));
                 self.tokens.insert(token, (spec, gid, member, order));
                 if m.pending.len() > MAX_PENDING {
                     m.pending.pop_first();

@@ -124,6 +124,10 @@ pub struct OpJ {
     pub returned: bool,
     /// Where the operation is (see [`state_name`]).
     pub state: &'static str,
+    /// Where it was called from (`train_step (train.c:31)`), where the pack records its call
+    /// site and the log's maps name it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub called_from: Option<String>,
 }
 
 /// How a process waits (docs/report-json.md, "how").
@@ -168,6 +172,9 @@ pub struct EnteredJ {
     pub completed_at: Option<u64>,
     pub completed_by: Option<String>,
     pub how: Vec<HowJ>,
+    /// Where it called the operation from (as [`OpJ::called_from`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub called_from: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -273,6 +280,7 @@ fn op_j(o: &Op) -> OpJ {
         start: o.start,
         returned: o.end.is_some(),
         state: state_name(&o.state),
+        called_from: None,
     }
 }
 
@@ -357,7 +365,13 @@ fn missing_j(g: &Gather, m: &Missing) -> MissingJ {
     MissingJ {
         rank: m.rank,
         process: m.proc.map(|p| proc_j(g, p)),
-        last: m.last.as_ref().map(op_j),
+        last: m.last.as_ref().map(|o| OpJ {
+            called_from: m
+                .proc
+                .and_then(|p| g.sites.name(p, o.site))
+                .map(str::to_string),
+            ..op_j(o)
+        }),
         in_flight: m.instead.iter().map(|(o, w)| open_j(o, *w)).collect(),
         how: m.how.iter().map(how_j).collect(),
     }
@@ -418,6 +432,7 @@ pub fn build(cx: &Context, g: &Gather, f: &Findings) -> Report {
                                 _ => None,
                             },
                             how: e.how.iter().map(how_j).collect(),
+                            called_from: g.sites.name(e.proc, e.site).map(str::to_string),
                         })
                         .collect(),
                     missing_ranks: compress(d.missing.iter().map(|m| m.rank)),

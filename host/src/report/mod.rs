@@ -12,6 +12,7 @@ pub mod analyze;
 pub mod gather;
 pub mod json;
 pub mod ranks;
+pub mod sites;
 pub mod stacks;
 pub mod text;
 
@@ -160,8 +161,9 @@ pub fn read(reg: &Registry, opts: &ReportOptions) -> Result<(Context, Gather)> {
 
 /// The report's text and its findings.
 pub fn run(reg: &Registry, opts: &ReportOptions) -> Result<(Context, Gather, analyze::Findings)> {
-    let (cx, gather) = read(reg, opts)?;
+    let (cx, mut gather) = read(reg, opts)?;
     let stops: Vec<u64> = cx.logs.iter().map(|l| l.stopped_at).collect();
     let findings = analyze::analyze(&gather, &stops);
+    gather.sites = sites::Sites::load(&opts.logs, &findings);
     Ok((cx, gather, findings))
 }

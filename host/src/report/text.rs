@@ -211,9 +211,14 @@ fn missing_state(g: &Gather, m: &Missing) -> String {
         None if m.proc.is_none() => s.push_str("not in any log"),
         None => s.push_str("no call on it"),
         Some(op) => {
+            let from = m
+                .proc
+                .and_then(|p| g.sites.name(p, op.site))
+                .map(|n| format!(" from {n}"))
+                .unwrap_or_default();
             let _ = write!(
                 s,
-                "last #{} {}, {}",
+                "last #{} {}{from}, {}",
                 op.order,
                 op.desc,
                 state_words(&op.state)
@@ -250,8 +255,33 @@ fn missing_state(g: &Gather, m: &Missing) -> String {
             let _ = write!(s, "; {}", how_text(&[rest.as_slice()]));
         }
     }
-    let _ = g;
     s
+}
+
+/// Where the members that entered an operation called it from: one line when they agree
+/// (`called from train_step (train.c:31)`), else one per call site with its ranks. Members
+/// whose call site is not known are left out (a pack without `caller`, no recorded maps).
+fn site_lines(g: &Gather, entered: &[super::analyze::Entered]) -> Vec<String> {
+    let mut by_site: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    for e in entered {
+        if let Some(n) = g.sites.name(e.proc, e.site) {
+            by_site.entry(n).or_default().push(e.rank);
+        }
+    }
+    if by_site.len() == 1 {
+        let (site, _) = by_site.into_iter().next().expect("one");
+        return vec![format!("called from {site}")];
+    }
+    by_site
+        .into_iter()
+        .map(|(site, ranks)| {
+            format!(
+                "rank{} {} called it from {site}",
+                if ranks.len() == 1 { "" } else { "s" },
+                compress(ranks)
+            )
+        })
+        .collect()
 }
 
 pub fn render(cx: &Context, g: &Gather, f: &Findings) -> String {
@@ -361,6 +391,9 @@ pub fn render(cx: &Context, g: &Gather, f: &Findings) -> String {
                 d.op,
                 hosts(g, d.entered.iter().map(|e| e.proc)),
             );
+            for l in site_lines(g, &d.entered) {
+                let _ = writeln!(out, "    {l}");
+            }
             if !d.mismatch.is_empty() {
                 let _ = writeln!(
                     out,

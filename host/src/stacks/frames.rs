@@ -62,7 +62,7 @@ fn is_interpreter(object: &str) -> bool {
         .any(|p| object.starts_with(p))
 }
 
-fn native(n: FrameName) -> Frame {
+pub(crate) fn native(n: FrameName) -> Frame {
     let function = n
         .function
         .clone()

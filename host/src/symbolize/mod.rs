@@ -57,8 +57,12 @@ impl Symbolizer {
             .ok()
             .and_then(|s| s.demangle(&Default::default()).ok())
             .unwrap_or_else(|| name.to_string());
+        // A code address inside a function (not at its start, as a function pointer is) is a
+        // call site's return address: the call is the instruction before it, and its line
+        // is the caller's line (the next instruction may be on the next line).
+        let at = if within > 0 { vaddr - 1 } else { vaddr };
         let place = self
-            .location(&path, vaddr)
+            .location(&path, at)
             .map(|(file, line)| format!(" at {file}:{line}"))
             .unwrap_or_default();
         Some(format!("{name}+{within:#x}{place}"))

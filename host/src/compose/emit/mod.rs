@@ -17,7 +17,7 @@ mod pairing;
 mod printf;
 mod ring;
 mod stored;
-mod widen;
+pub(crate) mod widen;
 
 pub use pairing::NOW;
 pub(in crate::compose) use widen::to_u64;
