@@ -59,6 +59,10 @@ const REAL0: u64 = 1_795_991_686_000_000_000;
 const DRAIN_NS: u64 = 100_000_000;
 
 /// Writes `dir/n<k>.log` for k in 1..=nodes; returns their paths.
+/// The collectives' call site (their `caller` field): an address no recorded map covers, as a
+/// job recorded without its maps has.
+const CALLER: u64 = 0x55d0_0000_1234;
+
 pub fn generate_job(dir: &Path, spec: &JobSpec) -> Vec<PathBuf> {
     let built = job_built();
     let find = |function: &str, phase: Phase| -> RecordSpec {
@@ -185,7 +189,17 @@ pub fn generate_job(dir: &Path, spec: &JobSpec) -> Vec<PathBuf> {
                     }
                     let enter = start + rnd() % 500_000;
                     let bufs = 0x7f00_0000_0000 + (r.rank as u64) * 0x10_0000;
-                    let args = [bufs, bufs + 0x8_0000, 1 << 20, 7, 0, r.comm, r.stream, 0];
+                    let args = [
+                        bufs,
+                        bufs + 0x8_0000,
+                        1 << 20,
+                        7,
+                        0,
+                        r.comm,
+                        r.stream,
+                        CALLER,
+                        0,
+                    ];
                     // Enqueued: it returns at once.
                     let queued = enter + 9_000 + rnd() % 3_000;
                     pending.push(record(r, &allreduce, mono0 + queued, queued - enter, &args));
@@ -255,7 +269,16 @@ pub fn generate_job(dir: &Path, spec: &JobSpec) -> Vec<PathBuf> {
                 }
                 let enter = start + rnd() % 500_000;
                 let bufs = 0x7f00_0000_0000 + (r.rank as u64) * 0x10_0000;
-                let args = [bufs, bufs + 0x8_0000, 1 << 20, 7, 0, r.comm, r.stream];
+                let args = [
+                    bufs,
+                    bufs + 0x8_0000,
+                    1 << 20,
+                    7,
+                    0,
+                    r.comm,
+                    r.stream,
+                    CALLER,
+                ];
                 if skipped.is_some_and(|at| k >= at) {
                     // Waiting for the rank that never came: in flight when the job is cancelled.
                     if skipped == Some(k) {

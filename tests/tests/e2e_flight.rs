@@ -360,9 +360,10 @@ fn a_gpu_hang_with_a_polling_watchdog_dumps_while_the_ranks_wait() {
             };
             let reduces = of("ncclAllReduce");
             assert_eq!(reduces.len(), 3, "{version}: rank {r}: {reduces:?}");
-            // (time, duration, sendbuff, recvbuff, count, datatype, op, comm, stream, ret)
+            // (time, duration, sendbuff, recvbuff, count, datatype, op, comm, stream, caller,
+            // ret)
             assert!(
-                reduces.iter().all(|(_, _, v)| v[9] == 0),
+                reduces.iter().all(|(_, _, v)| v[10] == 0),
                 "{version}: {reduces:?}"
             );
             let last = reduces.iter().map(|(_, _, v)| v[0]).max().unwrap();
