@@ -154,7 +154,7 @@ fn special_streams_read_by_name_and_ordinary_ones_as_handles() {
         "hipStreamSynchronize(stream=hipStreamPerThread(2)) = hipSuccess(0)\n",
         "hipStreamSynchronize_spt(stream=hipStreamPerThread(0)) = hipSuccess(0)\n",
         "hipStreamQuery(stream=0x55550000) = hipSuccess(0)\n",
-        "comm=0xc0c0, stream=hipStreamPerThread(2), seq=1",
+        "comm=0xc0c0, stream=hipStreamPerThread(2), caller=code:0x0, seq=1",
     ] {
         assert!(txt.contains(want), "log.txt lacks {want:?}:\n{txt}");
     }
