@@ -58,11 +58,28 @@ const REAL0: u64 = 1_795_991_686_000_000_000;
 /// The drain period (as `record`'s default).
 const DRAIN_NS: u64 = 100_000_000;
 
-/// Writes `dir/n<k>.log` for k in 1..=nodes; returns their paths.
 /// The collectives' call site (their `caller` field): an address no recorded map covers, as a
 /// job recorded without its maps has.
 const CALLER: u64 = 0x55d0_0000_1234;
 
+impl Rank {
+    /// Its AllReduce's values at entry (sendbuff, recvbuff, count, datatype, op, comm, stream,
+    /// caller), its buffers at `bufs`.
+    fn allreduce_args(&self, bufs: u64) -> [u64; 8] {
+        [
+            bufs,
+            bufs + 0x8_0000,
+            1 << 20,
+            7,
+            0,
+            self.comm,
+            self.stream,
+            CALLER,
+        ]
+    }
+}
+
+/// Writes `dir/n<k>.log` for k in 1..=nodes; returns their paths.
 pub fn generate_job(dir: &Path, spec: &JobSpec) -> Vec<PathBuf> {
     let built = job_built();
     let find = |function: &str, phase: Phase| -> RecordSpec {
@@ -189,18 +206,9 @@ pub fn generate_job(dir: &Path, spec: &JobSpec) -> Vec<PathBuf> {
                     }
                     let enter = start + rnd() % 500_000;
                     let bufs = 0x7f00_0000_0000 + (r.rank as u64) * 0x10_0000;
-                    let args = [
-                        bufs,
-                        bufs + 0x8_0000,
-                        1 << 20,
-                        7,
-                        0,
-                        r.comm,
-                        r.stream,
-                        CALLER,
-                        0,
-                    ];
-                    // Enqueued: it returns at once.
+                    // Enqueued: it returns at once (ret 0).
+                    let mut args = r.allreduce_args(bufs).to_vec();
+                    args.push(0);
                     let queued = enter + 9_000 + rnd() % 3_000;
                     pending.push(record(r, &allreduce, mono0 + queued, queued - enter, &args));
                     let event = r.stream + 0x40;
@@ -269,16 +277,7 @@ pub fn generate_job(dir: &Path, spec: &JobSpec) -> Vec<PathBuf> {
                 }
                 let enter = start + rnd() % 500_000;
                 let bufs = 0x7f00_0000_0000 + (r.rank as u64) * 0x10_0000;
-                let args = [
-                    bufs,
-                    bufs + 0x8_0000,
-                    1 << 20,
-                    7,
-                    0,
-                    r.comm,
-                    r.stream,
-                    CALLER,
-                ];
+                let args = r.allreduce_args(bufs);
                 if skipped.is_some_and(|at| k >= at) {
                     // Waiting for the rank that never came: in flight when the job is cancelled.
                     if skipped == Some(k) {

@@ -719,11 +719,7 @@ fn resolve_arg(
     };
     let ty = field_type(cx, &a.ty)?;
     // The call site is no argument slot: it neither takes nor advances one.
-    if a.from
-        .as_ref()
-        .is_some_and(|f| f.get_ref() == "return_address")
-    {
-        let f = a.from.as_ref().expect("checked");
+    if let Some(f) = a.from.as_ref().filter(|f| f.get_ref() == "return_address") {
         if ty != FieldType::Code || a.out || a.index.is_some() || capture.is_some() {
             return cx.err(
                 f.span(),
