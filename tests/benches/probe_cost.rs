@@ -11,6 +11,10 @@
 //! 20000; BTHOST_BENCH_ROUNDS, default 5: medians over rounds, interleaved, as this VM is noisy,
 //! with the spread (min-max) of the ratios; BTHOST_BENCH_ALL=1 adds hipGetDevice and the real
 //! HIP runtime's calls). The table is printed and written to target/bench/probe_cost.md.
+//!
+//! Cases on rccl add one more way, "maps, no caller": the maps script built from a copy of the
+//! packs without their call-site fields (`from = "return_address"`), so that what a call site
+//! costs is measured against the same round's base and floor.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -71,6 +75,36 @@ fn ways() -> [(&'static str, Emit); 3] {
         ("maps", Emit::Drained { period_ms: 50 }),
         ("ring", Emit::Ring { per_thread: 1024 }),
     ]
+}
+
+/// A copy of the source tree's packs without their call-site fields, as a registry.
+fn registry_without_call_sites(dir: &Path) -> Registry {
+    let copy = dir.join("packs-no-caller");
+    let _ = std::fs::remove_dir_all(&copy);
+    for pack in std::fs::read_dir(root().join("packs")).unwrap() {
+        let pack = pack.unwrap().path();
+        let manifest = pack.join("pack.toml");
+        let Ok(text) = std::fs::read_to_string(&manifest) else {
+            continue;
+        };
+        let kept: String = text
+            .lines()
+            .filter(|l| !l.contains("from = \"return_address\""))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        // The comparison means nothing if the rccl pack's call sites were not found.
+        if pack.ends_with("rccl") {
+            assert!(
+                kept.lines().count() < text.lines().count(),
+                "{}",
+                manifest.display()
+            );
+        }
+        let to = copy.join(pack.file_name().unwrap());
+        std::fs::create_dir_all(&to).unwrap();
+        std::fs::write(to.join("pack.toml"), kept).unwrap();
+    }
+    Registry::discover(&SearchPaths::standard(std::slice::from_ref(&copy)), false)
 }
 
 fn env_num(name: &str, default: usize) -> usize {
@@ -179,6 +213,7 @@ fn main() {
     );
 
     let reg = Registry::discover(&SearchPaths::standard(&[]), false);
+    let reg_no_caller = registry_without_call_sites(&dir);
     let all = std::env::var_os("BTHOST_BENCH_ALL").is_some_and(|v| v == "1");
     let mut table = String::new();
     let _ = writeln!(
@@ -206,24 +241,34 @@ fn main() {
                     libs.insert("rccl".into(), standins.join("librccl.so.1"));
                 }
             }
-            let scripts: Vec<PathBuf> = ways()
-                .into_iter()
-                .map(|(name, emit)| {
+            let mut variants: Vec<(&str, Emit, &Registry)> =
+                ways().into_iter().map(|(n, e)| (n, e, &reg)).collect();
+            if packs.contains(&"rccl") {
+                variants.push((
+                    "maps, no caller",
+                    Emit::Drained { period_ms: 50 },
+                    &reg_no_caller,
+                ));
+            }
+            let scripts: Vec<PathBuf> = variants
+                .iter()
+                .enumerate()
+                .map(|(k, (_, emit, reg))| {
                     let built = build(
-                        &reg,
+                        reg,
                         &BuildOptions {
                             packs: packs.iter().map(|s| s.to_string()).collect(),
                             bpftrace: BpftraceChoice::Version(version.clone()),
                             libs: libs.clone(),
                             script: bthost::compose::Options {
-                                emit,
+                                emit: emit.clone(),
                                 map_keys: Some(8192),
                                 ..Default::default()
                             },
                         },
                     )
                     .unwrap();
-                    let p = dir.join(format!("{name}.bt"));
+                    let p = dir.join(format!("way{k}.bt"));
                     std::fs::write(&p, &built.script).unwrap();
                     p
                 })
@@ -257,7 +302,7 @@ fn main() {
                 })
                 .collect();
             let (bm, fm) = (median(b.clone()), median(f.clone()));
-            for (k, (name, _)) in ways().iter().enumerate() {
+            for (k, (name, _, _)) in variants.iter().enumerate() {
                 let r = &ratios[k];
                 let lo = r.iter().cloned().fold(f64::INFINITY, f64::min);
                 let hi = r.iter().cloned().fold(f64::NEG_INFINITY, f64::max);

@@ -149,12 +149,26 @@ fn kib_field(text: &str, name: &str) -> Option<u64> {
 }
 
 /// The `memlock` of every BPF map among `pid`'s open files (`map_type:` in their fdinfo).
+///
+/// Only the fdinfo of a map is read: each file is first told by its link (`anon_inode:bpf-map`).
+/// bpftrace 0.27 holds some 600 files for 174 probes (programs, links, perf events), and the
+/// fdinfo of a uprobe's link can stall for tens of ms behind the kernel's uprobe work: reading
+/// them all took 0.45 s at the stop, before the last drain.
 fn bpf_map_bytes(pid: u32) -> u64 {
-    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
         return 0;
     };
     rd.filter_map(Result::ok)
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|t| t.as_os_str() == "anon_inode:bpf-map")
+        })
+        .filter_map(|e| {
+            std::fs::read_to_string(format!(
+                "/proc/{pid}/fdinfo/{}",
+                e.file_name().to_string_lossy()
+            ))
+            .ok()
+        })
         .filter(|info| info.lines().any(|l| l.starts_with("map_type:")))
         .filter_map(|info| {
             info.lines()
