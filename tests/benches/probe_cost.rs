@@ -10,7 +10,8 @@
 //! Run as root: `cargo bench -p bthost-tests --bench probe_cost` (BTHOST_BENCH_CALLS, default
 //! 20000; BTHOST_BENCH_ROUNDS, default 5: medians over rounds, interleaved, as this VM is noisy,
 //! with the spread (min-max) of the ratios; BTHOST_BENCH_ALL=1 adds hipGetDevice and the real
-//! HIP runtime's calls). The table is printed and written to target/bench/probe_cost.md.
+//! HIP runtime's calls; BTHOST_BENCH_ONLY=TEXT measures only the cases whose name holds TEXT).
+//! The table is printed and written to target/bench/probe_cost.md.
 //!
 //! Cases on rccl add one more way, "maps, no caller": the maps script built from a copy of the
 //! packs without their call-site fields (`from = "return_address"`), so that what a call site
@@ -215,6 +216,7 @@ fn main() {
     let reg = Registry::discover(&SearchPaths::standard(&[]), false);
     let reg_no_caller = registry_without_call_sites(&dir);
     let all = std::env::var_os("BTHOST_BENCH_ALL").is_some_and(|v| v == "1");
+    let only = std::env::var("BTHOST_BENCH_ONLY").unwrap_or_default();
     let mut table = String::new();
     let _ = writeln!(
         table,
@@ -226,7 +228,10 @@ fn main() {
     );
     let _ = writeln!(table, "|---|---|---|---|---|---|---|---|---|");
     for (bt, version) in available_bpftraces() {
-        for case in CASES.iter().filter(|c| all || !c.extra) {
+        for case in CASES
+            .iter()
+            .filter(|c| (all || !c.extra) && c.name.contains(only.as_str()))
+        {
             let (lib, bin, packs): (PathBuf, &PathBuf, &[&str]) = if case.real {
                 (PathBuf::from(HIP_LIB), &real_loop, &["hip"])
             } else if case.function.starts_with("nccl") {
