@@ -308,14 +308,11 @@ fn main() {
                 .collect();
             let (bm, fm) = (median(b.clone()), median(f.clone()));
             for (k, (name, _, _)) in variants.iter().enumerate() {
-                let r = &ratios[k];
-                let lo = r.iter().cloned().fold(f64::INFINITY, f64::min);
-                let hi = r.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let (rm, lo, hi) = median_min_max(&ratios[k]);
                 let line = format!(
-                    "| {version} | {} | {bm:.0} | {fm:.0} | {name} | {:.0} | {:.2}x ({lo:.2}-{hi:.2}) | {:.1} | {} |",
+                    "| {version} | {} | {bm:.0} | {fm:.0} | {name} | {:.0} | {rm:.2}x ({lo:.2}-{hi:.2}) | {:.1} | {} |",
                     case.name,
                     median(p[k].clone()),
-                    median(r.clone()),
                     median(bytes[k].clone()),
                     lost[k]
                 );

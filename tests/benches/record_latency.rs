@@ -146,12 +146,6 @@ fn record_once(bpftrace: &Path, log: &Path) -> Run {
     }
 }
 
-fn stats(v: &[f64]) -> (f64, f64, f64) {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    (s[s.len() / 2], s[0], s[s.len() - 1])
-}
-
 fn main() {
     if skip_root_tests() {
         return;
@@ -198,8 +192,9 @@ fn main() {
             .collect();
         let c: Vec<f64> = rs.iter().map(|r| r.closed_ms).collect();
         let d: Vec<f64> = rs.iter().map(|r| r.detached.as_secs_f64()).collect();
-        let ((am, alo, ahi), (em, elo, ehi), (cm, clo, chi)) = (stats(&a), stats(&e), stats(&c));
-        let (dm, dlo, dhi) = stats(&d);
+        let ((am, alo, ahi), (em, elo, ehi), (cm, clo, chi)) =
+            (median_min_max(&a), median_min_max(&e), median_min_max(&c));
+        let (dm, dlo, dhi) = median_min_max(&d);
         let _ = writeln!(
             table,
             "| {version} | {} | {am:.2} s ({alo:.2}-{ahi:.2}) | {em:.0} ms ({elo:.0}-{ehi:.0}) | {cm:.0} ms ({clo:.0}-{chi:.0}) | {dm:.1} s ({dlo:.1}-{dhi:.1}) |",

@@ -80,3 +80,11 @@ pub fn run_measured(cmd: &mut Command) -> Measured {
         maxrss_kib: r.maxrss,
     }
 }
+
+/// The median (the upper one of an even count), the least and the greatest of `v`: a figure
+/// over interleaved rounds, with its spread. Panics on an empty `v` or a NaN.
+pub fn median_min_max(v: &[f64]) -> (f64, f64, f64) {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (s[s.len() / 2], s[0], s[s.len() - 1])
+}

@@ -148,7 +148,7 @@ fn kib_field(text: &str, name: &str) -> Option<u64> {
         .ok()
 }
 
-/// The `memlock` of every BPF map among `pid`'s open files (`map_type:` in their fdinfo).
+/// The `memlock` of every BPF map among `pid`'s open files, from their fdinfo.
 ///
 /// Only the fdinfo of a map is read: each file is first told by its link (`anon_inode:bpf-map`).
 /// bpftrace 0.27 holds some 600 files for 174 probes (programs, links, perf events), and the
@@ -169,7 +169,6 @@ fn bpf_map_bytes(pid: u32) -> u64 {
             ))
             .ok()
         })
-        .filter(|info| info.lines().any(|l| l.starts_with("map_type:")))
         .filter_map(|info| {
             info.lines()
                 .find_map(|l| l.strip_prefix("memlock:"))
