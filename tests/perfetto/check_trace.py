@@ -8,12 +8,16 @@
 - every track is described before its first event; thread tracks have their process;
 - interned names and string values are defined before use; END events are unnamed;
 - slices are balanced, last-in-first-out, per track;
-- every flow id leaves exactly one slice and ends on exactly one later slice.
+- flows as the trace processor reads them (flows v2, its track event importer): a
+  `flow_ids` entry begins a flow on its slice, or, when the id is active, draws an arrow from
+  the flow's last slice to this one and goes on; a `terminating_flow_ids` entry draws the
+  arrow and ends the flow. Every flow begun must end; no terminating id may be inactive (the
+  trace processor would drop it); an ended id is never used again; no arrow goes back in time.
 
 Prints a JSON summary for the tests to assert on: tracks (with their uuids and parents),
 slices (with their annotations, track and index), `flows` between threads' slices as [name,
-tid, name, tid], and every flow (those to the device tracks too, whose slices are on no thread)
-as a pair of slice indices in `flow_pairs`; exits 1 with the list of problems if any rule is
+tid, name, tid], and every arrow (those to the device tracks too, whose slices are on no
+thread) as a pair of slice indices in `flow_pairs`, both in the order of (flow id, arrow); exits 1 with the list of problems if any rule is
 broken.
 Usage: check_trace.py TRACE.pftrace
 """
@@ -34,7 +38,8 @@ def main(path):
     tracks, names, ann_names, str_values = {}, {}, {}, {}
     # Incremental clocks (id -> current time) and the sequence's default clock.
     incremental, default_clock = {}, None
-    stacks, slices, flow_src, flow_dst = {}, [], {}, {}
+    # Flow id -> its last slice while active; the arrows drawn, as (id, n, from, to).
+    stacks, slices, active, ended, arrows = {}, [], {}, set(), []
     last_ts = None
     for n, p in enumerate(trace.packet):
         if p.trusted_packet_sequence_id != 1:
@@ -126,31 +131,31 @@ def main(path):
         }
         slices.append(s)
         for fid in e.flow_ids:
-            if fid in flow_src:
-                errors.append(f"flow {fid} leaves two slices")
-            flow_src[fid] = s
+            if fid in ended:
+                errors.append(f"flow {fid} used again after it ended")
+            if fid in active:
+                arrows.append((fid, len(arrows), active[fid], s))
+            active[fid] = s
         for fid in e.terminating_flow_ids:
-            if fid in flow_dst:
-                errors.append(f"flow {fid} ends on two slices")
-            flow_dst[fid] = s
+            if fid not in active:
+                errors.append(f"flow {fid} ends where none is active")
+                continue
+            arrows.append((fid, len(arrows), active.pop(fid), s))
+            ended.add(fid)
         if e.type == BEGIN:
             stack.append(s)
     for uuid, st in stacks.items():
         if st:
             errors.append(f"track {uuid}: {len(st)} slices never ended")
-    for fid, s in flow_src.items():
-        d = flow_dst.get(fid)
-        if d is None:
-            errors.append(f"flow {fid} ends nowhere")
-        elif d["ts"] < s["ts"]:
+    for fid in active:
+        errors.append(f"flow {fid} never ends")
+    arrows.sort(key=lambda a: (a[0], a[1]))
+    for fid, _, src, dst in arrows:
+        if dst["ts"] < src["ts"]:
             errors.append(f"flow {fid} goes back in time")
-    for fid in flow_dst:
-        if fid not in flow_src:
-            errors.append(f"flow {fid} comes from nowhere")
-    flows = [[flow_src[f]["name"], flow_src[f]["tid"], flow_dst[f]["name"], flow_dst[f]["tid"]]
-             for f in sorted(flow_src)
-             if f in flow_dst and flow_src[f]["tid"] is not None and flow_dst[f]["tid"] is not None]
-    flow_pairs = [[flow_src[f]["i"], flow_dst[f]["i"]] for f in sorted(flow_src) if f in flow_dst]
+    flows = [[src["name"], src["tid"], dst["name"], dst["tid"]]
+             for _, _, src, dst in arrows if src["tid"] is not None and dst["tid"] is not None]
+    flow_pairs = [[src["i"], dst["i"]] for _, _, src, dst in arrows]
     out = {"tracks": len(tracks), "track_list": list(tracks.values()), "slices": slices, "flows": flows,
            "flow_pairs": flow_pairs, "errors": errors}
     json.dump(out, sys.stdout, default=str)

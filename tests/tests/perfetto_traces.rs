@@ -167,3 +167,74 @@ fn a_hang_is_drawn_to_when_tracing_stopped() {
     // Then the call in flight itself.
     line("#   pid 24466 tid 24466 (rccl_ranks), open >= 15.89s:");
 }
+
+/// Writes a trace of one track's slices with the official schema: each (type, flow_ids,
+/// terminating_flow_ids) at times 10, 20, ...; returns check_trace.py's exit status and summary.
+fn check_flows(name: &str, events: &str) -> (bool, Value) {
+    let path = scratch(name).join("flows.pftrace");
+    let write = r#"
+import sys
+from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb
+t = pb.Trace()
+p = t.packet.add(); p.trusted_packet_sequence_id = 1; p.sequence_flags = 1
+p.track_descriptor.uuid = 1; p.track_descriptor.name = "t"
+p.interned_data.event_names.add(iid=1, name="call")
+for n, (ty, fl, term) in enumerate(eval(sys.argv[2])):
+    p = t.packet.add(); p.trusted_packet_sequence_id = 1; p.timestamp = 10 * (n + 1)
+    e = p.track_event; e.type = ty; e.track_uuid = 1
+    if ty == 1: e.name_iid = 1
+    e.flow_ids.extend(fl); e.terminating_flow_ids.extend(term)
+open(sys.argv[1], "wb").write(t.SerializeToString())
+"#;
+    let o = std::process::Command::new("python3")
+        .args(["-c", write])
+        .arg(&path)
+        .arg(events)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = std::process::Command::new("python3")
+        .arg(root().join("tests/perfetto/check_trace.py"))
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        serde_json::from_slice(&o.stdout).unwrap(),
+    )
+}
+
+/// The checker reads flows as the trace processor does (flows v2): one id begun, stepped and
+/// ended draws an arrow per step; a flow never ended, one ended where none is active, and an
+/// id used again after its end are refused (the traces' flows would not be checked else).
+#[test]
+fn the_checker_reads_flows_as_the_trace_processor_does() {
+    // Three slices on one chain id 5: arrows 0->1 and 1->2.
+    let (ok, v) = check_flows(
+        "flows-chain",
+        "[(1,[5],[]),(2,[],[]),(1,[5],[]),(2,[],[]),(1,[],[5]),(2,[],[])]",
+    );
+    assert!(ok, "{}", v["errors"]);
+    assert_eq!(v["flow_pairs"], serde_json::json!([[0, 1], [1, 2]]));
+
+    let (ok, v) = check_flows(
+        "flows-bad",
+        "[(1,[7],[]),(2,[],[]),(1,[],[8]),(2,[],[]),(1,[],[7]),(2,[],[]),(1,[7],[]),(2,[],[])]",
+    );
+    assert!(!ok);
+    let errors: Vec<&str> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "flow 8 ends where none is active",
+            "flow 7 used again after it ended",
+            "flow 7 never ends"
+        ],
+        "{v}"
+    );
+}

@@ -12,8 +12,11 @@
 //! - timestamps as deltas on an incremental, sequence-scoped clock (id 64, declared with its
 //!   start in the first packet's clock snapshot, as the Perfetto SDK does): ~2 bytes a packet
 //!   instead of ~8 for an absolute time in ns;
-//! - each flow edge a fresh id, from the earlier call (flow_ids) to the later one
-//!   (terminating_flow_ids) (flows.rs).
+//! - no `SEQ_NEEDS_INCREMENTAL_STATE` flag on the event packets (2 bytes each): the trace
+//!   processor reads it only to skip packets whose sequence lost its state, which a file
+//!   written whole from its clearing first packet never does;
+//! - one flow id per chain of calls sharing a value, begun and stepped by `flow_ids` and
+//!   ended by `terminating_flow_ids`, as flows v2 are read (flows.rs).
 //!
 //! The device side's slices (crate::convert::device) are drawn on their queue's lanes, named
 //! after their enqueuing call (with its code's function, and ` (pending)` when never proven
@@ -37,7 +40,7 @@ use rustc_hash::FxHashMap;
 use super::bgwrite::BgWriter;
 use crate::calls::call::{Call, Strings, V};
 use crate::convert::device;
-use flows::{Edges, Flows};
+use flows::{Edges, Flows, Join};
 use layout::{Layout, TrackEv};
 use proto::{varint, Msg};
 
@@ -62,7 +65,6 @@ const P_INTERNED: u32 = 12;
 const P_SEQ_FLAGS: u32 = 13;
 const P_TRACK_DESCRIPTOR: u32 = 60;
 const SEQ_INCREMENTAL_STATE_CLEARED: u64 = 1;
-const SEQ_NEEDS_INCREMENTAL_STATE: u64 = 2;
 const TE_TYPE: u32 = 9;
 const TE_NAME_IID: u32 = 10;
 const TE_TRACK_UUID: u32 = 11;
@@ -346,25 +348,22 @@ impl TraceSet {
         if !self.interned.buf.is_empty() {
             self.post.msg(P_INTERNED, &self.interned);
         }
-        if has_te {
-            self.post.uint(P_SEQ_FLAGS, SEQ_NEEDS_INCREMENTAL_STATE);
-        }
         self.post.uint(P_SEQ_ID, SEQUENCE);
 
         for f in &mut self.files {
             self.flow_bytes.clear();
             for e in self.edges.iter().filter(|e| f.keys.contains(&e.key)) {
-                if let Some(id) = e.out {
+                if let Join::Begin(id) | Join::Step(id) = e.join {
                     self.flow_bytes.fixed64(TE_FLOW_IDS, id);
-                    f.summary.flows += 1;
                 }
+                f.summary.flows += u64::from(e.join.arrow_in());
             }
             if let Some((id, false)) = self.device_flow {
                 self.flow_bytes.fixed64(TE_FLOW_IDS, id);
                 f.summary.flows += 1;
             }
             for e in self.edges.iter().filter(|e| f.keys.contains(&e.key)) {
-                if let Some(id) = e.into {
+                if let Join::End(id) = e.join {
                     self.flow_bytes.fixed64(TE_TERMINATING_FLOW_IDS, id);
                 }
             }
