@@ -274,6 +274,12 @@ pub enum Cmd {
         #[arg(long, short = 'j', value_name = "N",
               value_parser = clap::value_parser!(u64).range(1..=1024))]
         jobs: Option<u64>,
+        /// Write the outputs through the page cache. By default they are written with
+        /// direct I/O where the file system takes it (O_DIRECT): gigabytes nobody reads
+        /// during the conversion, whose copy into the page cache was most of its system
+        /// time; buffered writes may suit a slow disk whose page cache would absorb them.
+        #[arg(long)]
+        buffered: bool,
     },
     /// Write a shell's completion script to stdout: e.g. `source <(bthost completions bash)`,
     /// or into bash-completion's folder (share/bash-completion/completions/bthost).

@@ -344,6 +344,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             maps,
             memory,
             jobs,
+            buffered,
         } => {
             let reg = Registry::discover(&paths, true);
             eprint!("{}", packs::skipped_report(&reg, verbose));
@@ -370,6 +371,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 maps,
                 memory: (memory as usize) << 20,
                 jobs: jobs.map_or_else(convert::default_jobs, |j| j as usize),
+                direct_io: !buffered,
             };
             let summary = convert::convert(&reg, &opts)?;
             for d in &summary.diags {

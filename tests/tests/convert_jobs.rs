@@ -1,7 +1,8 @@
 //! `convert --jobs N` changes where the work runs, not what it writes: one thread (`--jobs 1`:
 //! decoding, then the text log, then the traces) and the default (decoding beside the call
 //! model, the text log beside the traces) give the same bytes in every output, in memory and
-//! with the calls spilled to sorted runs; several logs on one timeline too.
+//! with the calls spilled to sorted runs; several logs on one timeline too. The outputs'
+//! direct I/O (the default) and `--buffered` writes give the same bytes as well.
 
 use std::path::Path;
 
@@ -33,7 +34,7 @@ fn assert_same(a: &Path, b: &Path) {
     for ((name, x), (_, y)) in a.iter().zip(&b) {
         assert!(
             x == y,
-            "{name} differs between --jobs 1 and the default ({} vs {} bytes)",
+            "{name} differs between the two conversions ({} vs {} bytes)",
             x.len(),
             y.len()
         );
@@ -53,6 +54,12 @@ fn one_job_and_the_default_write_the_same_bytes() {
         bthost_convert(&log, &one, &args);
         bthost_convert(&log, &many, extra);
         assert_same(&one, &many);
+        // Through the page cache: the same bytes as with direct I/O (the default).
+        let buffered = dir.join(format!("{name}-buffered"));
+        let mut args = vec!["--buffered"];
+        args.extend_from_slice(extra);
+        bthost_convert(&log, &buffered, &args);
+        assert_same(&buffered, &many);
     }
 }
 

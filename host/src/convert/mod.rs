@@ -11,6 +11,7 @@
 
 mod bgwrite;
 pub mod device;
+mod direct;
 pub mod perfetto;
 pub mod sort;
 mod stacks;
@@ -56,6 +57,9 @@ pub struct ConvertOptions {
     /// written one after the other on one thread; with more, the decoding runs beside the call
     /// model and the writers side by side. The outputs are the same bytes.
     pub jobs: usize,
+    /// Write the outputs with direct I/O where the file system takes it (direct.rs), not
+    /// through the page cache. The same bytes either way.
+    pub direct_io: bool,
 }
 
 /// The default for [`ConvertOptions::jobs`]: the cores this process may run on.
@@ -254,6 +258,7 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         &calls.link_counts,
         layout,
         &mut calls.strings,
+        opts.direct_io,
     )
     .with_context(|| format!("creating traces in {}", opts.out_dir.display()))?;
     let mut text = text::TextWriter::new(t_first, t_last);
@@ -286,9 +291,17 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         device: (!device_summary.is_empty()).then_some(&device_summary),
     };
     let (texted, traced) = if opts.jobs > 1 {
-        write_both(&sorted, &text, &header, text_file, &mut traces, &strings)
+        write_both(
+            &sorted,
+            &text,
+            &header,
+            text_file,
+            &mut traces,
+            &strings,
+            opts.direct_io,
+        )
     } else {
-        let texted = write_text(&sorted, &text, &header, text_file);
+        let texted = write_text(&sorted, &text, &header, text_file, opts.direct_io);
         (texted, write_traces(&sorted, &mut traces, &strings))
     };
     texted.with_context(|| format!("writing {}", out.display()))?;
@@ -401,9 +414,10 @@ fn write_both(
     text_file: std::fs::File,
     traces: &mut perfetto::TraceSet,
     strings: &call::Strings,
+    direct_io: bool,
 ) -> (std::io::Result<()>, std::io::Result<()>) {
     std::thread::scope(|scope| {
-        let texts = scope.spawn(move || write_text(sorted, text, header, text_file));
+        let texts = scope.spawn(move || write_text(sorted, text, header, text_file, direct_io));
         let traced = write_traces(sorted, traces, strings);
         let texted = texts
             .join()
@@ -417,8 +431,9 @@ fn write_text(
     text: &text::TextWriter,
     header: &text::Header,
     file: std::fs::File,
+    direct_io: bool,
 ) -> std::io::Result<()> {
-    let mut w = bgwrite::BgWriter::new(file);
+    let mut w = bgwrite::BgWriter::output(file, direct_io);
     text.write(&mut w, header, sorted)?;
     w.finish()
 }

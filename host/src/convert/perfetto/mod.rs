@@ -173,7 +173,8 @@ pub struct TraceSet {
 impl TraceSet {
     /// `files`: each file's path and the link keys it draws; `keys`: every chosen key, in
     /// order; `counts`: calls per (key, value), from the reading pass.
-    /// `t0`: no packet's time is earlier (the log's first time).
+    /// `t0`: no packet's time is earlier (the log's first time); `direct_io`: the files are
+    /// written with direct I/O where their file system takes it.
     pub fn new(
         t0: u64,
         files: Vec<(PathBuf, File, Vec<u32>)>,
@@ -181,12 +182,13 @@ impl TraceSet {
         counts: &FxHashMap<(u32, u64), u32>,
         layout: Layout,
         strings: &mut Strings,
+        direct_io: bool,
     ) -> io::Result<TraceSet> {
         let files = files
             .into_iter()
             .map(|(path, f, keys)| {
                 Ok(TraceFile {
-                    w: BgWriter::new(f),
+                    w: BgWriter::output(f, direct_io),
                     path,
                     keys,
                     summary: TraceSummary::default(),
