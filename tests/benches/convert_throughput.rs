@@ -11,7 +11,9 @@
 //! - the Python baseline (tests/bench/py_convert.py: regexes, the `perfetto` package's
 //!   TraceProtoBuilder, one trace, no text) on the log's first BTHOST_BENCH_PY_MB (default 20)
 //!   MB, as it holds the whole log in memory;
-//! - each output's bytes per call, and `bthost report`'s time.
+//! - each output's bytes per call, and `bthost report`'s time;
+//! - what a call costs in each trace: its packets' fixed fields, its annotations and its
+//!   flows (tests/src/trace_bytes.rs).
 
 use std::path::Path;
 use std::process::Command;
@@ -247,6 +249,27 @@ fn main() {
             p.file_name().unwrap().to_string_lossy(),
             bytes as f64 / 1e6,
             bytes as f64 / all.records as f64
+        );
+    }
+    // What a call costs in each trace, by what the bytes carry (tests/src/trace_bytes.rs).
+    println!(
+        "\n{:<24} {:>8} {:>8} {:>8} {:>8} {:>8}   (bytes per slice)",
+        "trace", "total", "packets", "args", "flows", "other"
+    );
+    for p in outputs
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "pftrace"))
+    {
+        let t = trace_bytes(p);
+        let per = |n: u64| n as f64 / t.slices.max(1) as f64;
+        println!(
+            "{:<24} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1}",
+            p.file_name().unwrap().to_string_lossy(),
+            per(t.total()),
+            per(t.packet),
+            per(t.annotations),
+            per(t.flows),
+            per(t.other)
         );
     }
 }

@@ -13,11 +13,13 @@ mod genlog;
 mod measure;
 mod recording;
 mod threadlog;
+mod trace_bytes;
 pub use genjob::{generate_job, job_built, JobSpec};
 pub use genlog::{generate_log, hip_rccl_built, hip_rccl_built_as};
 pub use measure::{children_maxrss_kib, median_min_max, run_measured, Measured};
 pub use recording::{Job, Recording};
 pub use threadlog::{decode_thread_log, decode_thread_log_in_format, record_id};
+pub use trace_bytes::{trace_bytes, TraceBytes};
 
 /// The workspace root (the folder holding `packs/`).
 pub fn root() -> PathBuf {
