@@ -167,13 +167,16 @@ mod tests {
 
     #[test]
     fn a_write_error_is_reported() {
-        // /dev/full fails every write with ENOSPC.
-        let Ok(f) = File::options().write(true).open("/dev/full") else {
-            return;
-        };
-        let mut w = BgWriter::new(f);
-        let big = vec![0u8; 3 * CHUNK];
-        let r = w.write_all(&big).and_then(|()| w.finish());
-        assert!(r.is_err());
+        for direct in [false, true] {
+            // /dev/full fails every write with ENOSPC.
+            let Ok(f) = File::options().write(true).open("/dev/full") else {
+                return;
+            };
+            let mut w = BgWriter::output(f, direct);
+            let big = vec![0u8; 3 * CHUNK];
+            let r = w.write_all(&big).and_then(|()| w.finish());
+            let e = r.expect_err("a full device");
+            assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "direct {direct}: {e}");
+        }
     }
 }
