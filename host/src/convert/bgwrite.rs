@@ -14,11 +14,6 @@ use super::direct::DirectFile;
 const CHUNK: usize = 1 << 20;
 const IN_FLIGHT: usize = 2;
 
-enum Out {
-    Direct(DirectFile),
-    Buffered(File),
-}
-
 pub struct BgWriter {
     buf: Vec<u8>,
     tx: Option<SyncSender<Vec<u8>>>,
@@ -42,23 +37,13 @@ impl BgWriter {
         let (tx, rx) = sync_channel::<Vec<u8>>(IN_FLIGHT);
         let (back, spare) = sync_channel::<Vec<u8>>(IN_FLIGHT + 1);
         let thread = std::thread::spawn(move || -> io::Result<()> {
-            let mut file = if direct {
-                Out::Direct(DirectFile::new(file, CHUNK))
-            } else {
-                Out::Buffered(file)
-            };
+            let mut file = DirectFile::new(file, CHUNK, direct);
             for mut b in rx {
-                match &mut file {
-                    Out::Direct(d) => d.write_all(&b)?,
-                    Out::Buffered(f) => f.write_all(&b)?,
-                }
+                file.write_all(&b)?;
                 b.clear();
                 let _ = back.try_send(b);
             }
-            match file {
-                Out::Direct(d) => d.finish(),
-                Out::Buffered(mut f) => f.flush(),
-            }
+            file.finish()
         });
         BgWriter {
             buf: Vec::with_capacity(CHUNK),

@@ -25,7 +25,7 @@ const BLOCK: usize = 4096;
 struct Block([u8; BLOCK]);
 
 /// A file written in whole aligned blocks with `O_DIRECT`, its tail (and everything, where
-/// the file system refuses the flag) buffered.
+/// direct I/O is not asked for or the file system refuses it) buffered.
 pub struct DirectFile {
     file: File,
     direct: bool,
@@ -35,14 +35,20 @@ pub struct DirectFile {
 }
 
 impl DirectFile {
-    /// `file`, set to direct I/O when its file system takes it; `chunk`: the bytes usually
-    /// written at once (the staging buffer holds that and one block more).
-    pub fn new(file: File, chunk: usize) -> DirectFile {
-        let direct = set_direct(&file, true).is_ok();
+    /// `file`, set to direct I/O if `direct` and its file system takes it; `chunk`: the bytes
+    /// usually written at once (the staging buffer, only for direct I/O, holds that and one
+    /// block more).
+    pub fn new(file: File, chunk: usize, direct: bool) -> DirectFile {
+        let direct = direct && set_direct(&file, true).is_ok();
+        let blocks = if direct {
+            vec![Block([0; BLOCK]); chunk.div_ceil(BLOCK) + 1]
+        } else {
+            Vec::new()
+        };
         DirectFile {
             file,
             direct,
-            blocks: vec![Block([0; BLOCK]); chunk.div_ceil(BLOCK) + 1],
+            blocks,
             len: 0,
         }
     }
@@ -158,7 +164,7 @@ mod tests {
             std::process::id()
         ));
         let want: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
-        let mut f = DirectFile::new(File::create(&path).unwrap(), 1 << 16);
+        let mut f = DirectFile::new(File::create(&path).unwrap(), 1 << 16, true);
         let direct = f.is_direct();
         for p in want.chunks(piece.max(1)) {
             f.write_all(p).unwrap();
