@@ -36,17 +36,28 @@ fn varint(b: &[u8], i: &mut usize) -> Option<u64> {
     None
 }
 
-/// The fields of a message: (field number, the field's bytes including its key, the payload
-/// of a length-delimited field).
-fn fields(b: &[u8]) -> Vec<(u64, usize, Option<&[u8]>)> {
+/// One field of a message.
+struct Field<'a> {
+    number: u64,
+    /// Its bytes, its key included.
+    bytes: u64,
+    /// A length-delimited field's payload.
+    payload: Option<&'a [u8]>,
+    /// A varint field's value.
+    value: Option<u64>,
+}
+
+/// The fields of a message.
+fn fields(b: &[u8]) -> Vec<Field<'_>> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
         let start = i;
         let Some(key) = varint(b, &mut i) else { break };
+        let mut value = None;
         let payload = match key & 7 {
             0 => {
-                varint(b, &mut i);
+                value = varint(b, &mut i);
                 None
             }
             1 => {
@@ -65,7 +76,12 @@ fn fields(b: &[u8]) -> Vec<(u64, usize, Option<&[u8]>)> {
             }
             _ => break,
         };
-        out.push((key >> 3, i.min(b.len()) - start, payload));
+        out.push(Field {
+            number: key >> 3,
+            bytes: (i.min(b.len()) - start) as u64,
+            payload,
+            value,
+        });
     }
     out
 }
@@ -77,6 +93,7 @@ pub fn trace_bytes(path: &Path) -> TraceBytes {
     const SEQ_ID: u64 = 10;
     const SEQ_FLAGS: u64 = 13;
     const TE_DEBUG: u64 = 4;
+    const TE_TYPE: u64 = 9;
     const TE_FLOWS: [u64; 2] = [47, 48];
     let mut r = BufReader::new(std::fs::File::open(path).expect("open the trace"));
     let mut t = TraceBytes::default();
@@ -101,52 +118,35 @@ pub fn trace_bytes(path: &Path) -> TraceBytes {
         packet.resize(len as usize, 0);
         r.read_exact(&mut packet).expect("a whole packet");
         let fs = fields(&packet);
-        let Some(te) = fs.iter().find(|f| f.0 == TRACK_EVENT) else {
+        let Some(te) = fs.iter().find(|f| f.number == TRACK_EVENT) else {
             t.other += framing + len;
             continue;
         };
         t.packet += framing;
-        for &(field, bytes, _) in &fs {
-            match field {
-                TIMESTAMP | SEQ_ID | SEQ_FLAGS => t.packet += bytes as u64,
+        for f in &fs {
+            match f.number {
+                TIMESTAMP | SEQ_ID | SEQ_FLAGS => t.packet += f.bytes,
                 TRACK_EVENT => {}
-                _ => t.other += bytes as u64,
+                _ => t.other += f.bytes,
             }
         }
-        let te_payload = te.2.unwrap_or(&[]);
-        t.packet += (te.1 - te_payload.len()) as u64;
-        for (field, bytes, _) in fields(te_payload) {
-            match field {
-                TE_DEBUG => t.annotations += bytes as u64,
-                f if TE_FLOWS.contains(&f) => t.flows += bytes as u64,
-                _ => t.packet += bytes as u64,
+        let te_payload = te.payload.unwrap_or(&[]);
+        t.packet += te.bytes - te_payload.len() as u64;
+        for f in fields(te_payload) {
+            match f.number {
+                TE_DEBUG => t.annotations += f.bytes,
+                n if TE_FLOWS.contains(&n) => t.flows += f.bytes,
+                TE_TYPE => {
+                    t.packet += f.bytes;
+                    // A slice or instant begun (TYPE_SLICE_BEGIN 1, TYPE_INSTANT 3), not
+                    // its end.
+                    t.slices += u64::from(matches!(f.value, Some(1 | 3)));
+                }
+                _ => t.packet += f.bytes,
             }
         }
-        // A slice or instant begun (TYPE_SLICE_BEGIN 1, TYPE_INSTANT 3), not its end.
-        t.slices += u64::from(matches!(te_type(te_payload), Some(1 | 3)));
     }
     t
-}
-
-/// A track event's type (TrackEvent.type, field 9, a varint).
-fn te_type(te: &[u8]) -> Option<u64> {
-    let mut i = 0;
-    while i < te.len() {
-        let key = varint(te, &mut i)?;
-        match key & 7 {
-            0 => {
-                let v = varint(te, &mut i)?;
-                if key >> 3 == 9 {
-                    return Some(v);
-                }
-            }
-            1 => i += 8,
-            5 => i += 4,
-            2 => i += varint(te, &mut i)? as usize,
-            _ => return None,
-        }
-    }
-    None
 }
 
 #[cfg(test)]
