@@ -5,7 +5,8 @@
 //! one AllReduce and one stream synchronization per 5 ms). Prints, per size, the logs' bytes,
 //! and each command's wall time, CPU time and peak RSS (wait4 of the child) and MB/s; then
 //! `convert --jobs 1`'s wall time and the default's speed-up over it (BTHOST_JOB_SIZES, e.g.
-//! `16`, picks the sizes; default 16,32,64,128).
+//! `16`, picks the sizes; default 16,32,64,128). BTHOST_JOB_KEEP=1 keeps each size's logs and
+//! outputs (in target/release/e2e-scratch/bench-job-N) to measure by hand.
 //!
 //! `cargo build --release -p bthost && cargo bench -p bthost-tests --bench job_scale`
 
@@ -115,7 +116,9 @@ fn main() {
             one.wall_secs,
             one.wall_secs / convert.wall_secs
         );
-        // The next size's logs need the room.
-        let _ = std::fs::remove_dir_all(&dir);
+        // The next size's logs need the room, unless kept to measure by hand.
+        if std::env::var_os("BTHOST_JOB_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 }

@@ -259,8 +259,7 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         layout,
         &mut calls.strings,
         opts.direct_io,
-    )
-    .with_context(|| format!("creating traces in {}", opts.out_dir.display()))?;
+    );
     let mut text = text::TextWriter::new(t_first, t_last);
     if let Some(names) = device_names {
         traces.device(names);

@@ -27,22 +27,23 @@
 //! Every file gets the same packets but for the flows: each packet is encoded once, and
 //! each file adds its own flow ids.
 
+mod files;
 mod flows;
 pub mod layout;
 mod proto;
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::path::PathBuf;
 
 use rustc_hash::FxHashMap;
 
-use super::bgwrite::BgWriter;
 use crate::calls::call::{Call, Strings, V};
 use crate::convert::device;
-use flows::{Edges, Flows, Join};
+use files::{Files, Packet, Parts};
+use flows::{Edges, Flows};
 use layout::{Layout, TrackEv};
-use proto::{varint, Msg};
+use proto::Msg;
 
 // Perfetto field numbers (protos/perfetto/trace/...).
 const P_TIMESTAMP: u32 = 8;
@@ -84,47 +85,6 @@ pub struct TraceSummary {
     pub tracks: u64,
 }
 
-struct TraceFile {
-    path: PathBuf,
-    w: BgWriter,
-    /// The link keys (string ids) whose flows this file draws.
-    keys: Vec<u32>,
-    summary: TraceSummary,
-}
-
-/// The encoded parts of one packet that every file shares.
-struct Parts<'a> {
-    /// Fields before the track event (the timestamp).
-    pre: &'a [u8],
-    /// The track event's common fields, if the packet has one.
-    te: Option<&'a [u8]>,
-    /// Fields after it (interned data, descriptor, sequence fields).
-    post: &'a [u8],
-}
-
-impl Parts<'_> {
-    /// The whole `Trace.packet` record, with `flows` appended to the track event.
-    fn assemble(&self, flows: &[u8], out: &mut Vec<u8>) {
-        out.clear();
-        let inner = self.te.map_or(0, |te| te.len() + flows.len());
-        // The track event's key (field 11, length-delimited: one byte) and length.
-        let te_len = self
-            .te
-            .map_or(0, |_| 1 + crate::calls::varint::len(inner as u64) + inner);
-        let len = self.pre.len() + te_len + self.post.len();
-        out.push(0x0a); // Trace.packet, length-delimited
-        varint(out, len as u64);
-        out.extend_from_slice(self.pre);
-        if let Some(te) = self.te {
-            out.push((P_TRACK_EVENT << 3 | 2) as u8);
-            varint(out, inner as u64);
-            out.extend_from_slice(te);
-            out.extend_from_slice(flows);
-        }
-        out.extend_from_slice(self.post);
-    }
-}
-
 /// A string annotation value, by what it is made of.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum StringValue {
@@ -135,7 +95,7 @@ enum StringValue {
 
 /// The trace files of one conversion, fed the calls in start order.
 pub struct TraceSet {
-    files: Vec<TraceFile>,
+    files: Files,
     layout: Layout,
     flows: Flows,
     names: FxHashMap<u32, u64>,
@@ -161,11 +121,6 @@ pub struct TraceSet {
     interned: Msg,
     post: Msg,
     pre: Msg,
-    flow_bytes: Msg,
-    /// The packet without flows (shared by the files), or empty until first needed.
-    packet: Vec<u8>,
-    /// A packet with one file's flows.
-    file_packet: Vec<u8>,
     annotation: Msg,
     text: String,
 }
@@ -183,20 +138,9 @@ impl TraceSet {
         layout: Layout,
         strings: &mut Strings,
         direct_io: bool,
-    ) -> io::Result<TraceSet> {
-        let files = files
-            .into_iter()
-            .map(|(path, f, keys)| {
-                Ok(TraceFile {
-                    w: BgWriter::output(f, direct_io),
-                    path,
-                    keys,
-                    summary: TraceSummary::default(),
-                })
-            })
-            .collect::<io::Result<Vec<_>>>()?;
-        Ok(TraceSet {
-            files,
+    ) -> TraceSet {
+        TraceSet {
+            files: Files::new(files, direct_io),
             layout,
             flows: Flows::new(keys, counts),
             names: FxHashMap::default(),
@@ -215,12 +159,9 @@ impl TraceSet {
             interned: Msg::default(),
             post: Msg::default(),
             pre: Msg::default(),
-            flow_bytes: Msg::default(),
-            packet: Vec::new(),
-            file_packet: Vec::new(),
             annotation: Msg::default(),
             text: String::new(),
-        })
+        }
     }
 
     /// The calls include device slices (crate::convert::device), with these names.
@@ -248,15 +189,7 @@ impl TraceSet {
         for ev in &evs {
             self.event(ev, None, strings)?;
         }
-        let tracks = self.layout.tracks;
-        self.files
-            .into_iter()
-            .map(|mut f| {
-                f.w.finish()?;
-                f.summary.tracks = tracks;
-                Ok((f.path, f.summary))
-            })
-            .collect()
+        self.files.finish(self.layout.tracks)
     }
 
     /// The sequence's first packet: clears its incremental state, declares the incremental
@@ -278,17 +211,16 @@ impl TraceSet {
             .msg(P_DEFAULTS, &defaults)
             .uint(P_SEQ_FLAGS, SEQ_INCREMENTAL_STATE_CLEARED)
             .uint(P_SEQ_ID, SEQUENCE);
-        let mut packet = Vec::new();
-        Parts {
-            pre: &p.buf,
-            te: None,
-            post: &[],
-        }
-        .assemble(&[], &mut packet);
-        for f in &mut self.files {
-            f.w.write_all(&packet)?;
-        }
-        Ok(())
+        self.files.write(&Packet {
+            parts: Parts {
+                pre: &p.buf,
+                te: None,
+                post: &[],
+            },
+            edges: &[],
+            device_flow: None,
+            begin: false,
+        })
     }
 
     /// A packet's timestamp field: the delta on the incremental clock.
@@ -309,7 +241,6 @@ impl TraceSet {
         self.post.clear();
         self.edges.clear();
         self.device_flow = None;
-        self.packet.clear();
         let mut has_te = true;
         let mut begin = false;
         match ev {
@@ -352,47 +283,17 @@ impl TraceSet {
         }
         self.post.uint(P_SEQ_ID, SEQUENCE);
 
-        for f in &mut self.files {
-            self.flow_bytes.clear();
-            for e in self.edges.iter().filter(|e| f.keys.contains(&e.key)) {
-                if let Join::Begin(id) | Join::Step(id) = e.join {
-                    self.flow_bytes.fixed64(TE_FLOW_IDS, id);
-                }
-                f.summary.flows += u64::from(e.join.arrow_in());
-            }
-            if let Some((id, false)) = self.device_flow {
-                self.flow_bytes.fixed64(TE_FLOW_IDS, id);
-                f.summary.flows += 1;
-            }
-            for e in self.edges.iter().filter(|e| f.keys.contains(&e.key)) {
-                if let Join::End(id) = e.join {
-                    self.flow_bytes.fixed64(TE_TERMINATING_FLOW_IDS, id);
-                }
-            }
-            if let Some((id, true)) = self.device_flow {
-                self.flow_bytes.fixed64(TE_TERMINATING_FLOW_IDS, id);
-            }
-            if begin {
-                f.summary.slices += 1;
-            }
-            // The packet: [timestamp] [track_event: common fields + this file's flows] [post].
-            // Without flows it is the same for every file: assembled once, copied whole.
-            let parts = Parts {
+        // The packet: [timestamp] [track_event: common fields + each file's flows] [post].
+        self.files.write(&Packet {
+            parts: Parts {
                 pre: &self.pre.buf,
                 te: has_te.then_some(self.te.buf.as_slice()),
                 post: &self.post.buf,
-            };
-            if self.flow_bytes.buf.is_empty() {
-                if self.packet.is_empty() {
-                    parts.assemble(&[], &mut self.packet);
-                }
-                f.w.write_all(&self.packet)?;
-            } else {
-                parts.assemble(&self.flow_bytes.buf, &mut self.file_packet);
-                f.w.write_all(&self.file_packet)?;
-            }
-        }
-        Ok(())
+            },
+            edges: &self.edges,
+            device_flow: self.device_flow,
+            begin,
+        })
     }
 
     /// The name and annotations of a beginning slice or instant, interning new names.
