@@ -19,11 +19,14 @@ const BATCH: usize = 1024;
 const IN_FLIGHT: usize = 4;
 
 /// [`for_each_event`] with the decoding on a thread of its own; `each` sees every event, in
-/// log order, on the calling thread.
+/// log order, on the calling thread, after `place` (on the decoding thread, in the event's
+/// copy: no clone on the consumer's side) put it where the conversion wants it (several
+/// logs' numbering and timeline).
 pub fn for_each_event_piped(
     registry: &Registry,
     log: &Path,
     expect_schema: Option<u64>,
+    place: impl Fn(&mut Event) + Send,
     mut each: impl FnMut(&Event) -> Result<()>,
 ) -> Result<Decoded> {
     std::thread::scope(|scope| {
@@ -39,6 +42,7 @@ pub fn for_each_event_piped(
                     Some(slot) => copy_into(slot, e),
                     None => batch.push(e.clone()),
                 }
+                place(&mut batch[n]);
                 n += 1;
                 if n == BATCH {
                     let empty = back_rx
@@ -77,7 +81,7 @@ pub fn for_each_event_piped(
 
 /// `e` copied into `slot`, an event read earlier, in the allocations `slot` already has.
 /// Every field is named, so that a field added to `Event` cannot be forgotten here.
-fn copy_into(slot: &mut Event, e: &Event) {
+pub fn copy_into(slot: &mut Event, e: &Event) {
     let Event {
         kind,
         pid,

@@ -138,29 +138,44 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         calls
             .sink
             .start_log(src.index, &mut calls.strings, log_packs.as_deref());
-        let mut each = |e: &bthost_plugin_api::Event| {
-            let r = if several {
-                // Numbered apart and on the first log's clock.
-                let mut e = e.clone();
+        // Several logs: each event numbered apart and put on the first log's clock.
+        let place = |e: &mut bthost_plugin_api::Event| {
+            if several {
                 e.pid = sources.id(src.index, e.pid);
                 e.tid = sources.id(src.index, e.tid);
                 e.ts = sources.time(src.index, e.ts);
-                calls.push(&e)
-            } else {
-                calls.push(e)
-            };
-            r.with_context(|| format!("sorting calls in {}", opts.out_dir.display()))
+            }
+        };
+        let mut each = |e: &bthost_plugin_api::Event| {
+            calls
+                .push(e)
+                .with_context(|| format!("sorting calls in {}", opts.out_dir.display()))
         };
         // The decoding beside the call model, when there are cores for both.
         let d = if opts.jobs > 1 {
-            piped::for_each_event_piped(registry, &src.path, opts.expect_schema, each)?
+            piped::for_each_event_piped(registry, &src.path, opts.expect_schema, place, each)?
         } else {
+            // The decoder lends its events: a placed one is a copy, in reused allocations.
+            let mut placed: Option<bthost_plugin_api::Event> = None;
             for_each_event(
                 registry,
                 &src.path,
                 opts.expect_schema,
                 Vec::new(),
-                |_, e| each(e),
+                |_, e| {
+                    if !several {
+                        return each(e);
+                    }
+                    let p = match &mut placed {
+                        Some(p) => {
+                            piped::copy_into(p, e);
+                            p
+                        }
+                        None => placed.insert(e.clone()),
+                    };
+                    place(p);
+                    each(p)
+                },
             )?
         };
         match &packs {
