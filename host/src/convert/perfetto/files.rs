@@ -219,28 +219,4 @@ mod tests {
         assert_eq!(counted, [2, 2, 3]);
         let _ = std::fs::remove_dir_all(&dir);
     }
-
-    #[test]
-    fn a_full_device_is_reported() {
-        let Ok(f) = File::options().write(true).open("/dev/full") else {
-            return;
-        };
-        let mut files = Files::new(vec![("/dev/full".into(), f, Vec::new())], false);
-        let post = vec![0u8; 4096];
-        let p = Packet {
-            parts: Parts {
-                pre: &[],
-                te: None,
-                post: &post,
-            },
-            edges: &[],
-            device_flow: None,
-            begin: false,
-        };
-        let r = (0..2000)
-            .try_for_each(|_| files.write(&p))
-            .and_then(|()| files.finish(0).map(|_| ()));
-        let e = r.expect_err("a full device");
-        assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
-    }
 }
