@@ -83,6 +83,16 @@ impl BgWriter {
         }
     }
 
+    /// Lets `fill` append straight to the buffer being filled (no copy through a caller's
+    /// buffer: a trace packet is assembled in place, once per file).
+    pub fn append(&mut self, fill: impl FnOnce(&mut Vec<u8>)) -> io::Result<()> {
+        fill(&mut self.buf);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(())
+    }
+
     /// Writes what is left and waits for the thread: the file is complete when this returns.
     pub fn finish(mut self) -> io::Result<()> {
         self.send()?;

@@ -3,7 +3,7 @@
 //! thread (bgwrite.rs).
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::path::PathBuf;
 
 use super::flows::{Edges, Join};
@@ -23,9 +23,9 @@ pub struct Parts<'a> {
 }
 
 impl Parts<'_> {
-    /// The whole `Trace.packet` record, with `flows` appended to the track event.
+    /// Appends the whole `Trace.packet` record to `out`, with `flows` added to the track
+    /// event.
     pub fn assemble(&self, flows: &[u8], out: &mut Vec<u8>) {
-        out.clear();
         let inner = self.te.map_or(0, |te| te.len() + flows.len());
         // The track event's key (field 11, length-delimited: one byte) and length.
         let te_len = self
@@ -69,10 +69,6 @@ struct TraceFile {
 pub struct Files {
     files: Vec<TraceFile>,
     flow_bytes: Msg,
-    /// The packet without flows (the same for every file), assembled once per packet.
-    packet: Vec<u8>,
-    /// A packet with one file's flows.
-    file_packet: Vec<u8>,
 }
 
 impl Files {
@@ -89,14 +85,11 @@ impl Files {
                 })
                 .collect(),
             flow_bytes: Msg::default(),
-            packet: Vec::new(),
-            file_packet: Vec::new(),
         }
     }
 
     /// Writes `p` into every file, with that file's flows.
     pub fn write(&mut self, p: &Packet) -> io::Result<()> {
-        self.packet.clear();
         for f in &mut self.files {
             let flows = &mut self.flow_bytes;
             flows.clear();
@@ -122,16 +115,9 @@ impl Files {
             if p.begin {
                 f.summary.slices += 1;
             }
-            // Without flows the packet is the same for every file: assembled once.
-            if flows.buf.is_empty() {
-                if self.packet.is_empty() {
-                    p.parts.assemble(&[], &mut self.packet);
-                }
-                f.w.write_all(&self.packet)?;
-            } else {
-                p.parts.assemble(&flows.buf, &mut self.file_packet);
-                f.w.write_all(&self.file_packet)?;
-            }
+            // Straight into the writer's buffer: assembling it there costs what copying an
+            // assembled packet would, so one copy of the packet per file, not two.
+            f.w.append(|out| p.parts.assemble(&flows.buf, out))?;
         }
         Ok(())
     }
