@@ -77,7 +77,7 @@ pub fn for_each_event(
     log: &Path,
     expect_schema: Option<u64>,
     decoders: Vec<(String, DecoderBox)>,
-    mut each: impl FnMut(&LogDecoder, &Event) -> Result<()>,
+    mut each: impl FnMut(&LogDecoder, &mut Event) -> Result<()>,
 ) -> Result<Decoded> {
     let file =
         std::fs::File::open(log).with_context(|| format!("cannot open {}", log.display()))?;
@@ -132,18 +132,14 @@ pub fn for_each_event(
             }
         };
         dec.feed(lineno, &text)?;
-        for e in dec.events() {
-            each(&dec, e)?;
-        }
+        lend_events(&mut dec, &mut each)?;
         if lineno.is_multiple_of(8192) {
             progress.update(reader.consumed, dec.stats.records);
         }
     }
     progress.finish();
     dec.finish()?;
-    for e in dec.events() {
-        each(&dec, e)?;
-    }
+    lend_events(&mut dec, &mut each)?;
     Ok(Decoded {
         stats: dec.stats.clone(),
         diag: std::mem::take(&mut dec.diag),
@@ -154,6 +150,17 @@ pub fn for_each_event(
             .map(|s| s.packs.iter().map(|p| p.0.clone()).collect())
             .unwrap_or_default(),
     })
+}
+
+/// Hands each event of the line just fed to `each`, which may change it in place.
+fn lend_events(
+    dec: &mut LogDecoder,
+    each: &mut impl FnMut(&LogDecoder, &mut Event) -> Result<()>,
+) -> Result<()> {
+    let mut events = dec.take_events();
+    let r = events.iter_mut().try_for_each(|e| each(dec, e));
+    dec.return_events(events);
+    r
 }
 
 /// What [`read_calls`] learnt of a log besides its calls.

@@ -155,26 +155,15 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
         let d = if opts.jobs > 1 {
             piped::for_each_event_piped(registry, &src.path, opts.expect_schema, place, each)?
         } else {
-            // The decoder lends its events: a placed one is a copy, in reused allocations.
-            let mut placed: Option<bthost_plugin_api::Event> = None;
+            // The decoder lends its events: each is placed where it is.
             for_each_event(
                 registry,
                 &src.path,
                 opts.expect_schema,
                 Vec::new(),
                 |_, e| {
-                    if !several {
-                        return each(e);
-                    }
-                    let p = match &mut placed {
-                        Some(p) => {
-                            piped::copy_into(p, e);
-                            p
-                        }
-                        None => placed.insert(e.clone()),
-                    };
-                    place(p);
-                    each(p)
+                    place(e);
+                    each(e)
                 },
             )?
         };

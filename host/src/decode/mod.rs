@@ -143,6 +143,28 @@ impl<'r> LogDecoder<'r> {
         }
     }
 
+    /// The events of the last line fed, lent out to be changed in place (or swapped with
+    /// events read earlier, whose allocations the decoder then reuses: no copy of an event to
+    /// hand it on); [`LogDecoder::return_events`] gives them back before the next line.
+    pub fn take_events(&mut self) -> RVec<Event> {
+        if self.batch_valid {
+            std::mem::take(&mut self.batch)
+        } else if self.out_valid {
+            std::mem::take(&mut self.out)
+        } else {
+            RVec::new()
+        }
+    }
+
+    /// Gives back what [`LogDecoder::take_events`] lent, to where it came from.
+    pub fn return_events(&mut self, events: RVec<Event>) {
+        if self.batch_valid {
+            self.batch = events;
+        } else if self.out_valid {
+            self.out = events;
+        }
+    }
+
     /// Uses `decoder` for `pack` instead of its plugin (call before feeding the header).
     pub fn give_decoder(&mut self, pack: &str, decoder: DecoderBox) {
         self.given.insert(pack.to_string(), decoder);
