@@ -2,21 +2,31 @@
 //! over, so the kernel's copying of gigabytes into the page cache (a third of a conversion's
 //! time) runs beside the encoding instead of after it. At most a few buffers are in flight.
 //! The outputs are written with direct I/O where the file system takes it (direct.rs): no
-//! copy into the page cache at all.
+//! copy into the page cache at all. Each buffer's bytes start at a block-aligned address and
+//! each buffer handed over holds exactly one chunk (whole blocks), so that a direct write
+//! goes from the buffer itself, with no copy into aligned staging.
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
-use super::direct::DirectFile;
+use super::direct::{DirectFile, BLOCK};
 
 const CHUNK: usize = 1 << 20;
 const IN_FLIGHT: usize = 2;
+/// Room beyond a chunk: the alignment's padding, and the packet that crosses the chunk's end
+/// (a larger one reallocates, and that buffer's chunk goes out through the staging copy).
+const CAPACITY: usize = CHUNK + BLOCK + (64 << 10);
+
+/// A buffer, and where its bytes start (the padding before is not written).
+type Chunk = (Vec<u8>, usize);
 
 pub struct BgWriter {
+    /// Its bytes from `pad` on.
     buf: Vec<u8>,
-    tx: Option<SyncSender<Vec<u8>>>,
+    pad: usize,
+    tx: Option<SyncSender<Chunk>>,
     /// Buffers the thread has written, back for reuse.
     spare: Receiver<Vec<u8>>,
     thread: Option<JoinHandle<io::Result<()>>>,
@@ -34,34 +44,43 @@ impl BgWriter {
     }
 
     fn start(file: File, direct: bool) -> BgWriter {
-        let (tx, rx) = sync_channel::<Vec<u8>>(IN_FLIGHT);
+        let (tx, rx) = sync_channel::<Chunk>(IN_FLIGHT);
         let (back, spare) = sync_channel::<Vec<u8>>(IN_FLIGHT + 1);
         let thread = std::thread::spawn(move || -> io::Result<()> {
             let mut file = DirectFile::new(file, CHUNK, direct);
-            for mut b in rx {
-                file.write_all(&b)?;
+            for (mut b, pad) in rx {
+                file.write_all(&b[pad..])?;
                 b.clear();
                 let _ = back.try_send(b);
             }
             file.finish()
         });
+        let (buf, pad) = aligned(Vec::with_capacity(CAPACITY));
         BgWriter {
-            buf: Vec::with_capacity(CHUNK),
+            buf,
+            pad,
             tx: Some(tx),
             spare,
             thread: Some(thread),
         }
     }
 
+    /// Hands over one chunk (or, at the end, what there is); the bytes past it start the next
+    /// buffer.
     fn send(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
+        if self.buf.len() == self.pad {
             return Ok(());
         }
-        let next = self
+        let spare = self
             .spare
             .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
-        let full = std::mem::replace(&mut self.buf, next);
+            .unwrap_or_else(|_| Vec::with_capacity(CAPACITY));
+        let (mut next, pad) = aligned(spare);
+        let end = (self.pad + CHUNK).min(self.buf.len());
+        next.extend_from_slice(&self.buf[end..]);
+        self.buf.truncate(end);
+        let full = (std::mem::replace(&mut self.buf, next), self.pad);
+        self.pad = pad;
         let sent = self.tx.as_ref().map(|tx| tx.send(full).is_ok());
         if sent == Some(true) {
             return Ok(());
@@ -84,29 +103,43 @@ impl BgWriter {
     }
 
     /// Lets `fill` append straight to the buffer being filled (no copy through a caller's
-    /// buffer: a trace packet is assembled in place, once per file).
+    /// buffer: a trace packet is assembled in place, once per file). For small pieces: what
+    /// passes a chunk's end is copied into the next buffer.
     pub fn append(&mut self, fill: impl FnOnce(&mut Vec<u8>)) -> io::Result<()> {
         fill(&mut self.buf);
-        if self.buf.len() >= CHUNK {
-            self.send()?;
-        }
-        Ok(())
+        self.send_full()
     }
 
     /// Writes what is left and waits for the thread: the file is complete when this returns.
     pub fn finish(mut self) -> io::Result<()> {
-        self.send()?;
+        self.flush()?;
         self.join()
+    }
+
+    /// Sends the chunks the buffer has filled.
+    fn send_full(&mut self) -> io::Result<()> {
+        while self.buf.len() - self.pad >= CHUNK {
+            self.send()?;
+        }
+        Ok(())
     }
 }
 
 impl Write for BgWriter {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(b);
-        if self.buf.len() >= CHUNK {
-            self.send()?;
+    /// Filled up to each chunk's end, then sent: a large piece is not copied again from
+    /// buffer to buffer, as the excess past a chunk is.
+    fn write(&mut self, mut b: &[u8]) -> io::Result<usize> {
+        let n = b.len();
+        loop {
+            let room = (self.pad + CHUNK).saturating_sub(self.buf.len());
+            let (now, rest) = b.split_at(room.min(b.len()));
+            self.buf.extend_from_slice(now);
+            b = rest;
+            self.send_full()?;
+            if b.is_empty() {
+                return Ok(n);
+            }
         }
-        Ok(b.len())
     }
 
     fn write_all(&mut self, b: &[u8]) -> io::Result<()> {
@@ -115,8 +148,19 @@ impl Write for BgWriter {
 
     /// Hands the buffer over (it does not wait for the disk; [`BgWriter::finish`] does).
     fn flush(&mut self) -> io::Result<()> {
-        self.send()
+        while self.buf.len() > self.pad {
+            self.send()?;
+        }
+        Ok(())
     }
+}
+
+/// `buf` emptied, and padded so that what is appended next starts at a block boundary.
+fn aligned(mut buf: Vec<u8>) -> Chunk {
+    buf.clear();
+    let pad = (buf.as_ptr() as usize).wrapping_neg() % BLOCK;
+    buf.resize(pad, 0);
+    (buf, pad)
 }
 
 impl Drop for BgWriter {
@@ -144,6 +188,13 @@ mod tests {
             let line = format!("{i}\n");
             w.write_all(line.as_bytes()).unwrap();
             want.extend_from_slice(line.as_bytes());
+            // Now and then a piece larger than a buffer (it reallocates: that chunk is no
+            // longer aligned).
+            if i % 150_000 == 0 {
+                let big: Vec<u8> = (0..CAPACITY + 12_345).map(|j| (j % 241) as u8).collect();
+                w.write_all(&big).unwrap();
+                want.extend_from_slice(&big);
+            }
         }
         w.finish().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), want);
