@@ -68,9 +68,6 @@ impl BgWriter {
     /// Hands over one chunk (or, at the end, what there is); the bytes past it start the next
     /// buffer.
     fn send(&mut self) -> io::Result<()> {
-        if self.buf.len() == self.pad {
-            return Ok(());
-        }
         let spare = self
             .spare
             .try_recv()

@@ -68,19 +68,12 @@ impl DirectFile {
         // disk from where they are: no copy through the staging blocks.
         if self.len == 0 && (data.as_ptr() as usize).is_multiple_of(BLOCK) {
             let whole = data.len() / BLOCK * BLOCK;
-            let mut off = 0;
-            while off < whole {
-                match (&self.file).write(&data[off..whole]) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => off += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    // Refused (a file system that takes the flag, then not the write): the
-                    // copy path below meets it again and falls back to buffered writes.
-                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => break,
-                    Err(e) => return Err(e),
-                }
+            if let Some(off) = write_direct(&self.file, &data[..whole])? {
+                // Nothing is staged: the rest goes buffered from here.
+                self.fall_back()?;
+                return self.file.write_all(&data[off..]);
             }
-            data = &data[off..];
+            data = &data[whole..];
         }
         while !data.is_empty() {
             let at = self.len;
@@ -100,32 +93,22 @@ impl DirectFile {
         if whole == 0 {
             return Ok(());
         }
-        let mut file = &self.file;
-        let bytes = as_bytes(&self.blocks);
-        // From a block's start, whole blocks long; one write at a time, so that a refusal
-        // after a partial write goes on from where the file is.
-        let mut off = 0;
-        while off < whole {
-            match file.write(&bytes[off..whole]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => off += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // Refused (a file system that took the flag but not the write, or an offset
-                // a partial write left unaligned): the rest, buffered, from here on.
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                    self.direct = false;
-                    set_direct(&self.file, false)?;
-                    file.write_all(&bytes[off..self.len])?;
-                    self.len = 0;
-                    return Ok(());
-                }
-                Err(e) => return Err(e),
-            }
+        if let Some(off) = write_direct(&self.file, &as_bytes(&self.blocks)[..whole])? {
+            self.fall_back()?;
+            (&self.file).write_all(&as_bytes(&self.blocks)[off..self.len])?;
+            self.len = 0;
+            return Ok(());
         }
         let rest = self.len - whole;
         as_bytes_mut(&mut self.blocks).copy_within(whole..whole + rest, 0);
         self.len = rest;
         Ok(())
+    }
+
+    /// Direct I/O refused: everything from here on is written buffered.
+    fn fall_back(&mut self) -> io::Result<()> {
+        self.direct = false;
+        set_direct(&self.file, false)
     }
 
     /// Writes the partial last block, buffered, and flushes: the file is complete.
@@ -139,6 +122,24 @@ impl DirectFile {
 }
 
 /// The blocks as bytes.
+/// Writes `bytes` (from a block's start, whole blocks long) with direct I/O, one write at a
+/// time, so that a refusal after a partial write goes on from where the file is. Returns how
+/// far it got if refused (`EINVAL`: a file system that took the flag but not the write, or an
+/// offset a partial write left unaligned); None when all of it went.
+fn write_direct(mut file: &File, bytes: &[u8]) -> io::Result<Option<usize>> {
+    let mut off = 0;
+    while off < bytes.len() {
+        match file.write(&bytes[off..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => off += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(Some(off)),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
 fn as_bytes(blocks: &[Block]) -> &[u8] {
     // SAFETY: `Block` is a `repr(C)` array of bytes without padding, so `blocks` is
     // `len * BLOCK` initialized bytes, borrowed for the slice's lifetime.
