@@ -257,12 +257,11 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
     }
     let mut traces = perfetto::TraceSet::new(
         t_first,
-        files,
+        perfetto::Output::new(files, opts.direct_io, opts.jobs > 1),
         &key_ids,
         &calls.link_counts,
         layout,
         &mut calls.strings,
-        opts.direct_io,
     );
     let mut text = text::TextWriter::new(t_first, t_last);
     if let Some(names) = device_names {

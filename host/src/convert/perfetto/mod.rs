@@ -29,10 +29,10 @@
 
 mod files;
 mod flows;
+mod handoff;
 pub mod layout;
 mod proto;
 
-use std::fs::File;
 use std::io;
 use std::path::PathBuf;
 
@@ -40,8 +40,9 @@ use rustc_hash::FxHashMap;
 
 use crate::calls::call::{Call, Strings, V};
 use crate::convert::device;
-use files::{Files, Packet, Parts};
+use files::{Packet, Parts};
 use flows::{Edges, Flows};
+pub use handoff::Output;
 use layout::{Layout, TrackEv};
 use proto::Msg;
 
@@ -95,7 +96,7 @@ enum StringValue {
 
 /// The trace files of one conversion, fed the calls in start order.
 pub struct TraceSet {
-    files: Files,
+    files: Output,
     layout: Layout,
     flows: Flows,
     names: FxHashMap<u32, u64>,
@@ -126,21 +127,19 @@ pub struct TraceSet {
 }
 
 impl TraceSet {
-    /// `files`: each file's path and the link keys it draws; `keys`: every chosen key, in
-    /// order; `counts`: calls per (key, value), from the reading pass.
-    /// `t0`: no packet's time is earlier (the log's first time); `direct_io`: the files are
-    /// written with direct I/O where their file system takes it.
+    /// `files`: the trace files (handoff.rs); `keys`: every chosen key, in order; `counts`:
+    /// calls per (key, value), from the reading pass. `t0`: no packet's time is earlier (the
+    /// log's first time).
     pub fn new(
         t0: u64,
-        files: Vec<(PathBuf, File, Vec<u32>)>,
+        files: Output,
         keys: &[u32],
         counts: &FxHashMap<(u32, u64), u32>,
         layout: Layout,
         strings: &mut Strings,
-        direct_io: bool,
     ) -> TraceSet {
         TraceSet {
-            files: Files::new(files, direct_io),
+            files,
             layout,
             flows: Flows::new(keys, counts),
             names: FxHashMap::default(),
