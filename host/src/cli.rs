@@ -173,6 +173,11 @@ pub enum Cmd {
         /// clock anchors (logs written by plain bpftrace).
         #[arg(long = "same-boot")]
         same_boot: bool,
+        /// Threads to read on (default: the cores available): each log is decoded beside
+        /// the report's reading of its calls. The report is the same whatever the number.
+        #[arg(long, short = 'j', value_name = "N",
+              value_parser = clap::value_parser!(u64).range(1..=1024))]
+        jobs: Option<u64>,
     },
     /// Tell a recorder (`record --announced TOKEN`) to trace this process's parent (or --pid)
     /// and what it starts: run as srun's --task-prolog, the parent is the task, before its

@@ -257,11 +257,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             logs,
             json,
             same_boot,
+            jobs,
         } => {
             let reg = Registry::discover(&paths, true);
             eprint!("{}", packs::skipped_report(&reg, verbose));
-            let (cx, gather, findings) =
-                bthost::report::run(&reg, &bthost::report::ReportOptions { logs, same_boot })?;
+            let opts = bthost::report::ReportOptions {
+                logs,
+                same_boot,
+                jobs: jobs.map_or_else(convert::default_jobs, |j| j as usize),
+            };
+            let (cx, gather, findings) = bthost::report::run(&reg, &opts)?;
             if json {
                 let r = bthost::report::json::build(&cx, &gather, &findings);
                 println!("{}", serde_json::to_string_pretty(&r)?);

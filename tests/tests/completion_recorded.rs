@@ -28,7 +28,7 @@ fn the_report_gathers_each_ranks_operations_pending_or_completed() {
         bthost::report::specs(&reg),
         bthost::report::completion_specs(&reg),
     );
-    let (read, g) = read_calls(&reg, &fixture(), 0, g).expect("the fixture reads");
+    let (read, g) = read_calls(&reg, &fixture(), 0, g, 2).expect("the fixture reads");
     assert!(read.diag.is_empty(), "{}", read.diag);
     assert_eq!(g.groups.len(), 1);
     let grp = g.groups.values().next().unwrap();
@@ -125,7 +125,7 @@ fn each_allreduce_is_proven_once_by_the_copy_behind_it() {
         done: Vec::new(),
         names: Vec::new(),
     };
-    let (_, n) = read_calls(&reg, &fixture(), 0, sink).unwrap();
+    let (_, n) = read_calls(&reg, &fixture(), 0, sink, 1).unwrap();
     // Ranks 0, 1, 3: 6 each; rank 2: 5.
     assert_eq!(n.enqueued.len(), 23);
     let mut proven: Vec<u64> = n.done.iter().map(|d| d.0).collect();

@@ -2,7 +2,8 @@
 //! format 3 as `record` writes it, each node its own host, boot and clock), rank 517 (n65)
 //! never entering collective #4. `report` names it, its node and pid, and the 1023 ranks
 //! waiting, in a few lines; `convert` puts the 128 logs on one timeline, 1024 processes in the
-//! official Perfetto schema. (Time and memory at this scale: benches/job_scale.rs.)
+//! official Perfetto schema; the report is the same on one thread as on two. (Time and memory
+//! at this scale: benches/job_scale.rs.)
 
 use bthost_tests::*;
 use serde_json::Value;
@@ -119,6 +120,13 @@ fn a_thousand_ranks_on_a_gpu_one_stalls_the_others_block_and_poll() {
         "{text}"
     );
     assert!(!text.contains("no divergence"), "{text}");
+    // Where the reading runs changes nothing: each log decoded beside its calls' reading
+    // (`--jobs 2`), or both on one thread.
+    for jobs in ["1", "2"] {
+        let mut a = args.clone();
+        a.extend(["--jobs", jobs]);
+        assert_eq!(bthost_ok(&a), text, "--jobs {jobs}");
+    }
 
     args.push("--json");
     let j: Value = serde_json::from_str(&bthost_ok(&args)).unwrap();

@@ -185,7 +185,7 @@ fn a_threads_default_stream_is_proven_by_that_thread_only() {
             bthost::report::specs(&reg),
             bthost::report::completion_specs(&reg),
         );
-        let (read, g) = read_calls(&reg, log, 0, g).expect("the log reads");
+        let (read, g) = read_calls(&reg, log, 0, g, 1).expect("the log reads");
         assert!(read.diag.is_empty(), "{}", read.diag);
         assert_eq!(g.groups.len(), 1);
         let m = &g.groups.values().next().unwrap().members[&0];

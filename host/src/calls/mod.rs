@@ -177,20 +177,28 @@ pub struct ReadCalls {
 /// Reads `log` into calls handed to `sink` (each finished call, then those still in flight
 /// at the log's end), without keeping them: the reading pass and call model that `convert`
 /// sorts and writes, for consumers that only gather (crate::report).
+/// `jobs` > 1: the log is decoded on a thread of its own, beside the call model and `sink`
+/// (crate::calls::piped); the sink sees the same calls either way.
 pub fn read_calls<S: CallSink>(
     registry: &Registry,
     log: &Path,
     index: u16,
     sink: S,
+    jobs: usize,
 ) -> Result<(ReadCalls, S)> {
     let mut calls = Collector::new(Symbolizer::default(), sink);
     let packs = crate::compose::schema::log_packs(log);
     calls
         .sink
         .start_log(index, &mut calls.strings, packs.as_deref());
-    let read = for_each_event(registry, log, None, Vec::new(), |_, e| {
-        calls.push(e).context("reading calls")
-    });
+    let read = piped::read_events(
+        registry,
+        log,
+        None,
+        jobs,
+        |_| {},
+        |e| calls.push(e).context("reading calls"),
+    );
     let in_flight = calls.finish();
     let d = read?;
     let in_flight = in_flight.context("reading calls")?;

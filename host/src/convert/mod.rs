@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 use crate::calls::call::{self, Call};
-use crate::calls::{for_each_event, piped, sources, CallSink as _, Collector};
+use crate::calls::{piped, sources, CallSink as _, Collector};
 use crate::decode::Stats;
 use crate::log::Diagnostics;
 use crate::registry::Registry;
@@ -146,27 +146,20 @@ pub fn convert(registry: &Registry, opts: &ConvertOptions) -> Result<Summary> {
                 e.ts = sources.time(src.index, e.ts);
             }
         };
-        let mut each = |e: &bthost_plugin_api::Event| {
+        let each = |e: &bthost_plugin_api::Event| {
             calls
                 .push(e)
                 .with_context(|| format!("sorting calls in {}", opts.out_dir.display()))
         };
         // The decoding beside the call model, when there are cores for both.
-        let d = if opts.jobs > 1 {
-            piped::for_each_event_piped(registry, &src.path, opts.expect_schema, place, each)?
-        } else {
-            // The decoder lends its events: each is placed where it is.
-            for_each_event(
-                registry,
-                &src.path,
-                opts.expect_schema,
-                Vec::new(),
-                |_, e| {
-                    place(e);
-                    each(e)
-                },
-            )?
-        };
+        let d = piped::read_events(
+            registry,
+            &src.path,
+            opts.expect_schema,
+            opts.jobs,
+            place,
+            each,
+        )?;
         match &packs {
             Some((p, first)) if *p != d.packs => anyhow::bail!(
                 "{} was written with packs {}, {} with {}: logs converted together must have the same packs",

@@ -28,6 +28,8 @@ pub struct ReportOptions {
     pub logs: Vec<PathBuf>,
     /// The logs come from one boot of one host: their clocks need no anchors.
     pub same_boot: bool,
+    /// Threads to read on (crate::calls::read_calls): the same report whatever the number.
+    pub jobs: usize,
 }
 
 /// One log, as the report knows it.
@@ -119,7 +121,7 @@ pub fn read(reg: &Registry, opts: &ReportOptions) -> Result<(Context, Gather)> {
     let mut clocks = Vec::new();
     for (i, path) in opts.logs.iter().enumerate() {
         let log = u16::try_from(i).context("too many logs")?;
-        let (read, g) = crate::calls::read_calls(reg, path, log, gather)?;
+        let (read, g) = crate::calls::read_calls(reg, path, log, gather, opts.jobs)?;
         gather = g;
         let clock = LogClock::from_anchors(&read.stats.anchors);
         let host = clock
