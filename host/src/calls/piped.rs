@@ -48,11 +48,13 @@ struct Batch {
 }
 
 impl Batch {
-    fn push(&mut self, e: &Event) {
+    /// Moves `e`'s arguments and links into the batch (no clone: a string value's
+    /// allocation goes with it); the decoder reuses the emptied vectors.
+    fn push(&mut self, e: &mut Event) {
         let a = self.args.len() as u32;
-        self.args.extend(e.args.iter().cloned());
+        self.args.extend(e.args.drain(..));
         let l = self.links.len() as u32;
-        self.links.extend(e.links.iter().cloned());
+        self.links.extend(e.links.drain(..));
         self.heads.push(Head {
             kind: e.kind,
             pid: e.pid,
@@ -66,8 +68,11 @@ impl Batch {
         });
     }
 
-    /// Each event, rebuilt in `e` (its vectors reused), to `each`.
-    fn each(&self, e: &mut Event, each: &mut impl FnMut(&Event) -> Result<()>) -> Result<()> {
+    /// Each event, rebuilt in `e` (its vectors reused, the batch's arguments and links moved
+    /// into them), to `each`. Leaves the batch empty.
+    fn each(&mut self, e: &mut Event, each: &mut impl FnMut(&Event) -> Result<()>) -> Result<()> {
+        let mut args = self.args.drain(..);
+        let mut links = self.links.drain(..);
         for h in &self.heads {
             e.kind = h.kind;
             e.pid = h.pid;
@@ -77,19 +82,13 @@ impl Batch {
             e.name = h.name;
             e.pack = h.pack;
             e.args.clear();
-            e.args.extend(
-                self.args[h.args.start as usize..h.args.end as usize]
-                    .iter()
-                    .cloned(),
-            );
+            e.args.extend(args.by_ref().take(h.args.len()));
             e.links.clear();
-            e.links.extend(
-                self.links[h.links.start as usize..h.links.end as usize]
-                    .iter()
-                    .cloned(),
-            );
+            e.links.extend(links.by_ref().take(h.links.len()));
             each(e)?;
         }
+        drop((args, links));
+        self.heads.clear();
         Ok(())
     }
 
@@ -228,7 +227,9 @@ mod tests {
         };
         let mut batch = Batch::default();
         for i in 0..10 {
-            batch.push(&event(i));
+            let mut e = event(i);
+            batch.push(&mut e);
+            assert!(e.args.is_empty() && e.links.is_empty(), "moved, not cloned");
         }
         let mut seen = Vec::new();
         let mut e = event(5);
@@ -240,5 +241,6 @@ mod tests {
             .unwrap();
         let want: Vec<Event> = (0..10).map(event).collect();
         assert_eq!(seen, want);
+        assert!(batch.heads.is_empty() && batch.args.is_empty() && batch.links.is_empty());
     }
 }
