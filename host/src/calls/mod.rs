@@ -144,7 +144,7 @@ pub fn for_each_event(
         stats: dec.stats.clone(),
         diag: std::mem::take(&mut dec.diag),
         schema_hash: dec.schema().map(|s| s.hash()).unwrap_or(0),
-        threads: dec.threads().clone(),
+        threads: dec.threads().iter().map(|(&t, v)| (t, v.clone())).collect(),
         packs: dec
             .schema()
             .map(|s| s.packs.iter().map(|p| p.0.clone()).collect())

@@ -377,15 +377,15 @@ pub fn record_numbers(rest: &str, nums: &mut Vec<u64>) -> Result<(), String> {
     if rest.is_empty() {
         return Ok(());
     }
-    // One pass over the bytes: this is the converter's innermost loop.
+    // One pass over the bytes: this is the converter's innermost loop. Each byte's meaning
+    // comes from a table (one load, one well-predicted branch for a digit) rather than a
+    // cascade of range tests.
     let b = rest.as_bytes();
     let (mut n, mut digits) = (0u64, 0usize);
     for (i, &c) in b.iter().enumerate() {
-        let d = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            b'A'..=b'F' => c - b'A' + 10,
-            b' ' => {
+        let d = match HEX_DIGIT[c as usize] {
+            d if d < 16 => d,
+            SPACE => {
                 if digits == 0 {
                     return Err("empty record field (two spaces)".into());
                 }
@@ -418,6 +418,28 @@ pub fn record_numbers(rest: &str, nums: &mut Vec<u64>) -> Result<(), String> {
     nums.push(n);
     Ok(())
 }
+
+/// In [`HEX_DIGIT`]: a field separator, and a byte that is neither digit nor separator.
+const SPACE: u8 = 0xfe;
+const NOT_HEX: u8 = 0xff;
+
+/// Each byte's hex digit value (either case), or [`SPACE`], or [`NOT_HEX`].
+static HEX_DIGIT: [u8; 256] = {
+    let mut t = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t[b' ' as usize] = SPACE;
+    t
+};
 
 /// A non-empty run of at most 16 hex digits (no sign, no prefix).
 fn parse_hex(w: &[u8]) -> Option<u64> {
@@ -464,9 +486,30 @@ mod tests {
         let mut nums = Vec::new();
         record_numbers("72c cc9e754c 1 fffffffb", &mut nums).unwrap();
         assert_eq!(nums, vec![0x72c, 0xcc9e754c, 1, 0xfffffffb]);
-        for bad in ["72c zz", "72c +5", " 5", "1 11111111111111111"] {
+        // Every digit of either case, the widest field, and the bytes next to the digits'
+        // ranges in the table ('/', ':', '@', 'G', '`', 'g'), a tab and a non-ASCII byte.
+        record_numbers("0123456789 abcdef ABCDEF ffffffffffffffff", &mut nums).unwrap();
+        assert_eq!(nums, vec![0x123456789, 0xabcdef, 0xabcdef, u64::MAX]);
+        for bad in [
+            "72c zz",
+            "72c +5",
+            " 5",
+            "1 11111111111111111",
+            "5 ",
+            "1  2",
+            "1/",
+            "1:",
+            "@",
+            "G",
+            "`",
+            "g",
+            "1\t2",
+            "1é",
+        ] {
             assert!(record_numbers(bad, &mut nums).is_err(), "{bad}");
         }
+        let err = record_numbers("1 2g3 4", &mut nums).unwrap_err();
+        assert!(err.contains("\"2g3\" is not hex"), "{err}");
         assert!(matches!(
             classify("ERROR: failed to detach probe: x"),
             LineKind::BpftraceMessage(_)
