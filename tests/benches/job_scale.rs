@@ -4,7 +4,8 @@
 //! BTHOST_JOB_COLLECTIVES collectives per rank (default 5000: about 25 s of a training loop at
 //! one AllReduce and one stream synchronization per 5 ms). Prints, per size, the logs' bytes,
 //! and each command's wall time, CPU time and peak RSS (wait4 of the child) and MB/s; then
-//! `convert --jobs 1`'s wall time and the default's speed-up over it (BTHOST_JOB_SIZES, e.g.
+//! `report --jobs 1`'s and `convert --jobs 1`'s wall times and the default's speed-up over
+//! each (the same report, checked; BTHOST_JOB_SIZES, e.g.
 //! `16`, picks the sizes; default 16,32,64,128). BTHOST_JOB_KEEP=1 keeps each size's logs and
 //! outputs (in target/release/e2e-scratch/bench-job-N) to measure by hand.
 //!
@@ -29,7 +30,7 @@ fn main() {
         .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![16, 32, 64, 128]);
     println!(
-        "{:>5} {:>6} {:>9} | {:>8} {:>8} {:>7} {:>7} | {:>8} {:>8} {:>7} {:>7} | {:>9} {:>7}",
+        "{:>5} {:>6} {:>9} | {:>8} {:>8} {:>7} {:>7} {:>9} {:>7} | {:>8} {:>8} {:>7} {:>7} | {:>9} {:>7}",
         "logs",
         "ranks",
         "MB",
@@ -37,6 +38,8 @@ fn main() {
         "cpu s",
         "MB/s",
         "RSS MB",
+        "-j 1 s",
+        "speedup",
         "convert s",
         "cpu s",
         "MB/s",
@@ -74,6 +77,18 @@ fn main() {
             )),
             "{said}"
         );
+        let report1 = run_measured(
+            Command::new(&bin)
+                .arg("report")
+                .args(&logs)
+                .arg("--jobs")
+                .arg("1"),
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&report1.output.stdout),
+            said,
+            "report --jobs 1 says the same"
+        );
         let convert = run_measured(
             Command::new(&bin)
                 .arg("convert")
@@ -101,7 +116,7 @@ fn main() {
             String::from_utf8_lossy(&one.output.stderr)
         );
         println!(
-            "{:>5} {:>6} {:>9.0} | {:>8.2} {:>8.2} {:>7.0} {:>7} | {:>9.2} {:>8.2} {:>7.0} {:>7} | {:>10.2} {:>6.2}x",
+            "{:>5} {:>6} {:>9.0} | {:>8.2} {:>8.2} {:>7.0} {:>7} {:>9.2} {:>6.2}x | {:>9.2} {:>8.2} {:>7.0} {:>7} | {:>10.2} {:>6.2}x",
             nodes,
             nodes * 8,
             mb,
@@ -109,6 +124,8 @@ fn main() {
             report.cpu_secs,
             mb / report.wall_secs,
             report.maxrss_kib / 1024,
+            report1.wall_secs,
+            report1.wall_secs / report.wall_secs,
             convert.wall_secs,
             convert.cpu_secs,
             mb / convert.wall_secs,
