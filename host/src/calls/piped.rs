@@ -11,7 +11,6 @@
 //! of argument values alone 13 times its cost on one thread. Contiguous copies stream from
 //! one core's cache to the other's.
 
-use std::ops::Range;
 use std::path::Path;
 use std::sync::mpsc::sync_channel;
 
@@ -26,7 +25,7 @@ use crate::registry::Registry;
 const BATCH: usize = 1024;
 const IN_FLIGHT: usize = 4;
 
-/// An event's fixed fields, and where its arguments and links are in the batch.
+/// An event's fixed fields.
 struct Head {
     kind: EventKind,
     pid: u32,
@@ -35,8 +34,10 @@ struct Head {
     dur: u64,
     name: RStr<'static>,
     pack: RStr<'static>,
-    args: Range<u32>,
-    links: Range<u32>,
+    /// How many of the batch's arguments and links are its (they follow the previous
+    /// event's).
+    args: u32,
+    links: u32,
 }
 
 /// Events, flattened.
@@ -51,9 +52,8 @@ impl Batch {
     /// Moves `e`'s arguments and links into the batch (no clone: a string value's
     /// allocation goes with it); the decoder reuses the emptied vectors.
     fn push(&mut self, e: &mut Event) {
-        let a = self.args.len() as u32;
+        let (args, links) = (e.args.len() as u32, e.links.len() as u32);
         self.args.extend(e.args.drain(..));
-        let l = self.links.len() as u32;
         self.links.extend(e.links.drain(..));
         self.heads.push(Head {
             kind: e.kind,
@@ -63,8 +63,8 @@ impl Batch {
             dur: e.dur,
             name: e.name,
             pack: e.pack,
-            args: a..self.args.len() as u32,
-            links: l..self.links.len() as u32,
+            args,
+            links,
         });
     }
 
@@ -82,20 +82,14 @@ impl Batch {
             e.name = h.name;
             e.pack = h.pack;
             e.args.clear();
-            e.args.extend(args.by_ref().take(h.args.len()));
+            e.args.extend(args.by_ref().take(h.args as usize));
             e.links.clear();
-            e.links.extend(links.by_ref().take(h.links.len()));
+            e.links.extend(links.by_ref().take(h.links as usize));
             each(e)?;
         }
         drop((args, links));
         self.heads.clear();
         Ok(())
-    }
-
-    fn clear(&mut self) {
-        self.heads.clear();
-        self.args.clear();
-        self.links.clear();
     }
 }
 
@@ -130,13 +124,12 @@ pub fn for_each_event_piped(
             decoded
         });
         let mut failed = None;
-        let mut event = empty_event();
+        let mut event = crate::decode::empty_event();
         while let Ok(mut batch) = rx.recv() {
             if let Err(e) = batch.each(&mut event, &mut each) {
                 failed = Some(e);
                 break;
             }
-            batch.clear();
             // Gone: the decoding has ended.
             let _ = back_tx.try_send(batch);
         }
@@ -149,20 +142,6 @@ pub fn for_each_event_piped(
             None => decoded,
         }
     })
-}
-
-fn empty_event() -> Event {
-    Event {
-        kind: EventKind::Instant,
-        pid: 0,
-        tid: 0,
-        ts: 0,
-        dur: 0,
-        name: RStr::from(""),
-        pack: RStr::from(""),
-        args: Default::default(),
-        links: Default::default(),
-    }
 }
 
 /// Every event of `log`, in log order, to `each` on the calling thread: with `jobs` > 1 the

@@ -16,6 +16,7 @@ use crate::compose::schema::{Schema, SchemaBuilder};
 use crate::log::line::record_numbers;
 use crate::log::{classify, Diagnostics, LineKind, Severity};
 use crate::registry::Registry;
+pub use generic::empty_event;
 use generic::RecordPlan;
 
 /// Why a log cannot be decoded at all.

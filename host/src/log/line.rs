@@ -448,12 +448,10 @@ fn parse_hex(w: &[u8]) -> Option<u64> {
     }
     let mut n = 0u64;
     for &b in w {
-        let d = match b {
-            b'0'..=b'9' => b - b'0',
-            b'a'..=b'f' => b - b'a' + 10,
-            b'A'..=b'F' => b - b'A' + 10,
-            _ => return None,
-        };
+        let d = HEX_DIGIT[b as usize];
+        if d >= 16 {
+            return None;
+        }
         n = (n << 4) | u64::from(d);
     }
     Some(n)
