@@ -8,10 +8,9 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::thread::JoinHandle;
 
 use super::direct::{DirectFile, BLOCK};
+use super::worker::Worker;
 
 const CHUNK: usize = 1 << 20;
 const IN_FLIGHT: usize = 2;
@@ -26,10 +25,8 @@ pub struct BgWriter {
     /// Its bytes from `pad` on.
     buf: Vec<u8>,
     pad: usize,
-    tx: Option<SyncSender<Chunk>>,
-    /// Buffers the thread has written, back for reuse.
-    spare: Receiver<Vec<u8>>,
-    thread: Option<JoinHandle<io::Result<()>>>,
+    /// Writes the chunks handed over, and hands their buffers back.
+    thread: Worker<Chunk, ()>,
 }
 
 impl BgWriter {
@@ -44,59 +41,36 @@ impl BgWriter {
     }
 
     fn start(file: File, direct: bool) -> BgWriter {
-        let (tx, rx) = sync_channel::<Chunk>(IN_FLIGHT);
-        let (back, spare) = sync_channel::<Vec<u8>>(IN_FLIGHT + 1);
-        let thread = std::thread::spawn(move || -> io::Result<()> {
-            let mut file = DirectFile::new(file, CHUNK, direct);
-            for (mut b, pad) in rx {
-                file.write_all(&b[pad..])?;
-                b.clear();
-                let _ = back.try_send(b);
-            }
-            file.finish()
-        });
+        let thread = Worker::start(
+            "writer",
+            IN_FLIGHT,
+            DirectFile::new(file, CHUNK, direct),
+            |file, (b, pad): &mut Chunk| file.write_all(&b[*pad..]),
+            DirectFile::finish,
+        );
         let (buf, pad) = aligned(Vec::with_capacity(CAPACITY));
-        BgWriter {
-            buf,
-            pad,
-            tx: Some(tx),
-            spare,
-            thread: Some(thread),
-        }
+        BgWriter { buf, pad, thread }
     }
 
     /// Hands over one chunk (or, at the end, what there is); the bytes past it start the next
     /// buffer.
     fn send(&mut self) -> io::Result<()> {
         let spare = self
-            .spare
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(CAPACITY));
+            .thread
+            .spare()
+            .map_or_else(|| Vec::with_capacity(CAPACITY), |(b, _)| b);
         let (mut next, pad) = aligned(spare);
         let end = (self.pad + CHUNK).min(self.buf.len());
         next.extend_from_slice(&self.buf[end..]);
         self.buf.truncate(end);
         let full = (std::mem::replace(&mut self.buf, next), self.pad);
         self.pad = pad;
-        let sent = self.tx.as_ref().map(|tx| tx.send(full).is_ok());
-        if sent == Some(true) {
-            return Ok(());
-        }
-        // The thread stopped: it says why.
-        Err(self
-            .join()
-            .err()
-            .unwrap_or_else(|| io::Error::other("the writer thread stopped")))
+        self.thread.send(full)
     }
 
+    /// Waits for the thread (at once, if it has been waited for).
     fn join(&mut self) -> io::Result<()> {
-        self.tx = None;
-        match self.thread.take() {
-            Some(t) => t
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("the writer thread panicked"))),
-            None => Ok(()),
-        }
+        self.thread.join().unwrap_or(Ok(()))
     }
 
     /// Lets `fill` append straight to the buffer being filled (no copy through a caller's

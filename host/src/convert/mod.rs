@@ -16,6 +16,7 @@ pub mod perfetto;
 pub mod sort;
 mod stacks;
 pub mod text;
+mod worker;
 
 use std::path::PathBuf;
 

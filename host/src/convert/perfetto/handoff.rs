@@ -8,12 +8,11 @@
 use std::fs::File;
 use std::io;
 use std::path::PathBuf;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::thread::JoinHandle;
 
 use super::files::{Files, Packet, Parts};
 use super::flows::Edges;
 use super::TraceSummary;
+use crate::convert::worker::Worker;
 
 /// Bytes of packet parts a batch holds before it is handed over.
 const BATCH: usize = 256 << 10;
@@ -129,29 +128,25 @@ fn piece<'a>(bytes: &'a [u8], at: &mut usize, len: u32) -> &'a [u8] {
 /// The files written by a thread of their own, fed batches of packets.
 pub struct FilesThread {
     batch: Batch,
-    tx: Option<SyncSender<Batch>>,
-    /// Batches the thread has written, back for reuse.
-    spare: Receiver<Batch>,
-    thread: Option<JoinHandle<io::Result<Files>>>,
+    thread: Worker<Batch, Files>,
 }
 
 impl FilesThread {
-    pub fn start(mut files: Files) -> FilesThread {
-        let (tx, rx) = sync_channel::<Batch>(IN_FLIGHT);
-        let (back, spare) = sync_channel::<Batch>(IN_FLIGHT + 1);
-        let thread = std::thread::spawn(move || -> io::Result<Files> {
-            for mut b in rx {
-                b.write_into(&mut files)?;
+    pub fn start(files: Files) -> FilesThread {
+        let thread = Worker::start(
+            "trace files'",
+            IN_FLIGHT,
+            files,
+            |files, b: &mut Batch| {
+                b.write_into(files)?;
                 b.clear();
-                let _ = back.try_send(b);
-            }
-            Ok(files)
-        });
+                Ok(())
+            },
+            Ok,
+        );
         FilesThread {
             batch: Batch::default(),
-            tx: Some(tx),
-            spare,
-            thread: Some(thread),
+            thread,
         }
     }
 
@@ -164,26 +159,9 @@ impl FilesThread {
     }
 
     fn send(&mut self) -> io::Result<()> {
-        let next = self.spare.try_recv().unwrap_or_default();
+        let next = self.thread.spare().unwrap_or_default();
         let full = std::mem::replace(&mut self.batch, next);
-        if self.tx.as_ref().is_some_and(|tx| tx.send(full).is_ok()) {
-            return Ok(());
-        }
-        // The thread stopped: it says why.
-        Err(self
-            .join()
-            .err()
-            .unwrap_or_else(|| io::Error::other("the trace files' thread stopped")))
-    }
-
-    fn join(&mut self) -> io::Result<Files> {
-        self.tx = None;
-        match self.thread.take() {
-            Some(t) => t
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("the trace files' thread panicked"))),
-            None => Err(io::Error::other("the trace files' thread stopped")),
-        }
+        self.thread.send(full)
     }
 
     /// Hands over what is left and waits for the thread: the files, every packet in them.
@@ -191,7 +169,8 @@ impl FilesThread {
         if !self.batch.recs.is_empty() {
             self.send()?;
         }
-        self.join()
+        let stopped = self.thread.stopped();
+        self.thread.join().unwrap_or(Err(stopped))
     }
 }
 
